@@ -1,0 +1,97 @@
+"""The one settings object. Read from the environment once (``Settings.from_env``) and passed in;
+agents, sinks and rules never read ``os.environ`` themselves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names. Defaults follow the contract; every name is configurable."""
+
+    gate_scans: str = "gate.scans"
+    temperature_readings: str = "temperature.readings"
+    health_reports: str = "health.reports"
+    gate_decisions: str = "gate.decisions"
+    alerts: str = "alerts"
+    dead_letters: str = "dead.letters"
+    reports_daily: str = "reports.daily"
+    residents: str = "reference.residents"
+    passes: str = "reference.passes"
+    vehicles: str = "reference.vehicles"
+    rules: str = "reference.rules"
+
+    def with_prefix(self, prefix: str) -> Topics:
+        """Every topic name with ``prefix`` in front (tests use one prefix per test)."""
+        return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a fangxian process can be configured with.
+
+    Environment variables are ``FANGXIAN_`` + the upper-cased field name, e.g.
+    ``FANGXIAN_KAFKA_BOOTSTRAP=127.0.0.1:9092``; topic names are ``FANGXIAN_TOPIC_<NAME>``.
+    """
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
+    clickhouse_url: str = "chdb://var/chdb"
+    app_id: str = "fangxian"
+    topics: Topics = field(default_factory=Topics)
+    event_partitions: int = 6
+    reference_partitions: int = 6
+    replication_factor: int = 1
+    # Faust worker
+    web_port: int = 6066
+    metrics_port: int = 9108
+    faust_store: str = "memory://"
+    # hot path batching: decisions leave after at most batch_within_s
+    batch_max: int = 5000
+    batch_within_s: float = 0.02
+    # sink batching: one insert per table per sink_flush_s or sink_batch_rows rows
+    sink_batch_rows: int = 50_000
+    sink_flush_s: float = 1.0
+    sink_max_buffered_rows: int = 500_000
+    # dead letters: stop loudly when more than this share of a window's input is invalid
+    dlq_max_ratio: float = 0.5
+    dlq_min_sample: int = 1000
+    # personal data
+    pseudonym_key: str = ""  # HMAC key for resident IDs / phones / plates; required for loads
+    retention_days: int = 90
+    default_timezone: str = "Asia/Shanghai"
+    # event time
+    allowed_lateness_s: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            raw = env.get("FANGXIAN_" + f.name.upper())
+            if raw is None:
+                continue
+            default = getattr(cls(), f.name)
+            if isinstance(default, bool):
+                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        topic_values = {
+            f.name: env["FANGXIAN_TOPIC_" + f.name.upper()]
+            for f in fields(Topics)
+            if "FANGXIAN_TOPIC_" + f.name.upper() in env
+        }
+        return cls(topics=Topics(**topic_values), **values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
