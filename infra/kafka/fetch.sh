@@ -10,6 +10,8 @@ if [ -f "$stamp" ]; then
   exit 0
 fi
 mkdir -p "$dest"
+# a changed pom.xml must not leave the previous set's jars (e.g. a second slf4j-api) behind
+rm -f "$dest"/*.jar "$dest"/.complete-*
 mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
   -DincludeScope=runtime -DoutputDirectory="$dest" >&2
 touch "$stamp"

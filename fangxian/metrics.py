@@ -1,0 +1,91 @@
+"""All of fangxian's Prometheus metrics in one object, built from an injected registry
+(the shape of faust's own ``sensors/prometheus.py``): tests get a fresh registry each, the
+worker serves its registry on ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BATCH_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000)
+
+
+class Metrics(NamedTuple):
+    events_in: Counter
+    dead_letters: Counter
+    rows_written: Counter
+    sink_batch_rows: Histogram
+    sink_flush_seconds: Histogram
+    sink_retries: Counter
+    sink_buffered_rows: Gauge
+    consumer_paused: Gauge
+    decisions: Counter
+    alerts: Counter
+    alerts_suppressed: Counter
+    late_events: Counter
+    batch_events: Histogram
+    decision_lag_seconds: Histogram
+    reference_records: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        reg = registry if registry is not None else CollectorRegistry()
+        return cls(
+            events_in=Counter(
+                "fangxian_events_in", "Messages consumed, per topic", ["topic"], registry=reg
+            ),
+            dead_letters=Counter(
+                "fangxian_dead_letters", "Messages dead-lettered, per reason", ["reason"],
+                registry=reg,
+            ),
+            rows_written=Counter(
+                "fangxian_rows_written", "Rows inserted into ClickHouse, per table", ["table"],
+                registry=reg,
+            ),
+            sink_batch_rows=Histogram(
+                "fangxian_sink_batch_rows", "Rows per ClickHouse insert", ["table"],
+                buckets=_BATCH_BUCKETS, registry=reg,
+            ),
+            sink_flush_seconds=Histogram(
+                "fangxian_sink_flush_seconds", "Seconds per sink flush (all tables)", registry=reg
+            ),
+            sink_retries=Counter(
+                "fangxian_sink_retries", "Sink flushes retried because ClickHouse was unavailable",
+                registry=reg,
+            ),
+            sink_buffered_rows=Gauge(
+                "fangxian_sink_buffered_rows", "Rows waiting for the next insert", registry=reg
+            ),
+            consumer_paused=Gauge(
+                "fangxian_consumer_paused", "1 while consumption is paused for backpressure",
+                registry=reg,
+            ),
+            decisions=Counter(
+                "fangxian_gate_decisions", "Gate decisions, per outcome", ["decision"],
+                registry=reg,
+            ),
+            alerts=Counter("fangxian_alerts", "Alerts raised, per type", ["alert_type"],
+                           registry=reg),
+            alerts_suppressed=Counter(
+                "fangxian_alerts_suppressed", "Alerts suppressed as repeats", registry=reg
+            ),
+            late_events=Counter(
+                "fangxian_late_events",
+                "Events later than the allowed lateness (stored, not windowed)", registry=reg,
+            ),
+            batch_events=Histogram(
+                "fangxian_batch_events", "Events per processed batch", buckets=_BATCH_BUCKETS,
+                registry=reg,
+            ),
+            decision_lag_seconds=Histogram(
+                "fangxian_decision_lag_seconds",
+                "Seconds from a scan's Kafka timestamp to its decision being sent",
+                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                registry=reg,
+            ),
+            reference_records=Gauge(
+                "fangxian_reference_records", "Reference records held, per kind", ["kind"],
+                registry=reg,
+            ),
+        )

@@ -1,0 +1,1236 @@
+"""A deterministic simulator of community gates, thermometers and home-observation reports.
+
+``CommunitySimulator`` builds communities (GB 32100 codes with correct check characters on real
+Fujian/Beijing county codes), households, residents (synthetic GB 11643 IDs that exist only
+long enough to be pseudonymised), gates with an infrared gate device and a handheld gun each,
+visitor passes, vehicles and ``CommunityRules``. ``events()`` then yields a day's traffic as
+``(record_name, event_dict)`` pairs in event-time order; every dict follows the contract
+(``docs/contract.md``) and the conventions of ``docs/ARCHITECTURE.md``. No Kafka here: the
+caller encodes and produces.
+
+Everything comes from seeded ``random.Random`` instances, so the same arguments give the same
+records and events byte for byte; each ``events()`` call starts from the same seed again.
+
+What a day contains (background, rates are per scan unless noted):
+- arrivals follow a daily profile with peaks 07–09 and 17–19 local time;
+- residents scan QR / health code (mostly GREEN, the register's YELLOW/RED few), some FACE
+  scans (a few by residents without face consent), staff cards, visitors by pass (some passes
+  expired or revoked), vehicles by plate (some unregistered or expired), a few unknown subjects;
+- IN scans of people are measured by the gate's infrared device: 36.3 ± 0.3 °C, ~0.3 % fevers
+  (≥ 37.3) followed within 1–3 min by a handheld recheck that confirms or clears (or, ~15 %, no
+  recheck), ~0.2 % implausible cold readings (33.x °C);
+- one gate device reads 1.5 °C low all run (``drifting_device_id``), one goes silent partway
+  (``silent_device_id``, from ``silent_from_ms(...)``);
+- home-observation residents report once per local day, mostly before the deadline, some late,
+  some not at all; a few with symptoms or fever;
+- now and then a quarantined resident scans OUT;
+- in restricted communities (household exit quota + curfew) most households keep the quota.
+
+``ensure_every_alert_type=True`` adds one scripted situation per ``AlertType`` (except OTHER) on
+top, listed in ``CommunitySimulator.scenarios`` with the event ids that should cause it; see
+``scripted_day()`` for a run that satisfies its time requirements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fangxian.identity import (
+    Pseudonymiser,
+    credit_code_check_char,
+    organisation_code_check_char,
+    resident_id_check_char,
+)
+
+__all__ = [
+    "ALERT_TYPES",
+    "DEFAULT_RULES",
+    "DEFAULT_START_MS",
+    "SCRIPTED_DURATION_S",
+    "CommunitySimulator",
+    "Scenario",
+    "ScriptedRun",
+    "scripted_day",
+]
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+ALERT_TYPES = (
+    "FEVER_RECHECK",
+    "FEVER_CONFIRMED",
+    "FEVER_CLEARED",
+    "FEVER_RECHECK_MISSED",
+    "TEMPERATURE_IMPLAUSIBLE",
+    "DEVICE_SILENT",
+    "DEVICE_DRIFT",
+    "HEALTH_CODE_RED",
+    "HEALTH_CODE_YELLOW",
+    "QUARANTINE_BREACH",
+    "UNKNOWN_SUBJECT",
+    "PASS_INVALID",
+    "VEHICLE_UNREGISTERED",
+    "FACE_CONSENT_MISSING",
+    "CURFEW_VIOLATION",
+    "ENTRY_LIMIT_EXCEEDED",
+    "SYMPTOMS_REPORTED",
+    "FEVER_REPORTED",
+    "REPORT_OVERDUE",
+    "OBSERVATION_COMPLETED",
+)
+
+# CommunityRules defaults, exactly as the contract's table.
+DEFAULT_RULES: dict[str, Any] = {
+    "timezone": "Asia/Shanghai",
+    "fever_threshold_c": 37.3,
+    "recheck_window_s": 300,
+    "plausible_min_c": 34.0,
+    "plausible_max_c": 43.0,
+    "yellow_code_action": "WARN",
+    "entry_limit_scope": "NONE",
+    "entry_limit_direction": "OUT",
+    "entry_limit_count": 1,
+    "entry_limit_window_s": 172_800,
+    "entry_limit_action": "DENY",
+    "dedupe_window_s": 30,
+    "curfew_start_minute": None,
+    "curfew_end_minute": None,
+    "curfew_action": "WARN",
+    "report_deadline_minute": 600,
+    "observation_days": 14,
+    "device_silent_s": 600,
+    "drift_margin_c": 0.8,
+    "drift_window_s": 900,
+    "alert_suppression_s": 600,
+    "updated_at": 0,
+}
+
+TIMEZONE = "Asia/Shanghai"
+DEFAULT_DAY = dt.date(2020, 2, 10)
+DEFAULT_START_MS = int(
+    dt.datetime.combine(DEFAULT_DAY, dt.time(), tzinfo=ZoneInfo(TIMEZONE)).timestamp() * 1000
+)
+# scripted_day(): 05:40 → 10:20 local covers the end of a 22:00–06:00 curfew, the morning peak
+# and the 10:00 report deadline.
+SCRIPTED_START = dt.time(5, 40)
+SCRIPTED_DURATION_S = 4 * 3600 + 40 * 60
+DEFAULT_CURFEW = (22 * 60, 6 * 60)
+
+# County (GB/T 2260) → plate prefix letters used there; Fuzhou, Xiamen and Beijing districts.
+COUNTIES: tuple[tuple[str, str, str], ...] = (
+    ("350102", "闽", "A"),  # 福州市鼓楼区
+    ("110105", "京", "NPQ"),  # 北京市朝阳区
+    ("350100", "闽", "A"),  # 福州市
+    ("350203", "闽", "D"),  # 厦门市思明区
+    ("110108", "京", "FGH"),  # 北京市海淀区
+    ("350104", "闽", "A"),  # 福州市仓山区
+    ("110101", "京", "ABC"),  # 北京市东城区
+    ("350111", "闽", "A"),  # 福州市晋安区
+)
+# Typical February daytime air temperature, for the devices' ambient readings.
+AMBIENT_C = {"闽": 13.0, "京": 0.0}
+
+# Relative arrival rate per local hour (mean 1.0 after normalisation): morning and evening peaks.
+# fmt: off
+HOURLY_PROFILE_RAW = (
+    0.10, 0.05, 0.03, 0.03, 0.05, 0.25, 0.70, 2.20, 2.40, 1.30, 0.90, 1.00,
+    1.10, 0.90, 0.80, 0.90, 1.20, 2.10, 2.30, 1.40, 0.90, 0.50, 0.30, 0.15,
+)
+# fmt: on
+HOURLY_PROFILE = tuple(w * 24 / sum(HOURLY_PROFILE_RAW) for w in HOURLY_PROFILE_RAW)
+# background events per scan (the scan, plus ~45 % with a temperature reading); rate_per_s
+# counts all events, so the scan rate is rate_per_s / this.
+EVENTS_PER_SCAN = 1.45
+
+SYMPTOMS = (
+    "FEVER",
+    "DRY_COUGH",
+    "FATIGUE",
+    "SORE_THROAT",
+    "SHORTNESS_OF_BREATH",
+    "DIARRHEA",
+    "LOSS_OF_TASTE_OR_SMELL",
+    "MUSCLE_ACHE",
+)
+_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_PLATE_SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+_DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+_MASK128 = (1 << 128) - 1
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & _MASK128
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _uuid4(rng: random.Random) -> str:
+    """Same text as ``str(uuid.UUID(int=rng.getrandbits(128), version=4))``, ~3x faster."""
+    h = "%032x" % ((rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scripted situation and the alert it should raise (``event_ids``: its source events)."""
+
+    alert_type: str
+    community_id: str
+    at_ms: int
+    event_ids: tuple[str, ...]
+    subject_id: str | None = None
+    device_id: str | None = None
+    note: str = ""
+
+
+@dataclass
+class _Resident:
+    resident_id: str
+    household_id: str
+    status: str
+    face_consent: bool
+    health_code: str
+    observation_start: int | None
+    key_groups: list[str]
+
+
+@dataclass
+class _Gate:
+    gate_id: str
+    device_id: str  # INFRARED_GATE, also the scanner
+    handheld_id: str  # INFRARED_HANDHELD used for rechecks
+
+
+@dataclass
+class _Pass:
+    pass_id: str
+    host_resident_id: str
+    valid_from: int
+    valid_until: int
+    max_entries: int
+    revoked: bool
+
+    def valid_at(self, t: int) -> bool:
+        return not self.revoked and self.valid_from <= t < self.valid_until
+
+
+@dataclass
+class _Vehicle:
+    vehicle_id: str
+    owner_resident_id: str | None
+    valid_until: int | None
+
+
+@dataclass
+class _Community:
+    index: int
+    community_id: str
+    province: str
+    ambient_c: float
+    gates: list[_Gate]
+    residents: list[_Resident]
+    passes: list[_Pass]
+    vehicles: list[_Vehicle]
+    staff_ids: list[str]
+    rules: dict[str, Any]
+    restricted: bool
+    active: list[_Resident] = field(default_factory=list)  # may walk through the gates
+    confined: list[_Resident] = field(default_factory=list)  # under observation or isolation
+
+
+@dataclass(frozen=True)
+class ScriptedRun:
+    """What ``scripted_day()`` returns: the simulator, the planned situations, the events."""
+
+    simulator: CommunitySimulator
+    scenarios: list[Scenario]
+    events: Iterator[tuple[str, Event]]
+
+
+class CommunitySimulator:
+    """Builds the reference data of ``community_count`` communities and generates their events.
+
+    The first ``restricted_communities`` communities (at least one when there are two or more)
+    have a household exit quota (1 OUT per 48 h, DENY) and a curfew (``curfew`` as local
+    minutes, default 22:00–06:00, WARN); the others use the contract defaults.
+    """
+
+    def __init__(
+        self,
+        community_count: int = 2,
+        residents_per_community: int = 300,
+        seed: int = 0,
+        *,
+        pseudonymiser_key: bytes = b"fangxian-simulator-not-a-secret",
+        start_ms: int = DEFAULT_START_MS,
+        restricted_communities: int = 1,
+        curfew: tuple[int, int] = DEFAULT_CURFEW,
+    ) -> None:
+        if community_count < 1 or residents_per_community < 10:
+            raise ValueError("need at least 1 community of 10 residents / 至少 1 个社区、10 名居民")
+        self.seed = seed
+        self.start_ms = start_ms
+        self.curfew = curfew
+        self._pseudonymiser = Pseudonymiser(pseudonymiser_key)
+        self._tz = ZoneInfo(TIMEZONE)
+        self.scenarios: list[Scenario] = []
+        rng = random.Random(f"fangxian-simulator:{seed}:reference")
+        restricted = min(restricted_communities, community_count)
+        self.communities = [
+            self._build_community(rng, i, residents_per_community, restricted=i < restricted)
+            for i in range(community_count)
+        ]
+        last = self.communities[-1]
+        self.drifting_device_id = last.gates[0].device_id
+        self.silent_device_id = self.communities[0].gates[-1].device_id
+        log.info(
+            "simulator: %d communities, %d residents, seed %d",
+            community_count,
+            sum(len(c.residents) for c in self.communities),
+            seed,
+        )
+
+    # --- reference data ----------------------------------------------------------------------
+
+    def _offset_ms(self, t_ms: int) -> int:
+        moment = dt.datetime.fromtimestamp(t_ms / 1000, self._tz)
+        offset = moment.utcoffset()
+        return 0 if offset is None else int(offset.total_seconds() * 1000)
+
+    def local_day(self, t_ms: int) -> int:
+        """Days since 1970-01-01 of the local date at ``t_ms``."""
+        return (t_ms + self._offset_ms(t_ms)) // _DAY_MS
+
+    def _build_community(
+        self, rng: random.Random, index: int, size: int, *, restricted: bool
+    ) -> _Community:
+        county, province, letters = COUNTIES[index % len(COUNTIES)]
+        org8 = f"MA{index:06d}"
+        # registration authority 5 = 民政 (civil affairs); the category digit is not checked
+        first17 = "55" + county + org8 + organisation_code_check_char(org8)
+        community_id = first17 + credit_code_check_char(first17)
+        tag = f"C{index:04d}"
+        gate_count = rng.randint(3 if index == 0 else 2, 4)
+        gates = [
+            _Gate(f"{tag}-G{g + 1}", f"{tag}-G{g + 1}-IR", f"{tag}-G{g + 1}-HH")
+            for g in range(gate_count)
+        ]
+        start_day = self.local_day(self.start_ms)
+        residents = self._build_residents(rng, community_id, county, size, start_day)
+        token = self._pseudonymiser.token
+        passes = self._build_passes(rng, community_id, residents)
+        vehicles = self._build_vehicles(rng, province, letters, residents)
+        rules = {"community_id": community_id, **DEFAULT_RULES, "updated_at": self.start_ms}
+        if restricted:
+            rules.update(
+                entry_limit_scope="HOUSEHOLD",
+                entry_limit_direction="OUT",
+                entry_limit_count=1,
+                entry_limit_window_s=172_800,
+                entry_limit_action="DENY",
+                curfew_start_minute=self.curfew[0],
+                curfew_end_minute=self.curfew[1],
+                curfew_action="WARN",
+            )
+        community = _Community(
+            index=index,
+            community_id=community_id,
+            province=province,
+            ambient_c=AMBIENT_C[province],
+            gates=gates,
+            residents=residents,
+            passes=passes,
+            vehicles=vehicles,
+            staff_ids=[token("staff", f"{community_id}-S{k}") for k in range(4)],
+            rules=rules,
+            restricted=restricted,
+        )
+        community.active = [r for r in residents if r.status in ("NORMAL", "RECOVERED")]
+        community.confined = [
+            r for r in residents if r.status in ("HOME_OBSERVATION", "CENTRALIZED_ISOLATION")
+        ]
+        return community
+
+    def _build_residents(
+        self, rng: random.Random, community_id: str, county: str, size: int, start_day: int
+    ) -> list[_Resident]:
+        token = self._pseudonymiser.token
+        seen: set[str] = set()
+        residents: list[_Resident] = []
+        while len(residents) < size:
+            household_no = f"{rng.randint(1, 30)}-{rng.randint(1, 4)}{rng.randint(1, 30):02d}"
+            household_id = token("household", community_id + household_no)
+            if household_id in seen:
+                continue
+            seen.add(household_id)
+            for _ in range(min(rng.randint(1, 5), size - len(residents))):
+                residents.append(self._build_resident(rng, county, household_id, start_day))
+        # every community has people to observe, isolate and finish observation today
+        statuses = [r.status for r in residents]
+        normal = [r for r in residents if r.status == "NORMAL"]
+        for status, minimum in (("HOME_OBSERVATION", 4), ("CENTRALIZED_ISOLATION", 1)):
+            for r in normal[: max(0, minimum - statuses.count(status))]:
+                r.status = status
+                r.observation_start = start_day - rng.randint(1, 10)
+                r.health_code = "YELLOW" if status == "HOME_OBSERVATION" else "RED"
+            normal = [r for r in normal if r.status == "NORMAL"]
+        # and someone walking about with a YELLOW and a RED health code
+        codes = [r.health_code for r in normal]
+        for r, code in zip(normal[-2:], ("YELLOW", "RED"), strict=False):
+            if code not in codes:
+                r.health_code = code
+        observing = [r for r in residents if r.status == "HOME_OBSERVATION"]
+        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"]
+        return residents
+
+    def _build_resident(
+        self, rng: random.Random, county: str, household_id: str, start_day: int
+    ) -> _Resident:
+        age = int(rng.triangular(0, 95, 40))
+        today = dt.date(1970, 1, 1) + dt.timedelta(days=start_day)
+        born = today - dt.timedelta(days=int(age * 365.25) + rng.randint(0, 364))
+        first17 = f"{county}{born:%Y%m%d}{rng.randint(0, 999):03d}"
+        id_number = first17 + resident_id_check_char(first17)
+        roll = rng.random()
+        status = (
+            "HOME_OBSERVATION"
+            if roll < 0.02
+            else "CENTRALIZED_ISOLATION"
+            if roll < 0.025
+            else "HOSPITALIZED"
+            if roll < 0.027
+            else "RECOVERED"
+            if roll < 0.04
+            else "NORMAL"
+        )
+        observation_start = None
+        code = "GREEN"
+        if status in ("HOME_OBSERVATION", "CENTRALIZED_ISOLATION"):
+            observation_start = start_day - rng.randint(0, 12)
+            code = "YELLOW" if status == "HOME_OBSERVATION" else "RED"
+        elif status == "HOSPITALIZED":
+            code = "RED"
+        else:
+            code_roll = rng.random()
+            code = "RED" if code_roll < 0.003 else "YELLOW" if code_roll < 0.018 else "GREEN"
+        groups: list[str] = []
+        if age >= 65:
+            groups.append("ELDERLY")
+        if age < 14:
+            groups.append("CHILD")
+        if 20 <= age <= 40 and int(first17[16]) % 2 == 0 and rng.random() < 0.04:
+            groups.append("PREGNANT")
+        if rng.random() < (0.25 if age >= 60 else 0.04):
+            groups.append("CHRONIC_DISEASE")
+        if rng.random() < 0.015:
+            groups.append("DISABLED")
+        return _Resident(
+            resident_id=self._pseudonymiser.token("resident", id_number),
+            household_id=household_id,
+            status=status,
+            face_consent=rng.random() < 0.7,
+            health_code=code,
+            observation_start=observation_start,
+            key_groups=groups,
+        )
+
+    def _build_passes(
+        self, rng: random.Random, community_id: str, residents: Sequence[_Resident]
+    ) -> list[_Pass]:
+        token = self._pseudonymiser.token
+        hosts = [r for r in residents if r.status in ("NORMAL", "RECOVERED")]
+        passes = []
+        for k in range(max(6, len(residents) // 25)):
+            kind = k % 10  # 0: expired, 1: revoked, others valid
+            valid_from = self.start_ms - rng.randint(1, 72) * _HOUR_MS
+            valid_until = self.start_ms + rng.randint(24, 7 * 24) * _HOUR_MS
+            if kind == 0:
+                valid_until = self.start_ms - rng.randint(1, 48) * _HOUR_MS
+                valid_from = valid_until - rng.randint(4, 72) * _HOUR_MS
+            passes.append(
+                _Pass(
+                    pass_id=token("pass", f"{community_id}V{k:05d}"),
+                    host_resident_id=rng.choice(hosts).resident_id,
+                    valid_from=valid_from,
+                    valid_until=valid_until,
+                    max_entries=rng.randint(4, 30),
+                    revoked=kind == 1,
+                )
+            )
+        return passes
+
+    def _build_vehicles(
+        self, rng: random.Random, province: str, letters: str, residents: Sequence[_Resident]
+    ) -> list[_Vehicle]:
+        token = self._pseudonymiser.token
+        owners = [r for r in residents if r.status in ("NORMAL", "RECOVERED")]
+        vehicles = []
+        for k in range(max(4, len(residents) // 8)):
+            if rng.random() < 0.2:  # new energy, small car: D/F + one serial char + 4 digits
+                serial = (
+                    rng.choice("DF") + rng.choice(_PLATE_SERIAL) + f"{rng.randint(0, 9999):04d}"
+                )
+            else:
+                serial = "".join(rng.choice(_PLATE_SERIAL) for _ in range(5))
+            plate = province + rng.choice(letters) + serial
+            valid_until: int | None = None
+            if k % 20 == 0:
+                valid_until = self.start_ms - rng.randint(1, 30) * _DAY_MS  # registration lapsed
+            elif rng.random() < 0.4:
+                valid_until = self.start_ms + rng.randint(30, 365) * _DAY_MS
+            vehicles.append(
+                _Vehicle(token("plate", plate), rng.choice(owners).resident_id, valid_until)
+            )
+        return vehicles
+
+    def reference_records(self) -> dict[str, list[Event]]:
+        """Residents, passes, vehicles and rules as contract records (fresh dicts each call)."""
+        updated_at = self.start_ms
+        records: dict[str, list[Event]] = {
+            "residents": [],
+            "passes": [],
+            "vehicles": [],
+            "rules": [],
+        }
+        for c in self.communities:
+            records["residents"] += [
+                {
+                    "resident_id": r.resident_id,
+                    "community_id": c.community_id,
+                    "household_id": r.household_id,
+                    "status": r.status,
+                    "observation_start": r.observation_start,
+                    "key_groups": list(r.key_groups),
+                    "face_consent": r.face_consent,
+                    "updated_at": updated_at,
+                }
+                for r in c.residents
+            ]
+            records["passes"] += [
+                {
+                    "pass_id": p.pass_id,
+                    "community_id": c.community_id,
+                    "host_resident_id": p.host_resident_id,
+                    "valid_from": p.valid_from,
+                    "valid_until": p.valid_until,
+                    "max_entries": p.max_entries,
+                    "revoked": p.revoked,
+                    "updated_at": updated_at,
+                }
+                for p in c.passes
+            ]
+            records["vehicles"] += [
+                {
+                    "vehicle_id": v.vehicle_id,
+                    "community_id": c.community_id,
+                    "owner_resident_id": v.owner_resident_id,
+                    "valid_until": v.valid_until,
+                    "updated_at": updated_at,
+                }
+                for v in c.vehicles
+            ]
+            records["rules"].append(dict(c.rules))
+        return records
+
+    # --- events ------------------------------------------------------------------------------
+
+    def silent_from_ms(self, duration_s: float) -> int | None:
+        """When ``silent_device_id`` stops in a run of ``duration_s``: 40 % in, but early enough
+        that the silence lasts ``device_silent_s`` + 2 min; None when the run is too short."""
+        end = self.start_ms + int(duration_s * 1000)
+        needed = (DEFAULT_RULES["device_silent_s"] + 120) * 1000
+        silent_from = min(self.start_ms + int(duration_s * 400), end - needed)
+        return silent_from if silent_from >= self.start_ms + 60_000 else None
+
+    def events(
+        self,
+        duration_s: float,
+        rate_per_s: float,
+        *,
+        ensure_every_alert_type: bool = False,
+    ) -> Iterator[tuple[str, Event]]:
+        """``(record_name, event)`` pairs from ``start_ms`` for ``duration_s`` simulated seconds.
+
+        ``rate_per_s`` is the mean number of events per simulated second over a whole day; the
+        hourly profile makes the morning peak about twice that and the small hours a tenth.
+        With ``ensure_every_alert_type`` the scripted situations are planned first (see
+        ``scenarios``); ``ValueError`` says what the run window lacks for them.
+        """
+        if duration_s <= 0 or rate_per_s <= 0:
+            raise ValueError("duration_s and rate_per_s must be positive")
+        rng = random.Random(f"fangxian-simulator:{self.seed}:events")
+        end_ms = self.start_ms + int(duration_s * 1000)
+        silent_from = self.silent_from_ms(duration_s)
+        pending: list[tuple[int, int, str, Event]] = []
+        skip_reports: set[tuple[str, int]] = set()
+        self.scenarios = []
+        if ensure_every_alert_type:
+            plan = _ScenarioPlanner(self, rng, end_ms, silent_from)
+            self.scenarios = plan.plan()
+            pending = plan.pending
+            skip_reports = plan.skip_reports
+        self._schedule_reports(rng, end_ms, pending, skip_reports)
+        heapq.heapify(pending)
+        return self._generate(rng, end_ms, rate_per_s, silent_from, pending)
+
+    def _schedule_reports(
+        self,
+        rng: random.Random,
+        end_ms: int,
+        pending: list[tuple[int, int, str, Event]],
+        skip: set[tuple[str, int]],
+    ) -> None:
+        """Daily reports of home-observation residents: ~85 % before the deadline (07:00–09:55),
+        ~7 % late (10:05–16:00), ~8 % missing."""
+        first_day, last_day = self.local_day(self.start_ms), self.local_day(end_ms)
+        for c in self.communities:
+            for r in c.residents:
+                if r.status != "HOME_OBSERVATION":
+                    continue
+                for day in range(first_day, last_day + 1):
+                    roll = rng.random()
+                    if (r.resident_id, day) in skip or roll >= 0.92:
+                        continue
+                    minute = rng.uniform(420, 595) if roll < 0.85 else rng.uniform(605, 960)
+                    at = self._local_ms(day, minute)
+                    if not self.start_ms <= at < end_ms:
+                        continue
+                    report = self._health_report(rng, c, r, at, day)
+                    pending.append((at, len(pending), "HealthReport", report))
+
+    def _local_ms(self, day: int, minute: float) -> int:
+        approx = day * _DAY_MS + int(minute * 60_000)
+        return approx - self._offset_ms(approx)
+
+    def _health_report(
+        self,
+        rng: random.Random,
+        c: _Community,
+        r: _Resident,
+        at: int,
+        day: int,
+        *,
+        temperature_c: float | None = None,
+        symptoms: list[str] | None = None,
+    ) -> Event:
+        if temperature_c is None:
+            temperature_c = (
+                round(rng.uniform(37.3, 38.5), 1)
+                if rng.random() < 0.03
+                else round(rng.uniform(36.1, 36.9), 1)
+            )
+        if symptoms is None:
+            symptoms = (
+                sorted(rng.sample(SYMPTOMS[1:], rng.randint(1, 2))) if rng.random() < 0.06 else []
+            )
+        return {
+            "event_id": _uuid4(rng),
+            "community_id": c.community_id,
+            "resident_id": r.resident_id,
+            "report_date": day,
+            "temperature_c": temperature_c,
+            "symptoms": symptoms,
+            "event_time": at,
+        }
+
+    def _generate(
+        self,
+        rng: random.Random,
+        end_ms: int,
+        rate_per_s: float,
+        silent_from: int | None,
+        pending: list[tuple[int, int, str, Event]],
+    ) -> Iterator[tuple[str, Event]]:
+        # hot loop: locals only, one dict per event
+        random_ = rng.random
+        gauss = rng.gauss
+        expovariate = rng.expovariate
+        heappop, heappush = heapq.heappop, heapq.heappush
+        token = self._pseudonymiser.token
+        communities = self.communities
+        n_communities = len(communities)
+        scan_rate = rate_per_s / EVENTS_PER_SCAN
+        rate_by_hour = [scan_rate * w for w in HOURLY_PROFILE]
+        offset = self._offset_ms(self.start_ms)
+        drifting, silent = self.drifting_device_id, self.silent_device_id
+        silent_from_ms = end_ms if silent_from is None else silent_from
+        entries_left = {p.pass_id: p.max_entries for c in communities for p in c.passes}
+        last_out: dict[str, int] = {}
+        seq = len(pending)
+        t = float(self.start_ms)
+        while True:
+            hour = int((t + offset) // _HOUR_MS) % 24
+            t += expovariate(rate_by_hour[hour]) * 1000.0
+            if t >= end_ms:
+                break
+            now = int(t)
+            while pending and pending[0][0] <= now:
+                item = heappop(pending)
+                yield item[2], item[3]
+            c = communities[int(random_() * n_communities)]
+            gates = c.gates
+            gate = gates[int(random_() * len(gates))]
+            if gate.device_id == silent and now >= silent_from_ms:
+                gate = gates[0]
+            local_hour = (now + offset) // _HOUR_MS % 24
+            out_share = 0.65 if 5 <= local_hour < 11 else 0.35 if 16 <= local_hour < 22 else 0.5
+            direction = "OUT" if random_() < out_share else "IN"
+            household_id: str | None = None
+            consent = False
+            code = "GREEN"
+            kind = random_()
+            if kind < 0.80:
+                subject_type = "RESIDENT"
+                if kind < 0.00005 and c.confined:  # breach: a confined resident walks out
+                    r = c.confined[int(random_() * len(c.confined))]
+                    direction = "OUT"
+                else:
+                    r = c.active[int(random_() * len(c.active))]
+                    if c.restricted and direction == "OUT":
+                        previous = last_out.get(r.household_id)
+                        if previous is not None and now - previous < 172_800_000:
+                            if random_() < 0.97:  # the household has used its quota: stays in
+                                direction = "IN"
+                        else:
+                            last_out[r.household_id] = now
+                subject_id = r.resident_id
+                household_id = r.household_id
+                consent = r.face_consent
+                code = r.health_code
+                roll = random_()
+                if roll < (0.05 if consent else 0.003):
+                    method = "FACE"
+                elif roll < 0.55:
+                    method = "QR"
+                elif roll < 0.96:
+                    method = "HEALTH_CODE"
+                else:
+                    method, code = "CARD", "UNKNOWN"
+            elif kind < 0.88:
+                subject_type, method = "VISITOR", "QR"
+                p = c.passes[int(random_() * len(c.passes))]
+                if direction == "IN":
+                    if p.valid_at(now) and entries_left[p.pass_id] > 0:
+                        entries_left[p.pass_id] -= 1
+                    elif random_() < 0.9:  # most holders of a dead pass are on their way out
+                        direction = "OUT"
+                subject_id = p.pass_id
+                code_roll = random_()
+                code = "RED" if code_roll < 0.003 else "YELLOW" if code_roll < 0.02 else "GREEN"
+            elif kind < 0.96:
+                subject_type, method, code = "VEHICLE", "PLATE", "UNKNOWN"
+                if random_() < 0.02:
+                    subject_id = token("plate", f"{c.province}X{int(random_() * 1e5):05d}")
+                else:
+                    subject_id = c.vehicles[int(random_() * len(c.vehicles))].vehicle_id
+            elif kind < 0.99:
+                subject_type, method = "STAFF", "CARD"
+                subject_id = c.staff_ids[int(random_() * len(c.staff_ids))]
+            else:
+                subject_type, method = (
+                    ("RESIDENT", "QR") if random_() < 0.5 else ("UNKNOWN", "MANUAL")
+                )
+                subject_id = token("outsider", f"{random_():.12f}")
+                code = "UNKNOWN" if method == "MANUAL" else "GREEN"
+            temperature: float | None = None
+            if direction == "IN" and subject_type != "VEHICLE":
+                roll = random_()
+                if roll < 0.003:
+                    temperature = 37.3 + random_() * 1.4
+                elif roll < 0.005:
+                    temperature = 33.0 + random_() * 0.9  # forehead cooled by the wind
+                else:
+                    temperature = gauss(36.3, 0.3)
+                if gate.device_id == drifting:
+                    temperature -= 1.5
+                temperature = round(temperature, 1)
+                if temperature >= 37.3 and random_() < 0.85:  # ~15 % never get rechecked
+                    recheck_at = now + 60_000 + int(random_() * 120_000)
+                    confirmed = random_() < 0.4
+                    value = 37.3 + random_() * 1.2 if confirmed else 36.3 + random_() * 0.8
+                    recheck = self._reading(
+                        rng,
+                        c,
+                        gate,
+                        recheck_at,
+                        round(value, 1),
+                        subject_id=subject_id,
+                        handheld=True,
+                    )
+                    seq += 1
+                    heappush(pending, (recheck_at, seq, "TemperatureReading", recheck))
+                yield (
+                    "TemperatureReading",
+                    {
+                        "event_id": _uuid4(rng),
+                        "community_id": c.community_id,
+                        "gate_id": gate.gate_id,
+                        "device_id": gate.device_id,
+                        "subject_id": subject_id,
+                        "temperature_c": temperature,
+                        "ambient_c": round(c.ambient_c + 4.0 * random_() - 2.0, 1),
+                        "sensor": "INFRARED_GATE",
+                        "event_time": now,
+                    },
+                )
+            yield (
+                "GateScan",
+                {
+                    "event_id": _uuid4(rng),
+                    "community_id": c.community_id,
+                    "gate_id": gate.gate_id,
+                    "device_id": gate.device_id,
+                    "direction": direction,
+                    "subject_type": subject_type,
+                    "subject_id": subject_id,
+                    "household_id": household_id,
+                    "method": method,
+                    "health_code": code,
+                    "face_consent": consent,
+                    "temperature_c": temperature,
+                    "event_time": now,
+                },
+            )
+        while pending:
+            item = heappop(pending)
+            if item[0] < end_ms:
+                yield item[2], item[3]
+
+    def _reading(
+        self,
+        rng: random.Random,
+        c: _Community,
+        gate: _Gate,
+        at: int,
+        temperature_c: float,
+        *,
+        subject_id: str | None = None,
+        handheld: bool = False,
+    ) -> Event:
+        """A reading by the gate's infrared device, or with ``handheld`` by its recheck gun."""
+        return {
+            "event_id": _uuid4(rng),
+            "community_id": c.community_id,
+            "gate_id": gate.gate_id,
+            "device_id": gate.handheld_id if handheld else gate.device_id,
+            "subject_id": subject_id,
+            "temperature_c": temperature_c,
+            "ambient_c": None if handheld else c.ambient_c,
+            "sensor": "INFRARED_HANDHELD" if handheld else "INFRARED_GATE",
+            "event_time": at,
+        }
+
+    def _scan(
+        self,
+        rng: random.Random,
+        c: _Community,
+        gate: _Gate,
+        at: int,
+        *,
+        direction: str,
+        subject_type: str,
+        subject_id: str,
+        household_id: str | None = None,
+        method: str = "QR",
+        health_code: str = "GREEN",
+        face_consent: bool = False,
+        temperature_c: float | None = None,
+    ) -> Event:
+        return {
+            "event_id": _uuid4(rng),
+            "community_id": c.community_id,
+            "gate_id": gate.gate_id,
+            "device_id": gate.device_id,
+            "direction": direction,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "household_id": household_id,
+            "method": method,
+            "health_code": health_code,
+            "face_consent": face_consent,
+            "temperature_c": temperature_c,
+            "event_time": at,
+        }
+
+    # --- malformed payloads ------------------------------------------------------------------
+
+    def malformed(self, n: int) -> list[bytes]:
+        """``n`` payloads a consumer must dead-letter, not crash on: garbage, a wrong marker, an
+        unknown fingerprint, a body cut short, JSON instead of Avro, empty."""
+        rng = random.Random(f"fangxian-simulator:{self.seed}:malformed")
+        makers = (
+            lambda: b"garbage",
+            lambda: b"\xc3\x02" + rng.randbytes(8) + rng.randbytes(rng.randint(4, 40)),
+            lambda: b"\xc3\x01" + rng.randbytes(8) + rng.randbytes(rng.randint(4, 40)),
+            lambda: b"\xc3\x01" + rng.randbytes(rng.randint(0, 7)),
+            lambda: b'{"event_id": "not-avro", "direction": "IN"}',
+            lambda: b"",
+            lambda: rng.randbytes(rng.randint(1, 64)),
+        )
+        return [makers[i % len(makers)]() for i in range(n)]
+
+
+class _ScenarioPlanner:
+    """Plans one situation per alert type inside a run window (used by ``events``).
+
+    Situations go into ``pending`` (merged with the background by event time); home-observation
+    reports they replace go into ``skip_reports`` so the background does not file them too.
+    """
+
+    def __init__(
+        self, sim: CommunitySimulator, rng: random.Random, end_ms: int, silent_from: int | None
+    ) -> None:
+        self.sim, self.rng, self.end_ms, self.silent_from = sim, rng, end_ms, silent_from
+        self.pending: list[tuple[int, int, str, Event]] = []
+        self.skip_reports: set[tuple[str, int]] = set()
+        self.scenarios: list[Scenario] = []
+        # the window for scripted scans: after the first minute, and early enough that a
+        # missed recheck's window (300 s) closes before the run ends
+        self.lo, self.hi = sim.start_ms + 60_000, end_ms - 420_000
+        self.c0 = sim.communities[0]
+        self.restricted = next((c for c in sim.communities if c.restricted), None)
+        self.observer = sim.communities[1 % len(sim.communities)]
+
+    # --- what the window must contain --------------------------------------------------------
+
+    def _curfew_time(self) -> int | None:
+        c = self.restricted
+        if c is None or c.rules["curfew_start_minute"] is None:
+            return None
+        start, end = c.rules["curfew_start_minute"], c.rules["curfew_end_minute"]
+        for t in range(self.lo, self.hi, 60_000):
+            minute = (t + self.sim._offset_ms(t)) // 60_000 % 1440
+            if (start <= minute < end) if start < end else (minute >= start or minute < end):
+                return t + 20_000
+        return None
+
+    def _deadline(self) -> int | None:
+        sim, minute = self.sim, self.observer.rules["report_deadline_minute"]
+        lo, hi = sim.start_ms, self.end_ms - 60_000
+        for day in range(sim.local_day(lo), sim.local_day(hi) + 1):
+            at = sim._local_ms(day, minute)
+            if lo <= at <= hi:
+                return at
+        return None
+
+    # --- event builders ----------------------------------------------------------------------
+
+    def _push(self, name: str, event: Event) -> str:
+        self.pending.append((event["event_time"], len(self.pending), name, event))
+        return str(event["event_id"])
+
+    def _add(self, alert_type: str, c: _Community, at: int, ids: Sequence[str], **kw: Any) -> None:
+        self.scenarios.append(Scenario(alert_type, c.community_id, at, tuple(ids), **kw))
+
+    def _entry(
+        self, c: _Community, gate: _Gate, at: int, r: _Resident, temp: float, code: str = "GREEN"
+    ) -> list[str]:
+        """A resident walks in: the gate device measures, then the scan carries the reading."""
+        reading = self.sim._reading(self.rng, c, gate, at, temp, subject_id=r.resident_id)
+        return [
+            self._push("TemperatureReading", reading),
+            self._resident_scan(c, gate, at, r, "IN", temp, code),
+        ]
+
+    def _resident_scan(
+        self,
+        c: _Community,
+        gate: _Gate,
+        at: int,
+        r: _Resident,
+        direction: str,
+        temp: float | None = None,
+        code: str = "GREEN",
+        method: str = "QR",
+    ) -> str:
+        scan = self.sim._scan(
+            self.rng,
+            c,
+            gate,
+            at,
+            direction=direction,
+            subject_type="RESIDENT",
+            subject_id=r.resident_id,
+            household_id=r.household_id,
+            method=method,
+            health_code=code,
+            face_consent=r.face_consent,
+            temperature_c=temp,
+        )
+        return self._push("GateScan", scan)
+
+    def _other_scan(
+        self, at: int, subject_type: str, subject_id: str, method: str, code: str, direction: str
+    ) -> str:
+        c0 = self.c0
+        scan = self.sim._scan(
+            self.rng,
+            c0,
+            c0.gates[0],
+            at,
+            direction=direction,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            method=method,
+            health_code=code,
+        )
+        return self._push("GateScan", scan)
+
+    def _report(
+        self, c: _Community, r: _Resident, at: int, temp: float, symptoms: list[str]
+    ) -> str:
+        day = self.sim.local_day(at)
+        self.skip_reports.add((r.resident_id, day))
+        report = self.sim._health_report(
+            self.rng, c, r, at, day, temperature_c=temp, symptoms=symptoms
+        )
+        return self._push("HealthReport", report)
+
+    # --- the plan ----------------------------------------------------------------------------
+
+    def plan(self) -> list[Scenario]:
+        curfew_at, deadline = self._curfew_time(), self._deadline()
+        problems = []
+        if self.hi - self.lo < 1_200_000:
+            problems.append("a run of at least 28 minutes")
+        if curfew_at is None:
+            problems.append("curfew minutes of a restricted community")
+        if deadline is None:
+            problems.append("a report deadline (10:00 local) at least a minute before the end")
+        if self.silent_from is None:
+            problems.append("room for a device to stay silent past device_silent_s")
+        if problems:
+            raise ValueError(
+                "ensure_every_alert_type needs " + ", ".join(problems) + "; scripted_day() "
+                "runs 05:40–10:20 local / 运行时间窗不足以触发全部告警类型"
+            )
+        assert curfew_at is not None and deadline is not None and self.silent_from is not None
+        step = (self.hi - self.lo) // 14
+        slots = iter(range(self.lo, self.hi, step))
+        self._fevers(slots)
+        self._devices(self.silent_from)
+        self._gate_refusals(slots)
+        self._restrictions(curfew_at, next(slots))
+        self._reports(deadline, next(slots))
+        self.scenarios.sort(key=lambda s: (s.at_ms, s.alert_type))
+        return self.scenarios
+
+    def _fevers(self, slots: Iterator[int]) -> None:
+        c0, rng = self.c0, self.rng
+        gate = c0.gates[1]  # neither the drifting nor the silent device
+        for alert, first, recheck in (
+            ("FEVER_CONFIRMED", 37.8, 38.0),
+            ("FEVER_CLEARED", 37.5, 36.6),
+            ("FEVER_RECHECK_MISSED", 37.6, None),
+        ):
+            at, r = next(slots), rng.choice(c0.active)
+            ids = self._entry(c0, gate, at, r, first)
+            kw = {"subject_id": r.resident_id, "device_id": gate.device_id}
+            if alert == "FEVER_CONFIRMED":
+                self._add("FEVER_RECHECK", c0, at, ids, note=f"gate reads {first} °C", **kw)
+            note = f"gate {first} °C, no recheck within recheck_window_s"
+            if recheck is not None:
+                handheld = self.sim._reading(
+                    rng, c0, gate, at + 120_000, recheck, subject_id=r.resident_id, handheld=True
+                )
+                ids.append(self._push("TemperatureReading", handheld))
+                note = f"gate {first} °C, handheld recheck 2 min later {recheck} °C"
+            self._add(alert, c0, at, ids, note=note, **kw)
+        at, r = next(slots), rng.choice(c0.active)
+        ids = self._entry(c0, gate, at, r, 33.4)
+        self._add(
+            "TEMPERATURE_IMPLAUSIBLE",
+            c0,
+            at,
+            ids[:1],
+            subject_id=r.resident_id,
+            device_id=gate.device_id,
+            note="33.4 °C: forehead cooled by the wind",
+        )
+
+    def _devices(self, silent_from: int) -> None:
+        """One device goes quiet (after one last reading); one reads 1.5 °C below its neighbour
+        every 30 s for longer than the drift window."""
+        sim, rng, c0 = self.sim, self.rng, self.c0
+        silent_gate = c0.gates[-1]
+        last = sim._reading(rng, c0, silent_gate, silent_from - 1_000, 36.4)
+        self._add(
+            "DEVICE_SILENT",
+            c0,
+            silent_from + 600_000,
+            [self._push("TemperatureReading", last)],
+            device_id=silent_gate.device_id,
+            note="last event just before silent_from",
+        )
+        c = sim.communities[-1]
+        drifting, peer = c.gates[0], c.gates[1]
+        end = min(self.hi, self.lo + (DEFAULT_RULES["drift_window_s"] + 120) * 1000)
+        ids = []
+        for t in range(self.lo, end, 30_000):
+            ids.append(
+                self._push(
+                    "TemperatureReading",
+                    sim._reading(rng, c, drifting, t, round(rng.gauss(34.85, 0.15), 1)),
+                )
+            )
+            self._push(
+                "TemperatureReading",
+                sim._reading(rng, c, peer, t, round(rng.gauss(36.35, 0.15), 1)),
+            )
+        self._add(
+            "DEVICE_DRIFT",
+            c,
+            end,
+            ids,
+            device_id=drifting.device_id,
+            note=f"1.5 °C below {peer.device_id} for the drift window",
+        )
+
+    def _gate_refusals(self, slots: Iterator[int]) -> None:
+        sim, rng, c0 = self.sim, self.rng, self.c0
+        gate = c0.gates[0]
+        for alert, code in (("HEALTH_CODE_RED", "RED"), ("HEALTH_CODE_YELLOW", "YELLOW")):
+            at, r = next(slots), rng.choice(c0.active)
+            ids = self._entry(c0, gate, at, r, 36.5, code)
+            self._add(alert, c0, at, ids[1:], subject_id=r.resident_id, note=f"{code} health code")
+        at = next(slots)
+        r = next(x for x in c0.confined if x.status == "CENTRALIZED_ISOLATION")
+        ids = [self._resident_scan(c0, gate, at, r, "OUT", code="RED")]
+        self._add(
+            "QUARANTINE_BREACH",
+            c0,
+            at,
+            ids,
+            subject_id=r.resident_id,
+            note="resident in centralized isolation scans OUT",
+        )
+        at = next(slots)
+        outsider = sim._pseudonymiser.token("outsider", f"scripted-{sim.seed}")
+        ids = [self._other_scan(at, "RESIDENT", outsider, "QR", "GREEN", "IN")]
+        self._add(
+            "UNKNOWN_SUBJECT",
+            c0,
+            at,
+            ids,
+            subject_id=outsider,
+            note="resident code not in this community's register",
+        )
+        at = next(slots)
+        revoked = next(p for p in c0.passes if p.revoked)
+        ids = [self._other_scan(at, "VISITOR", revoked.pass_id, "QR", "GREEN", "IN")]
+        self._add("PASS_INVALID", c0, at, ids, subject_id=revoked.pass_id, note="revoked pass")
+        at = next(slots)
+        stranger = sim._pseudonymiser.token("plate", f"{c0.province}Z9Z9Z9")
+        ids = [self._other_scan(at, "VEHICLE", stranger, "PLATE", "UNKNOWN", "IN")]
+        self._add(
+            "VEHICLE_UNREGISTERED", c0, at, ids, subject_id=stranger, note="plate not registered"
+        )
+        at = next(slots)
+        r = next(x for x in c0.active if not x.face_consent)
+        ids = [self._resident_scan(c0, gate, at, r, "OUT", method="FACE")]
+        self._add(
+            "FACE_CONSENT_MISSING",
+            c0,
+            at,
+            ids,
+            subject_id=r.resident_id,
+            note="face scan, no face consent in the register",
+        )
+
+    def _restrictions(self, curfew_at: int, slot: int) -> None:
+        c = self.restricted
+        assert c is not None
+        gate, rng = c.gates[0], self.rng
+        r = rng.choice(c.active)
+        ids = [self._resident_scan(c, gate, curfew_at, r, "OUT")]
+        self._add(
+            "CURFEW_VIOLATION",
+            c,
+            curfew_at,
+            ids,
+            subject_id=r.resident_id,
+            note="OUT during the curfew",
+        )
+        members: dict[str, list[_Resident]] = {}
+        for x in c.active:
+            members.setdefault(x.household_id, []).append(x)
+        leaver, follower = next(m for m in members.values() if len(m) >= 2)[:2]
+        at = min(max(slot, curfew_at + 60_000), self.hi - 600_000)
+        self._resident_scan(c, gate, at, leaver, "OUT")
+        ids = [self._resident_scan(c, gate, at + 600_000, follower, "OUT")]
+        self._add(
+            "ENTRY_LIMIT_EXCEEDED",
+            c,
+            at + 600_000,
+            ids,
+            subject_id=follower.resident_id,
+            note="second member of the household out 10 min after the first",
+        )
+
+    def _reports(self, deadline: int, slot: int) -> None:
+        sim, observer = self.sim, self.observer
+        completing_day = sim.local_day(sim.start_ms) - DEFAULT_RULES["observation_days"]
+        completing_c, completing = next(
+            (c, r)
+            for c in sim.communities
+            for r in c.residents
+            if r.status == "HOME_OBSERVATION" and r.observation_start == completing_day
+        )
+        ids = [self._report(completing_c, completing, slot, 36.4, [])]
+        self._add(
+            "OBSERVATION_COMPLETED",
+            completing_c,
+            slot,
+            ids,
+            subject_id=completing.resident_id,
+            note="observation_start + observation_days = today; reports as usual",
+        )
+        observing = [
+            r for r in observer.residents if r.status == "HOME_OBSERVATION" and r is not completing
+        ]
+        overdue, symptomatic, feverish = observing[:3]
+        self.skip_reports.add((overdue.resident_id, sim.local_day(deadline)))
+        self._add(
+            "REPORT_OVERDUE",
+            observer,
+            deadline,
+            [],
+            subject_id=overdue.resident_id,
+            note="home observation, no report by the deadline (no source event)",
+        )
+        at = max(self.lo, min(deadline, self.hi) - 900_000)
+        ids = [self._report(observer, symptomatic, at, 36.8, ["DRY_COUGH", "FATIGUE"])]
+        self._add("SYMPTOMS_REPORTED", observer, at, ids, subject_id=symptomatic.resident_id)
+        ids = [self._report(observer, feverish, at + 120_000, 37.9, [])]
+        self._add("FEVER_REPORTED", observer, at + 120_000, ids, subject_id=feverish.resident_id)
+
+
+def scripted_day(
+    community_count: int = 2,
+    residents_per_community: int = 300,
+    seed: int = 2020,
+    *,
+    rate_per_s: float = 1.0,
+    day: dt.date = DEFAULT_DAY,
+    pseudonymiser_key: bytes = b"fangxian-simulator-not-a-secret",
+) -> ScriptedRun:
+    """A run in which every AlertType except OTHER has a scripted cause.
+
+    05:40 → 10:20 local on ``day``: the last 20 minutes of the 22:00–06:00 curfew, the morning
+    peak and the 10:00 report deadline. At the default 1 event/s that is ~20k events.
+    """
+    start = dt.datetime.combine(day, SCRIPTED_START, tzinfo=ZoneInfo(TIMEZONE))
+    sim = CommunitySimulator(
+        community_count,
+        residents_per_community,
+        seed,
+        pseudonymiser_key=pseudonymiser_key,
+        start_ms=int(start.timestamp() * 1000),
+    )
+    events = sim.events(SCRIPTED_DURATION_S, rate_per_s, ensure_every_alert_type=True)
+    return ScriptedRun(sim, list(sim.scenarios), events)

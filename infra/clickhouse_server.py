@@ -1,0 +1,216 @@
+"""The Debian ``clickhouse-server`` (18.16) as a child process for tests: a small config in a temp
+dir, loopback only, a passwordless ``default`` user and a read-only ``bi_reader`` user showing
+the role BI tools get in production."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from xml.sax.saxutils import escape
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as ClickHouseError
+
+from infra.ports import LOOPBACK, free_port, port_is_open
+from infra.process import ServiceStartError, spawn, terminate, wait_until_ready
+
+log = logging.getLogger(__name__)
+
+BI_READER = "bi_reader"
+# Debian keeps server binaries in /usr/sbin, which is not on a normal user's PATH
+_DEBIAN_SBIN = Path("/usr/sbin/clickhouse-server")
+INSTALL_HINT = "install it with `apt-get install clickhouse-server` (Debian/Ubuntu)"
+
+
+def find_clickhouse_server() -> list[str]:
+    """The command starting a ClickHouse server: ``clickhouse-server`` or ``clickhouse server``."""
+    found = shutil.which("clickhouse-server")
+    if found:
+        return [found]
+    if _DEBIAN_SBIN.is_file():
+        return [str(_DEBIAN_SBIN)]
+    multi = shutil.which("clickhouse")
+    if multi:
+        return [multi, "server"]
+    raise ServiceStartError(f"no clickhouse-server binary found; {INSTALL_HINT}")
+
+
+def config_xml(*, data_dir: Path, tcp_port: int, http_port: int, log_level: str) -> str:
+    """Server config for 18.16: loopback only, every path inside ``data_dir``, small caches."""
+    root = escape(str(data_dir))
+    return f"""<?xml version="1.0"?>
+<yandex>
+  <logger><level>{escape(log_level)}</level><console>1</console></logger>
+  <listen_host>{LOOPBACK}</listen_host>
+  <tcp_port>{tcp_port}</tcp_port>
+  <http_port>{http_port}</http_port>
+  <path>{root}/data/</path>
+  <tmp_path>{root}/tmp/</tmp_path>
+  <user_files_path>{root}/user_files/</user_files_path>
+  <format_schema_path>{root}/format_schemas/</format_schema_path>
+  <users_config>users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+  <mlock_executable>false</mlock_executable>
+</yandex>
+"""
+
+
+def users_xml() -> str:
+    """Users for tests: ``default`` (no password, loopback) and ``bi_reader`` (readonly=1)."""
+
+    def user(name: str, profile: str) -> str:
+        return (
+            f"    <{name}><password></password>"
+            f"<networks><ip>{LOOPBACK}</ip></networks>"
+            f"<profile>{profile}</profile><quota>default</quota></{name}>\n"
+        )
+
+    return (
+        '<?xml version="1.0"?>\n<yandex>\n'
+        "  <profiles>\n"
+        "    <default><max_memory_usage>2000000000</max_memory_usage></default>\n"
+        "    <readonly><readonly>1</readonly></readonly>\n"
+        "  </profiles>\n"
+        "  <users>\n" + user("default", "default") + user(BI_READER, "readonly") + "  </users>\n"
+        "  <quotas><default><interval><duration>3600</duration><queries>0</queries>"
+        "<errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows>"
+        "<execution_time>0</execution_time></interval></default></quotas>\n"
+        "</yandex>\n"
+    )
+
+
+class ClickHouseServer:
+    """A ClickHouse server on free loopback ports in a temp dir removed by ``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        command: list[str] | None = None,
+        start_timeout_s: float = 30.0,
+        log_level: str = "warning",
+    ) -> None:
+        self._command = command
+        self._start_timeout_s = start_timeout_s
+        self._log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._data_dir: Path | None = None
+        self.tcp_port = 0
+        self.http_port = 0
+        self.version = ""
+        self.start_seconds = 0.0
+
+    @property
+    def url(self) -> str:
+        """``clickhouse://default@127.0.0.1:PORT/default`` — the form ``Settings.clickhouse_url``
+        takes."""
+        return self.url_for("default")
+
+    def url_for(self, database: str, user: str = "default") -> str:
+        if self._proc is None:
+            raise RuntimeError("ClickHouseServer is not started")
+        return f"clickhouse://{user}@{LOOPBACK}:{self.tcp_port}/{database}"
+
+    def client(self, user: str = "default", database: str = "default") -> Client:
+        """A clickhouse-driver client for this server (the caller disconnects it)."""
+        return Client(LOOPBACK, port=self.tcp_port, user=user, database=database, connect_timeout=2)
+
+    @property
+    def log_path(self) -> Path:
+        if self._data_dir is None:
+            raise RuntimeError("ClickHouseServer is not started")
+        return self._data_dir / "clickhouse-server.log"
+
+    def start(self) -> ClickHouseServer:
+        if self._proc is not None:
+            raise RuntimeError("ClickHouseServer is already started")
+        began = time.monotonic()
+        command = self._command or find_clickhouse_server()
+        self._data_dir = Path(tempfile.mkdtemp(prefix="fangxian-clickhouse-"))
+        try:
+            self._proc = self._launch(command, self._data_dir)
+            wait_until_ready(
+                self._answers,
+                proc=self._proc,
+                what="ClickHouse server",
+                log_path=self.log_path,
+                timeout_s=self._start_timeout_s,
+            )
+            self.version = self._query_version()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        log.info(
+            "ClickHouse server %s ready on %s:%d in %.2f s",
+            self.version,
+            LOOPBACK,
+            self.tcp_port,
+            self.start_seconds,
+        )
+        return self
+
+    def _launch(self, command: list[str], data_dir: Path) -> subprocess.Popen[bytes]:
+        self.tcp_port, self.http_port = free_port(), free_port()
+        while self.http_port == self.tcp_port:
+            self.http_port = free_port()
+        config = data_dir / "config.xml"
+        config.write_text(
+            config_xml(
+                data_dir=data_dir,
+                tcp_port=self.tcp_port,
+                http_port=self.http_port,
+                log_level=self._log_level,
+            ),
+            encoding="utf-8",
+        )
+        (data_dir / "users.xml").write_text(users_xml(), encoding="utf-8")
+        return spawn([*command, f"--config-file={config}"], log_path=self.log_path, cwd=data_dir)
+
+    def _answers(self) -> bool:
+        if not port_is_open(self.tcp_port):  # the driver logs a traceback per refused connect
+            return False
+        client = self.client()
+        try:
+            return bool(client.execute("SELECT 1") == [(1,)])
+        except (ClickHouseError, OSError, EOFError):
+            return False
+        finally:
+            client.disconnect()
+
+    def _query_version(self) -> str:
+        client = self.client()
+        try:
+            rows = client.execute("SELECT version()")
+        finally:
+            client.disconnect()
+        return str(rows[0][0])
+
+    def stop(self) -> None:
+        """Stop the server and delete its data dir. Safe to call twice."""
+        if self._proc is not None:
+            code = terminate(self._proc, what="ClickHouse server")
+            log.info("ClickHouse server on port %d stopped (exit %s)", self.tcp_port, code)
+            self._proc = None
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+
+    def __enter__(self) -> ClickHouseServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the integration tests run against, on a fresh Debian machine of the CI kind:
+# Debian's clickhouse-server (a real native-protocol server) and kcat (a third-party Kafka
+# client), and Apache Kafka's jars from Maven Central (cached). Idempotent.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+need=()
+{ command -v clickhouse-server || command -v clickhouse || test -x /usr/sbin/clickhouse-server || test -x /usr/bin/clickhouse; } >/dev/null 2>&1 || need+=(clickhouse-server)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
+fi
+command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka (install openjdk-17-jre-headless)" >&2; exit 1; }
+"$here/kafka/fetch.sh" >/dev/null
+echo "test dependencies ready: clickhouse-server, kcat, Kafka jars"

@@ -1,0 +1,122 @@
+"""The topics fangxian needs, derived from the settings, and their idempotent creation.
+
+Event and output topics delete old segments (raw events are personal data: they are kept no
+longer than needed to replay into ClickHouse); reference topics are compacted (the latest record
+per id is the state); dead letters are kept longer so someone can look at them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError, for_code
+
+from fangxian.settings import Settings, Topics
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+EVENT_RETENTION_DAYS = 7
+DEAD_LETTER_RETENTION_DAYS = 30
+REFERENCE_FIELDS = frozenset({"residents", "passes", "vehicles", "rules"})
+DEAD_LETTER_FIELD = "dead_letters"
+CREATE_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def compacted(self) -> bool:
+        return self.config.get("cleanup.policy") == "compact"
+
+
+def _retention_ms(days: int, settings: Settings) -> str:
+    """Never keep personal data on a topic longer than the data retention setting."""
+    return str(min(days, settings.retention_days) * DAY_MS)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic in ``settings.topics``, in declaration order, with partitions and config."""
+    specs = []
+    for f in fields(Topics):
+        name: str = getattr(settings.topics, f.name)
+        if f.name in REFERENCE_FIELDS:
+            partitions = settings.reference_partitions
+            config = {"cleanup.policy": "compact"}
+        elif f.name == DEAD_LETTER_FIELD:
+            partitions = settings.event_partitions
+            config = {
+                "cleanup.policy": "delete",
+                "retention.ms": _retention_ms(DEAD_LETTER_RETENTION_DAYS, settings),
+            }
+        else:
+            partitions = settings.event_partitions
+            config = {
+                "cleanup.policy": "delete",
+                "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
+            }
+        specs.append(TopicSpec(name, partitions, settings.replication_factor, config))
+    return specs
+
+
+def _request(specs: Sequence[TopicSpec], with_configs: bool) -> dict[str, dict[str, Any]]:
+    return {
+        spec.name: {
+            "num_partitions": spec.partitions,
+            "replication_factor": spec.replication_factor,
+            **({"configs": dict(spec.config)} if with_configs and spec.config else {}),
+        }
+        for spec in specs
+    }
+
+
+def create_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    *,
+    tolerate_existing: bool = True,
+    broker_supports_configs: bool = True,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created by this call.
+
+    Existing topics are left as they are (not altered) unless ``tolerate_existing`` is False, in
+    which case TopicAlreadyExistsError is raised. Any other broker error is raised. Pass
+    ``broker_supports_configs=False`` for brokers (Tansu) that reject per-topic configs.
+    """
+    if not specs:
+        return []
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-topics")
+    try:
+        response = admin.create_topics(
+            _request(specs, broker_supports_configs),
+            timeout_ms=CREATE_TIMEOUT_MS,
+            raise_errors=False,
+        )
+        created = []
+        for topic in response["topics"]:
+            error = for_code(topic["error_code"])
+            if topic["error_code"] == 0:
+                created.append(topic["name"])
+            elif error is TopicAlreadyExistsError and tolerate_existing:
+                log.debug("topic %s already exists", topic["name"])
+            else:
+                raise error(f"{topic['name']}: {topic.get('error_message') or error.__name__}")
+        if created:
+            admin.wait_for_topics(created, timeout_ms=CREATE_TIMEOUT_MS)
+    finally:
+        admin.close()
+    log.info(
+        "topics on %s: %d created, %d already there",
+        bootstrap,
+        len(created),
+        len(specs) - len(created),
+    )
+    return created

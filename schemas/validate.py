@@ -1,0 +1,327 @@
+"""Pure value checks the codec applies to every record it decodes or encodes.
+
+The Avro schema fixes types; these checks fix values a schema cannot express: ids that must be
+canonical UUIDs, community codes over the GB 32100 alphabet, temperatures that are finite and
+physically possible, event times in milliseconds (not seconds or microseconds), pseudonymous
+tokens that are not raw ID numbers or phone numbers. A failed check raises
+``InvalidEvent("invalid_value", detail)`` with the field named in ``detail``.
+
+Thresholds that are policy rather than physics (the 34–43 °C plausible band, 37.3 °C fever) are
+rules in ``CommunityRules``, not validation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from schemas.errors import INVALID_VALUE, InvalidEvent
+
+Datum = Mapping[str, Any]
+Validator = Callable[[Datum], None]
+
+# 2019-01-01T00:00:00Z and 2100-01-01T00:00:00Z in epoch milliseconds. The lower bound rejects
+# seconds sent as milliseconds; the upper bound rejects microseconds. Pure: no clock is read.
+MIN_TIME_MS: Final = 1_546_300_800_000
+MAX_TIME_MS: Final = 4_102_444_800_000
+# The same bounds in days since 1970-01-01, for `date` fields.
+MIN_DAY: Final = 17_897
+MAX_DAY: Final = 47_482
+
+# Physically possible readings of a human body thermometer (°C). Outside this the reading is
+# garbage, not a cold or a fever; the narrower plausible band is a community rule.
+BODY_MIN_C: Final = 20.0
+BODY_MAX_C: Final = 50.0
+AMBIENT_MIN_C: Final = -60.0
+AMBIENT_MAX_C: Final = 70.0
+
+MINUTES_PER_DAY: Final = 1440
+
+# GB 32100 Unified Social Credit Code: 18 characters over 0-9 and 21 capital letters
+# (no I, O, S, V, Z); the last is a check character.
+CREDIT_CODE_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_CODE_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_CREDIT_CODE_VALUE: Final = {c: i for i, c in enumerate(CREDIT_CODE_ALPHABET)}
+_CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# What a pseudonymous token must never look like: a resident ID number (GB 11643) or a
+# mainland mobile number (optionally +86). Non-ASCII text (a raw plate such as 京A12345, a
+# name) is refused separately. Only strings of these lengths need the regex.
+_RAW_ID_OR_PHONE = re.compile(r"\d{17}[\dXx]|(?:\+?86)?1\d{10}")
+_RAW_ID_OR_PHONE_LENGTHS: Final = frozenset({11, 13, 14, 18})
+_NUMBER_TYPES: Final = (float, int)
+
+
+def _invalid(field: str, problem: str, value: object) -> InvalidEvent:
+    return InvalidEvent(INVALID_VALUE, f"{field} {problem} (got {value!r:.60})")
+
+
+def credit_code_check_ok(code: str) -> bool:
+    """True if ``code``'s 18th character is the GB 32100 check character of the first 17.
+
+    Some real, registered codes fail this check, so a failure is something to flag, not a
+    reason to reject the event.
+    """
+    if _CREDIT_CODE.fullmatch(code) is None:
+        return False
+    total = sum(_CREDIT_CODE_VALUE[c] * w for c, w in zip(code, _CREDIT_CODE_WEIGHTS, strict=False))
+    return CREDIT_CODE_ALPHABET[(31 - total % 31) % 31] == code[17]
+
+
+def require_uuid(value: object, field: str) -> None:
+    """A canonical (lower-case, hyphenated) UUID string: one spelling per idempotency key."""
+    if type(value) is not str or _UUID.fullmatch(value) is None:
+        raise _invalid(field, "is not a canonical lower-case UUID string", value)
+
+
+def require_community_id(value: object, field: str = "community_id") -> None:
+    """18 characters of the GB 32100 alphabet; the check character is not enforced."""
+    if type(value) is not str or _CREDIT_CODE.fullmatch(value) is None:
+        raise _invalid(field, "is not an 18-character GB 32100 credit code", value)
+
+
+def require_id(value: object, field: str) -> None:
+    """A non-empty, non-blank identifier (gate, device, dead letter, ...)."""
+    if type(value) is not str or not value or value.isspace():
+        raise _invalid(field, "must be a non-empty string", value)
+
+
+def require_token(value: object, field: str) -> None:
+    """A pseudonymous token: non-empty and not a raw ID number, phone number or plate."""
+    if type(value) is not str or not value or value.isspace():
+        raise _invalid(field, "must be a non-empty string", value)
+    if not value.isascii() or (
+        len(value) in _RAW_ID_OR_PHONE_LENGTHS and _RAW_ID_OR_PHONE.fullmatch(value) is not None
+    ):
+        # Do not echo the value: it looks like personal data.
+        raise InvalidEvent(
+            INVALID_VALUE, f"{field} looks like raw personal data, not a pseudonymous token"
+        )
+
+
+def require_optional_token(value: object, field: str) -> None:
+    if value is not None:
+        require_token(value, field)
+
+
+def require_time_ms(value: object, field: str) -> None:
+    """An ``int`` epoch-millisecond timestamp between 2019-01-01 and 2100-01-01 (UTC)."""
+    if type(value) is not int or not MIN_TIME_MS <= value < MAX_TIME_MS:
+        raise _invalid(field, "is not epoch milliseconds between 2019 and 2100", value)
+
+
+def require_optional_time_ms(value: object, field: str) -> None:
+    if value is not None:
+        require_time_ms(value, field)
+
+
+def require_day(value: object, field: str) -> None:
+    """An ``int`` day number (days since 1970-01-01) between 2019-01-01 and 2100-01-01."""
+    if type(value) is not int or not MIN_DAY <= value < MAX_DAY:
+        raise _invalid(field, "is not a day number between 2019 and 2100", value)
+
+
+def _require_celsius(value: object, field: str, low: float, high: float) -> None:
+    # NaN and ±inf fail the chained comparison too, so one test covers "finite" and "sane".
+    if type(value) is not float and type(value) is not int:
+        raise _invalid(field, "must be a number of degrees Celsius", value)
+    if not low <= value <= high:
+        if not math.isfinite(value):
+            raise _invalid(field, "must be a finite number", value)
+        raise _invalid(field, f"must be a number of degrees Celsius in [{low}, {high}]", value)
+
+
+def require_body_celsius(value: object, field: str) -> None:
+    _require_celsius(value, field, BODY_MIN_C, BODY_MAX_C)
+
+
+def require_optional_body_celsius(value: object, field: str) -> None:
+    if value is not None:
+        _require_celsius(value, field, BODY_MIN_C, BODY_MAX_C)
+
+
+def require_optional_ambient_celsius(value: object, field: str) -> None:
+    if value is not None:
+        _require_celsius(value, field, AMBIENT_MIN_C, AMBIENT_MAX_C)
+
+
+def require_int_at_least(value: object, field: str, low: int) -> None:
+    if type(value) is not int or value < low:
+        raise _invalid(field, f"must be an integer >= {low}", value)
+
+
+def require_minute_of_day(value: object, field: str) -> None:
+    if type(value) is not int or not 0 <= value < MINUTES_PER_DAY:
+        raise _invalid(field, "must be a minute of the day in [0, 1439]", value)
+
+
+def require_unique(values: object, field: str) -> None:
+    if not isinstance(values, list | tuple) or len(set(values)) != len(values):
+        raise _invalid(field, "must be a list without duplicates", values)
+
+
+def require_timezone(value: object, field: str) -> None:
+    if type(value) is not str:
+        raise _invalid(field, "is not an IANA time zone name", value)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+        raise _invalid(field, "is not an IANA time zone name", value) from err
+
+
+# --- one validator per record -------------------------------------------------------------
+
+
+def validate_gate_scan(d: Datum) -> None:
+    require_uuid(d["event_id"], "event_id")
+    require_community_id(d["community_id"])
+    require_id(d["gate_id"], "gate_id")
+    require_id(d["device_id"], "device_id")
+    require_token(d["subject_id"], "subject_id")
+    require_optional_token(d["household_id"], "household_id")
+    require_optional_body_celsius(d["temperature_c"], "temperature_c")
+    require_time_ms(d["event_time"], "event_time")
+
+
+def validate_temperature_reading(d: Datum) -> None:
+    require_uuid(d["event_id"], "event_id")
+    require_community_id(d["community_id"])
+    require_id(d["gate_id"], "gate_id")
+    require_id(d["device_id"], "device_id")
+    require_optional_token(d["subject_id"], "subject_id")
+    require_body_celsius(d["temperature_c"], "temperature_c")
+    require_optional_ambient_celsius(d["ambient_c"], "ambient_c")
+    require_time_ms(d["event_time"], "event_time")
+
+
+def validate_health_report(d: Datum) -> None:
+    require_uuid(d["event_id"], "event_id")
+    require_community_id(d["community_id"])
+    require_token(d["resident_id"], "resident_id")
+    require_day(d["report_date"], "report_date")
+    require_optional_body_celsius(d["temperature_c"], "temperature_c")
+    require_unique(d["symptoms"], "symptoms")
+    require_time_ms(d["event_time"], "event_time")
+
+
+def validate_gate_decision(d: Datum) -> None:
+    require_uuid(d["event_id"], "event_id")
+    require_community_id(d["community_id"])
+    require_id(d["gate_id"], "gate_id")
+    require_token(d["subject_id"], "subject_id")
+    require_time_ms(d["decided_at"], "decided_at")
+
+
+def validate_alert(d: Datum) -> None:
+    require_uuid(d["alert_id"], "alert_id")
+    require_community_id(d["community_id"])
+    require_optional_token(d["subject_id"], "subject_id")
+    require_id(d["message_zh"], "message_zh")
+    require_id(d["message_en"], "message_en")
+    require_time_ms(d["event_time"], "event_time")
+    require_time_ms(d["created_at"], "created_at")
+
+
+def validate_dead_letter(d: Datum) -> None:
+    require_id(d["dead_letter_id"], "dead_letter_id")
+    require_id(d["reason"], "reason")
+    require_id(d["source_topic"], "source_topic")
+    require_time_ms(d["created_at"], "created_at")
+
+
+def validate_resident(d: Datum) -> None:
+    require_token(d["resident_id"], "resident_id")
+    require_community_id(d["community_id"])
+    require_token(d["household_id"], "household_id")
+    observation_start = d["observation_start"]
+    if observation_start is not None:
+        require_day(observation_start, "observation_start")
+    require_unique(d["key_groups"], "key_groups")
+    require_time_ms(d["updated_at"], "updated_at")
+
+
+def validate_visitor_pass(d: Datum) -> None:
+    require_token(d["pass_id"], "pass_id")
+    require_community_id(d["community_id"])
+    require_token(d["host_resident_id"], "host_resident_id")
+    require_time_ms(d["valid_from"], "valid_from")
+    require_time_ms(d["valid_until"], "valid_until")
+    if d["valid_until"] < d["valid_from"]:
+        raise _invalid("valid_until", "is before valid_from", d["valid_until"])
+    require_int_at_least(d["max_entries"], "max_entries", 0)
+    require_time_ms(d["updated_at"], "updated_at")
+
+
+def validate_vehicle(d: Datum) -> None:
+    require_token(d["vehicle_id"], "vehicle_id")
+    require_community_id(d["community_id"])
+    require_optional_token(d["owner_resident_id"], "owner_resident_id")
+    require_optional_time_ms(d["valid_until"], "valid_until")
+    require_time_ms(d["updated_at"], "updated_at")
+
+
+_RULE_THRESHOLDS_C: Final = ("fever_threshold_c", "plausible_min_c", "plausible_max_c")
+_RULE_POSITIVE_INTS: Final = (
+    "recheck_window_s",
+    "entry_limit_count",
+    "entry_limit_window_s",
+    "dedupe_window_s",
+    "observation_days",
+    "device_silent_s",
+    "drift_window_s",
+)
+
+
+def validate_community_rules(d: Datum) -> None:
+    require_community_id(d["community_id"])
+    require_timezone(d["timezone"], "timezone")
+    for field in _RULE_THRESHOLDS_C:
+        require_body_celsius(d[field], field)
+    if not d["plausible_min_c"] < d["plausible_max_c"]:
+        raise _invalid("plausible_min_c", "must be below plausible_max_c", d["plausible_min_c"])
+    margin = d["drift_margin_c"]
+    if not isinstance(margin, _NUMBER_TYPES) or isinstance(margin, bool) or not 0 <= margin <= 10:
+        raise _invalid("drift_margin_c", "must be a number of degrees in [0, 10]", margin)
+    for field in _RULE_POSITIVE_INTS:
+        require_int_at_least(d[field], field, 1)
+    require_int_at_least(d["alert_suppression_s"], "alert_suppression_s", 0)
+    curfew_start, curfew_end = d["curfew_start_minute"], d["curfew_end_minute"]
+    if (curfew_start is None) != (curfew_end is None):
+        raise _invalid("curfew_end_minute", "must be set together with curfew_start_minute", None)
+    if curfew_start is not None:
+        require_minute_of_day(curfew_start, "curfew_start_minute")
+        require_minute_of_day(curfew_end, "curfew_end_minute")
+    require_minute_of_day(d["report_deadline_minute"], "report_deadline_minute")
+    updated_at = d["updated_at"]
+    # 0 is the schema default ("never updated"); anything else must be a real time.
+    if updated_at != 0:
+        require_time_ms(updated_at, "updated_at")
+
+
+VALIDATORS: Final[Mapping[str, Validator]] = {
+    "GateScan": validate_gate_scan,
+    "TemperatureReading": validate_temperature_reading,
+    "HealthReport": validate_health_report,
+    "GateDecision": validate_gate_decision,
+    "Alert": validate_alert,
+    "DeadLetter": validate_dead_letter,
+    "Resident": validate_resident,
+    "VisitorPass": validate_visitor_pass,
+    "Vehicle": validate_vehicle,
+    "CommunityRules": validate_community_rules,
+}
+
+
+def validate(record_name: str, datum: Datum) -> None:
+    """Check ``datum``'s values as record ``record_name``; raise ``InvalidEvent`` if invalid.
+
+    ``datum`` must hold every field, defaulted ones included (a decoded record does; the codec
+    fills schema defaults in before validating a record it encodes); a missing field is a
+    ``KeyError``.
+    """
+    VALIDATORS[record_name](datum)

@@ -1,0 +1,93 @@
+"""The one interface the worker writes through, and the URL that picks an implementation.
+
+``clickhouse://user:password@host:port/database`` → ``ServerWriter`` (clickhouse-driver, native
+protocol); ``chdb:///abs/path`` or ``chdb://relative/path`` → ``ChdbWriter`` (ClickHouse
+in-process, data on disk at that path). The database defaults to ``fangxian``; for chdb it can be
+given as ``?database=name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_DATABASE = "fangxian"
+DEFAULT_PORT = 9000
+
+
+class Writer(Protocol):
+    """Writes contract rows into ClickHouse tables of ``database``. Sinks only write: no
+    business logic here. Failures raise ``SinkDataError`` / ``SinkUnavailable`` / ``SinkError``.
+    """
+
+    database: str
+
+    def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``rows`` (contract event dicts) into ``table`` as one columnar insert;
+        return how many rows were written."""
+        ...
+
+    def execute(self, sql: str) -> None:
+        """Run one statement that returns nothing (DDL, ``INSERT ... VALUES`` literals)."""
+        ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a ``SELECT``; ``params`` fill ``%(name)s`` placeholders (quoted)."""
+        ...
+
+    def server_version(self) -> tuple[int, ...]:
+        """The engine's version, e.g. ``(18, 16, 1)``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+@dataclass(frozen=True)
+class ChdbTarget:
+    path: str  # as given: absolute, or relative to the working directory
+    database: str
+
+
+def parse_url(url: str) -> ServerTarget | ChdbTarget:
+    """The target a ClickHouse URL names. Raises ``ValueError`` for any other scheme."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "clickhouse":
+        return ServerTarget(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or DEFAULT_PORT,
+            user=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            database=parts.path.strip("/") or DEFAULT_DATABASE,
+        )
+    if parts.scheme == "chdb":
+        # chdb:///abs → netloc "" + path "/abs"; chdb://rel/path → netloc "rel" + path "/path"
+        path = parts.netloc + parts.path if parts.netloc else parts.path
+        if not path:
+            raise ValueError(f"chdb URL needs a directory: {url!r}")
+        return ChdbTarget(path=unquote(path), database=query.get("database", [DEFAULT_DATABASE])[0])
+    raise ValueError(f"unsupported ClickHouse URL scheme {parts.scheme!r} in {url!r}")
+
+
+def open_writer(url: str, *, settings: Mapping[str, Any] | None = None) -> Writer:
+    """A connected writer for ``url`` (see the module docstring). ``settings`` are ClickHouse
+    query settings for a server writer."""
+    target = parse_url(url)
+    if isinstance(target, ServerTarget):
+        from sinks.server import ServerWriter
+
+        return ServerWriter(target, settings=settings)
+    from sinks.embedded import ChdbWriter
+
+    return ChdbWriter(target)

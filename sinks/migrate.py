@@ -1,0 +1,122 @@
+"""Versioned schema migrations: ``sinks/migrations/NNNN_name.sql``, applied in order, once.
+
+Applied versions are recorded in ``<database>.schema_migrations``; running ``migrate`` again
+applies nothing. Each statement is ``CREATE ... IF NOT EXISTS``, so a run interrupted halfway is
+simply re-run. On an old server each statement goes through ``adapt_for_legacy`` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sinks.base import Writer
+from sinks.legacy import adapt_for_legacy
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# TTL compares toDateTime(event_time) + retention, and DateTime ends in 2106: a longer retention
+# would wrap around and expire every row on insert.
+MAX_RETENTION_DAYS = 20_000
+
+BOOKKEEPING_DDL = """\
+CREATE TABLE IF NOT EXISTS {database}.schema_migrations
+(
+    version UInt32,
+    name String,
+    applied_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY version"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str  # the file name without .sql, e.g. "0001_events"
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file in ``directory``, by version. Two files with one version is a bug."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"migration file name must be NNNN_name.sql: {path.name}")
+        version = int(match["version"])
+        if version in found:
+            raise ValueError(f"two migrations with version {version}: {path.name}")
+        found[version] = Migration(version, path.stem, path.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements of a migration file: ``--`` comment lines dropped, split at ``;`` that ends a
+    line (our DDL has no semicolons inside literals)."""
+    lines = [line for line in sql.split("\n") if not line.lstrip().startswith("--")]
+    parts = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def check_database_name(database: str) -> str:
+    if not _IDENTIFIER.match(database):
+        raise ValueError(f"not a plain database name: {database!r}")
+    return database
+
+
+def render(sql: str, *, database: str, retention_days: int) -> str:
+    """Fill the ``{database}`` and ``{retention_days}`` placeholders."""
+    check_database_name(database)
+    if not 1 <= retention_days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"retention_days must be 1..{MAX_RETENTION_DAYS}, got {retention_days}")
+    return sql.replace("{database}", database).replace("{retention_days}", str(retention_days))
+
+
+def applied_versions(writer: Writer, database: str) -> set[int]:
+    rows = writer.query(f"SELECT version FROM {database}.schema_migrations")
+    return {int(row[0]) for row in rows}
+
+
+def migrate(
+    writer: Writer,
+    *,
+    retention_days: int = 90,
+    database: str | None = None,
+    migrations: list[Migration] | None = None,
+) -> list[str]:
+    """Apply pending migrations to ``database`` (default: the writer's); return their names."""
+    database = check_database_name(database or writer.database)
+    version = writer.server_version()
+    migrations = load_migrations() if migrations is None else migrations
+
+    def run(sql: str) -> None:
+        statement = render(sql, database=database, retention_days=retention_days)
+        writer.execute(adapt_for_legacy(statement, version))
+
+    writer.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    run(BOOKKEEPING_DDL)
+    done = applied_versions(writer, database)
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        log.info("applying migration %s to %s", migration.name, database)
+        for statement in split_statements(migration.sql):
+            run(statement)
+        # INSERT ... SELECT, not VALUES: over the native protocol VALUES waits for data blocks.
+        writer.execute(
+            f"INSERT INTO {database}.schema_migrations (version, name) "
+            f"SELECT {migration.version}, '{migration.name}'"
+        )
+        applied.append(migration.name)
+    forget = getattr(writer, "forget_schema", None)
+    if applied and callable(forget):
+        forget()
+    return applied

@@ -1,0 +1,28 @@
+"""How an alert reaches the on-duty person: one line, Chinese first, English beside it.
+Pure formatting; the Faust agent in ``streams/app.py`` and the demo console print it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SEVERITY_ZH = {"CRITICAL": "紧急", "WARNING": "警告", "INFO": "提示"}
+DECISION_ZH = {"ALLOW": "放行", "WARN": "提醒", "RECHECK": "复测", "DENY": "拒绝"}
+
+
+def should_notify(alert: dict[str, Any]) -> bool:
+    """Records kept for the file (e.g. a fever cleared on recheck) are not staff alerts."""
+    return bool(alert.get("details", {}).get("notify", "true") != "false")
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    sev = alert["severity"]
+    return (
+        f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {alert['alert_type']}: "
+        f"{alert['message_zh']} | {alert['message_en']}"
+    )
+
+
+def decision_line(decision: dict[str, Any]) -> str:
+    d = decision["decision"]
+    reasons = ",".join(decision["reasons"]) or "-"
+    return f"{DECISION_ZH.get(d, d)} {d} gate={decision['gate_id']} reasons={reasons}"

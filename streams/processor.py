@@ -1,0 +1,207 @@
+"""One batch of consumed messages → decisions, alerts, dead letters and rows. No I/O.
+
+The worker (``streams/worker.py``) hands every batch it polls to ``EventProcessor.process`` and
+does the I/O with the result: produce the messages, buffer the rows for ClickHouse, commit the
+offsets once the rows are written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fangxian.metrics import Metrics
+from fangxian.settings import Settings
+from schemas import Codec, InvalidEvent
+from streams.engine import RuleEngine
+
+_DEAD_LETTER_NS = uuid.UUID("6f1d0c52-5a56-4d0e-9a5f-1c1f0b6b1f10")
+REDACTED = ""
+
+
+class Message(Protocol):
+    """What the processor needs of a consumed Kafka message (aiokafka's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+class DeadLetterLimitExceeded(RuntimeError):
+    """Too large a share of the input is invalid: stop loudly instead of draining into the DLQ."""
+
+
+@dataclass
+class BatchResult:
+    produce: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: int = 0
+    events: int = 0
+
+    def add_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.rows.setdefault(table, []).extend(rows)
+
+
+def dead_letter(msg: Message, err: InvalidEvent) -> dict[str, Any]:
+    """The DeadLetter record for ``msg``; its id is derived from the message's position, so a
+    redelivered bad message produces the same record (and the same ClickHouse row)."""
+    return {
+        "dead_letter_id": str(
+            uuid.uuid5(_DEAD_LETTER_NS, f"{msg.topic}:{msg.partition}:{msg.offset}")
+        ),
+        "reason": err.reason,
+        "detail": err.detail[:1000],
+        "source_topic": msg.topic,
+        "source_partition": msg.partition,
+        "source_offset": msg.offset,
+        "original": msg.value if msg.value is not None else b"",
+        "created_at": msg.timestamp,
+    }
+
+
+class DeadLetterBudget:
+    """Counts invalid vs all input over a sliding sample (arroyo's ``DlqLimit``)."""
+
+    def __init__(self, max_ratio: float, min_sample: int) -> None:
+        self.max_ratio = max_ratio
+        self.min_sample = min_sample
+        self._window: deque[tuple[int, int]] = deque()
+        self._total = 0
+        self._bad = 0
+
+    def record(self, total: int, bad: int) -> None:
+        self._window.append((total, bad))
+        self._total += total
+        self._bad += bad
+        while len(self._window) > 1 and self._total - self._window[0][0] >= self.min_sample:
+            t, b = self._window.popleft()
+            self._total -= t
+            self._bad -= b
+        if self._total >= self.min_sample and self._bad > self.max_ratio * self._total:
+            raise DeadLetterLimitExceeded(
+                f"{self._bad} of the last {self._total} messages were invalid "
+                f"(limit {self.max_ratio:.0%}) — stopping (无效消息比例过高，停止处理)"
+            )
+
+
+class EventProcessor:
+    """Decodes a batch, runs the rules, and says what to produce and which rows to store."""
+
+    def __init__(
+        self, settings: Settings, codec: Codec, engine: RuleEngine, metrics: Metrics
+    ) -> None:
+        t = settings.topics
+        self._topics = t
+        self._codec = codec
+        self._engine = engine
+        self._metrics = metrics
+        self._record_of = {
+            t.gate_scans: "GateScan",
+            t.temperature_readings: "TemperatureReading",
+            t.health_reports: "HealthReport",
+        }
+        self._budget = DeadLetterBudget(settings.dlq_max_ratio, settings.dlq_min_sample)
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._record_of)
+
+    def process(self, messages: Sequence[Message]) -> BatchResult:
+        result = BatchResult(events=len(messages))
+        t = self._topics
+        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
+        dead: list[dict[str, Any]] = []
+        decode = self._codec.decode
+        for msg in messages:
+            try:
+                if msg.value is None:
+                    raise InvalidEvent(
+                        "empty", "message has no value (tombstone on an event topic)"
+                    )
+                decoded[msg.topic].append(decode(self._record_of[msg.topic], msg.value))
+            except InvalidEvent as err:
+                dead.append(dead_letter(msg, err))
+        for topic, events in decoded.items():
+            if events:
+                self._metrics.events_in.labels(topic=topic).inc(len(events))
+        self._budget.record(len(messages), len(dead))
+        self._add_dead_letters(result, dead)
+
+        scans = decoded[t.gate_scans]
+        if scans:
+            out = self._engine.on_scans(scans)
+            self._emit(result, out.decisions, out.alerts, out.late)
+            redact = {
+                d["event_id"] for d in out.decisions if "FACE_CONSENT_MISSING" in d["reasons"]
+            }
+            result.add_rows(
+                "gate_scans", [_redacted(s) if s["event_id"] in redact else s for s in scans]
+            )
+        readings = decoded[t.temperature_readings]
+        if readings:
+            out = self._engine.on_readings(readings)
+            self._emit(result, out.decisions, out.alerts, out.late)
+            result.add_rows("temperature_readings", readings)
+        reports = decoded[t.health_reports]
+        if reports:
+            out = self._engine.on_reports(reports)
+            self._emit(result, out.decisions, out.alerts, out.late)
+            result.add_rows("health_reports", reports)
+        self._metrics.batch_events.observe(len(messages))
+        return result
+
+    def tick(self, now_ms: int) -> BatchResult:
+        """Timer-driven rules (overdue reports, silent devices, rechecks that never came)."""
+        result = BatchResult()
+        out = self._engine.tick(now_ms)
+        self._emit(result, out.decisions, out.alerts, out.late)
+        return result
+
+    def _add_dead_letters(self, result: BatchResult, dead: list[dict[str, Any]]) -> None:
+        if not dead:
+            return
+        encode = self._codec.encode
+        for d in dead:
+            self._metrics.dead_letters.labels(reason=d["reason"]).inc()
+            result.produce.append(
+                (self._topics.dead_letters, d["source_topic"].encode(), encode("DeadLetter", d))
+            )
+        result.dead_letters += len(dead)
+        result.add_rows("dead_letters", dead)
+
+    def _emit(
+        self,
+        result: BatchResult,
+        decisions: list[dict[str, Any]],
+        alerts: list[dict[str, Any]],
+        late: int,
+    ) -> None:
+        encode = self._codec.encode
+        t = self._topics
+        if decisions:
+            counter = self._metrics.decisions
+            for d in decisions:
+                counter.labels(decision=d["decision"]).inc()
+                result.produce.append(
+                    (t.gate_decisions, d["subject_id"].encode(), encode("GateDecision", d))
+                )
+            result.add_rows("gate_decisions", decisions)
+        if alerts:
+            for a in alerts:
+                self._metrics.alerts.labels(alert_type=a["alert_type"]).inc()
+                result.produce.append((t.alerts, a["community_id"].encode(), encode("Alert", a)))
+            result.add_rows("alerts", alerts)
+        if late:
+            self._metrics.late_events.inc(late)
+
+
+def _redacted(scan: dict[str, Any]) -> dict[str, Any]:
+    """A FACE scan without consent keeps no face-derived identity: a rejection record only."""
+    return {**scan, "subject_id": REDACTED, "household_id": None, "temperature_c": None}

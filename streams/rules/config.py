@@ -1,0 +1,121 @@
+"""Per-community thresholds (the ``CommunityRules`` reference record) with the contract's defaults.
+
+A community without a record gets :data:`DEFAULT_RULES`. Invalid values in a record fall back to
+the default for that field (a bad record must not stop the gates), and are logged once, when the
+record is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
+LIMIT_SCOPES = ("NONE", "PERSON", "HOUSEHOLD")
+LIMIT_DIRECTIONS = ("OUT", "IN", "ANY")
+MINUTES_PER_DAY = 1440
+
+_ENUM_FIELDS: dict[str, tuple[str, ...]] = {
+    "yellow_code_action": DECISIONS,
+    "entry_limit_action": DECISIONS,
+    "curfew_action": DECISIONS,
+    "entry_limit_scope": LIMIT_SCOPES,
+    "entry_limit_direction": LIMIT_DIRECTIONS,
+}
+_MINUTE_FIELDS = ("curfew_start_minute", "curfew_end_minute", "report_deadline_minute")
+_NULLABLE_FIELDS = ("curfew_start_minute", "curfew_end_minute")
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityRules:
+    """Thresholds of one community; every field has the default from docs/contract.md."""
+
+    community_id: str = ""
+    timezone: str = "Asia/Shanghai"
+    fever_threshold_c: float = 37.3
+    recheck_window_s: int = 300
+    plausible_min_c: float = 34.0
+    plausible_max_c: float = 43.0
+    yellow_code_action: str = "WARN"
+    entry_limit_scope: str = "NONE"
+    entry_limit_direction: str = "OUT"
+    entry_limit_count: int = 1
+    entry_limit_window_s: int = 172_800
+    entry_limit_action: str = "DENY"
+    dedupe_window_s: int = 30
+    curfew_start_minute: int | None = None
+    curfew_end_minute: int | None = None
+    curfew_action: str = "WARN"
+    report_deadline_minute: int = 600
+    observation_days: int = 14
+    device_silent_s: int = 600
+    drift_margin_c: float = 0.8
+    drift_window_s: int = 900
+    alert_suppression_s: int = 600
+    updated_at: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> CommunityRules:
+        """Rules from a ``CommunityRules`` record; ``None`` (no record, or a tombstone) gives the
+        defaults. Unknown keys are ignored; a missing, null or invalid value takes the default."""
+        if not record:
+            return DEFAULT_RULES
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in record:
+                continue
+            raw = record[f.name]
+            default = getattr(DEFAULT_RULES, f.name)
+            value = _coerce(f.name, raw, default)
+            if value is _INVALID:
+                log.warning(
+                    "community %s: invalid %s=%r in rules record, using default %r",
+                    record.get("community_id"),
+                    f.name,
+                    raw,
+                    default,
+                )
+                continue
+            values[f.name] = value
+        return cls(**values)
+
+    @property
+    def curfew_enabled(self) -> bool:
+        return (
+            self.curfew_start_minute is not None
+            and self.curfew_end_minute is not None
+            and self.curfew_start_minute != self.curfew_end_minute
+        )
+
+
+_INVALID: Any = object()
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    if raw is None:
+        return None if name in _NULLABLE_FIELDS else default
+    if name in _ENUM_FIELDS:
+        return raw if raw in _ENUM_FIELDS[name] else _INVALID
+    if isinstance(raw, bool):
+        return _INVALID
+    try:
+        if isinstance(default, float):
+            value: Any = float(raw)
+        elif isinstance(default, int) or name in _NULLABLE_FIELDS:
+            value = int(raw)
+        else:
+            return str(raw)
+    except (TypeError, ValueError):
+        return _INVALID
+    if name in _MINUTE_FIELDS and not 0 <= value < MINUTES_PER_DAY:
+        return _INVALID
+    if isinstance(value, int) and value < 0:
+        return _INVALID
+    return value
+
+
+DEFAULT_RULES = CommunityRules()

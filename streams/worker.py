@@ -1,0 +1,272 @@
+"""The worker's I/O loop: poll a batch, process it, produce the outputs, buffer the rows, and
+commit offsets only after the rows that hold those events are in ClickHouse.
+
+The order of a checkpoint, written down once (quix-streams' ``checkpoint.py``):
+  1. insert every buffered row (one columnar insert per table) — retried while ClickHouse is away;
+  2. flush the producer, so every decision, alert and dead letter of those events is in Kafka;
+  3. commit the consumer offsets covered by the rows of step 1.
+A crash anywhere before 3 redelivers the events; event_id keys (ReplacingMergeTree, deterministic
+alert and dead-letter ids) make the redelivery harmless.
+
+Gate decisions do not wait for ClickHouse: they are produced as soon as their batch is processed
+(step 2 only *confirms* delivery). While ClickHouse is down the worker keeps deciding until the
+row buffer reaches its bound, then pauses consumption (backpressure) and resumes when inserts work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from fangxian.metrics import Metrics
+from fangxian.settings import Settings
+from sinks import SinkDataError, SinkUnavailable, Writer
+from streams.processor import BatchResult, EventProcessor
+
+log = logging.getLogger(__name__)
+
+Rows = dict[str, list[dict[str, Any]]]
+Offsets = dict[TopicPartition, int]
+
+
+class _Checkpoint:
+    """Rows and the offsets they cover, since the last commit."""
+
+    def __init__(self) -> None:
+        self.rows: Rows = {}
+        self.offsets: Offsets = {}
+        self.row_count = 0
+        self.started = time.monotonic()
+
+    def add(self, result: BatchResult, offsets: Offsets) -> None:
+        for table, rows in result.rows.items():
+            self.rows.setdefault(table, []).extend(rows)
+            self.row_count += len(rows)
+        self.offsets.update(offsets)
+
+    def empty(self) -> bool:
+        return not self.rows and not self.offsets
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callable[[], Awaitable[None]]) -> None:
+        self._on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._on_revoked()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info(
+            "partitions assigned 分配分区: %s", sorted((tp.topic, tp.partition) for tp in assigned)
+        )
+
+
+class PipelineWorker:
+    """Consumes the event topics as one consumer-group member."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: EventProcessor,
+        writer: Writer,
+        metrics: Metrics,
+        *,
+        on_result: Callable[[BatchResult], None] | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._s = settings
+        self._processor = processor
+        self._writer = writer
+        self._metrics = metrics
+        self._on_result = on_result
+        self._clock_ms = clock_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._pending = _Checkpoint()
+        self._flushing: asyncio.Task[None] | None = None
+        self._paused = False
+        self._stopping = asyncio.Event()
+        self.committed_events = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._s.kafka_bootstrap,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            acks=1,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._s.kafka_bootstrap,
+            group_id=self._s.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=max(1, int(self._s.batch_within_s * 1000)),
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(self._processor.topics, listener=_Rebalance(self._checkpoint))
+
+    async def stop(self) -> None:
+        """Stop cleanly: finish the checkpoint (rows, producer, commit), then close."""
+        self._stopping.set()
+        try:
+            await self._checkpoint()
+        finally:
+            if self._consumer is not None:
+                await self._consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        assert self._consumer is not None
+        last_tick = 0.0
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(
+                timeout_ms=int(self._s.batch_within_s * 1000), max_records=self._s.batch_max
+            )
+            if batches:
+                messages = [m for msgs in batches.values() for m in msgs]
+                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+                result = self._processor.process(messages)
+                await self._send(result)
+                self._pending.add(result, offsets)
+            now = time.monotonic()
+            if now - last_tick >= 1.0:
+                last_tick = now
+                tick = self._processor.tick(self._clock_ms())
+                if tick.produce or tick.rows:
+                    await self._send(tick)
+                    self._pending.add(tick, {})
+            await self._maybe_flush()
+
+    async def _send(self, result: BatchResult) -> None:
+        assert self._producer is not None
+        send = self._producer.send
+        for topic, key, value in result.produce:
+            await send(topic, value, key=key)
+        if self._on_result is not None:
+            self._on_result(result)
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def _due(self) -> bool:
+        p = self._pending
+        if p.empty():
+            return False
+        return (
+            p.row_count >= self._s.sink_batch_rows
+            or time.monotonic() - p.started >= self._s.sink_flush_s
+        )
+
+    async def _maybe_flush(self) -> None:
+        if self._flushing is not None and self._flushing.done():
+            task, self._flushing = self._flushing, None
+            task.result()  # re-raise a failure that is not retryable
+        buffered = self._pending.row_count
+        self._metrics.sink_buffered_rows.set(buffered)
+        if self._flushing is None and self._due():
+            snapshot, self._pending = self._pending, _Checkpoint()
+            self._flushing = asyncio.create_task(self._commit(snapshot))
+        # backpressure: stop polling while the buffer is over its bound
+        over = self._pending.row_count >= self._s.sink_max_buffered_rows
+        if over and not self._paused:
+            self._set_paused(True)
+        elif not over and self._paused:
+            self._set_paused(False)
+        if self._paused and self._flushing is not None:
+            await asyncio.wait({self._flushing}, timeout=0.5)
+
+    def _set_paused(self, paused: bool) -> None:
+        assert self._consumer is not None
+        parts = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(*parts)
+            log.warning("sink behind, consumption paused 写入积压，暂停消费")
+        else:
+            self._consumer.resume(*parts)
+            log.info("consumption resumed 恢复消费")
+        self._paused = paused
+        self._metrics.consumer_paused.set(1 if paused else 0)
+
+    async def _checkpoint(self) -> None:
+        """Flush everything pending now (on stop and before partitions are revoked)."""
+        if self._flushing is not None:
+            await self._flushing
+            self._flushing = None
+        snapshot, self._pending = self._pending, _Checkpoint()
+        if not snapshot.empty():
+            await self._commit(snapshot)
+
+    async def _commit(self, snapshot: _Checkpoint) -> None:
+        started = time.monotonic()
+        await self._write_rows(snapshot.rows)
+        assert self._producer is not None and self._consumer is not None
+        await self._producer.flush()
+        if snapshot.offsets:
+            assigned = self._consumer.assignment()
+            offsets = {tp: o for tp, o in snapshot.offsets.items() if tp in assigned}
+            if offsets:
+                await self._consumer.commit(offsets)
+        self.committed_events += snapshot.row_count
+        self._metrics.sink_flush_seconds.observe(time.monotonic() - started)
+
+    async def _write_rows(self, rows: Rows) -> None:
+        loop = asyncio.get_running_loop()
+        for table, table_rows in rows.items():
+            backoff = 0.2
+            while True:
+                try:
+                    written = await loop.run_in_executor(
+                        None, write_isolating_bad_rows, self._writer, table, table_rows
+                    )
+                    break
+                except SinkUnavailable as err:
+                    self._metrics.sink_retries.inc()
+                    log.warning(
+                        "ClickHouse unavailable, retrying %s in %.1fs (数据库不可用，重试): %s",
+                        table,
+                        backoff,
+                        err,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+            good, rejected = written
+            self._metrics.rows_written.labels(table=table).inc(good)
+            self._metrics.sink_batch_rows.labels(table=table).observe(good)
+            for row, reason in rejected:
+                await self._dead_letter_row(table, row, reason)
+
+    async def _dead_letter_row(self, table: str, row: dict[str, Any], reason: str) -> None:
+        """A row ClickHouse refused as data: dead-letter it with the server's reason."""
+        self._metrics.dead_letters.labels(reason="sink_rejected").inc()
+        log.error("row rejected by ClickHouse for %s: %s", table, reason)
+        assert self._producer is not None
+        await self._producer.send(
+            self._s.topics.dead_letters,
+            repr(row).encode("utf-8", "replace")[:100_000],
+            key=f"sink:{table}".encode(),
+            headers=[("reason", reason.encode("utf-8", "replace")[:1000])],
+        )
+
+
+def write_isolating_bad_rows(
+    writer: Writer, table: str, rows: list[dict[str, Any]]
+) -> tuple[int, list[tuple[dict[str, Any], str]]]:
+    """Insert ``rows``; when ClickHouse rejects the batch as data, bisect to find the bad rows so
+    the good ones are written and the bad ones returned with the server's reason."""
+    try:
+        return writer.write(table, rows), []
+    except SinkDataError as err:
+        if len(rows) == 1:
+            return 0, [(rows[0], err.reason)]
+        mid = len(rows) // 2
+        a_good, a_bad = write_isolating_bad_rows(writer, table, rows[:mid])
+        b_good, b_bad = write_isolating_bad_rows(writer, table, rows[mid:])
+        return a_good + b_good, a_bad + b_bad

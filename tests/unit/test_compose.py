@@ -1,0 +1,156 @@
+"""The production stack (docker-compose.yml) hangs together: services, healthchecks, the order
+they start in, settings names, secrets, Prometheus targets, and the deployment guide."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fangxian.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+PROMETHEUS = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+DEPLOY_DOC = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
+
+LONG_RUNNING = ["kafka", "clickhouse", "worker", "prometheus", "grafana"]
+SETTINGS_ENV = {"FANGXIAN_" + f.name.upper() for f in fields(Settings) if f.name != "topics"}
+INTERPOLATION = re.compile(r"^\$\{[A-Z_]+:\?[^}]+\}$")  # ${NAME:?message}: required, no default
+SECRET_NAME = re.compile(r"PASSWORD|KEY|SECRET|TOKEN")
+
+
+def env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in (SERVICES[service].get("environment") or {}).items()}
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING)
+def test_long_running_service_has_a_healthcheck(service: str) -> None:
+    check = SERVICES[service].get("healthcheck") or {}
+    assert check.get("test"), f"{service} has no healthcheck"
+    assert not check.get("disable")
+
+
+@pytest.mark.parametrize(
+    ("service", "command"),
+    [
+        pytest.param("topics", ["topics", "create"], id="topics creates the Kafka topics once"),
+        pytest.param(
+            "migrate", ["db", "migrate"], id="migrate runs the ClickHouse migrations once"
+        ),
+        pytest.param("worker", ["worker"], id="worker runs the stream worker"),
+    ],
+)
+def test_fangxian_services_run_the_cli(service: str, command: list[str]) -> None:
+    assert SERVICES[service]["command"] == command
+    assert SERVICES[service]["image"] == SERVICES["worker"]["image"]
+
+
+@pytest.mark.parametrize(
+    ("service", "needs", "condition"),
+    [
+        pytest.param("topics", "kafka", "service_healthy", id="topics wait for a healthy kafka"),
+        pytest.param("migrate", "clickhouse", "service_healthy", id="migrate waits for clickhouse"),
+        pytest.param(
+            "worker", "topics", "service_completed_successfully", id="worker after topics"
+        ),
+        pytest.param(
+            "worker", "migrate", "service_completed_successfully", id="worker after migrate"
+        ),
+        pytest.param("worker", "kafka", "service_healthy", id="worker needs a healthy kafka"),
+        pytest.param("worker", "clickhouse", "service_healthy", id="worker needs clickhouse"),
+    ],
+)
+def test_start_order(service: str, needs: str, condition: str) -> None:
+    assert SERVICES[service]["depends_on"][needs]["condition"] == condition
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["FANGXIAN_KAFKA_BOOTSTRAP", "FANGXIAN_CLICKHOUSE_URL", "FANGXIAN_PSEUDONYM_KEY"],
+)
+def test_worker_gets_the_settings_it_needs(name: str) -> None:
+    assert env("worker").get(name)
+
+
+@pytest.mark.parametrize("service", ["topics", "migrate", "worker"])
+def test_every_fangxian_variable_names_a_setting(service: str) -> None:
+    unknown = {k for k in env(service) if k.startswith("FANGXIAN_")} - SETTINGS_ENV
+    assert not unknown, f"{service} sets variables no Settings field reads: {unknown}"
+
+
+def test_worker_reaches_services_by_their_compose_names() -> None:
+    worker = env("worker")
+    assert worker["FANGXIAN_KAFKA_BOOTSTRAP"].split(":")[0] in SERVICES
+    assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_no_secret_is_written_into_the_compose_file(service: str) -> None:
+    for name, value in env(service).items():
+        if SECRET_NAME.search(name):
+            assert INTERPOLATION.match(value), f"{service}.{name} must come from .env"
+    url = env(service).get("FANGXIAN_CLICKHOUSE_URL")
+    if url:
+        password = url.split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
+        assert INTERPOLATION.match(password)
+
+
+def test_worker_scales_with_replicas() -> None:
+    worker = SERVICES["worker"]
+    assert "replicas" in worker["deploy"]
+    assert "container_name" not in worker
+    assert not worker.get("ports"), "published ports would clash between replicas"
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
+    metrics_port = int(env("worker")["FANGXIAN_METRICS_PORT"])
+    worker_targets = [
+        (name, sd["port"])
+        for job in PROMETHEUS["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    ]
+    assert ("worker", metrics_port) in worker_targets
+    assert str(metrics_port) in SERVICES["worker"]["healthcheck"]["test"][-1]
+
+
+@pytest.mark.parametrize(
+    ("service", "mount"),
+    [
+        (service, mount)
+        for service, spec in sorted(SERVICES.items())
+        for mount in spec.get("volumes", [])
+        if str(mount).startswith("./")
+    ],
+)
+def test_mounted_config_files_exist(service: str, mount: str) -> None:
+    assert (ROOT / mount.split(":")[0]).exists(), f"{service} mounts a missing {mount}"
+
+
+@pytest.mark.parametrize(
+    ("service", "port"),
+    [
+        (service, str(port))
+        for service, spec in sorted(SERVICES.items())
+        for port in spec.get("ports", [])
+    ],
+)
+def test_host_ports_default_to_loopback(service: str, port: str) -> None:
+    assert port.startswith(("127.0.0.1:", "${FANGXIAN_BIND_ADDRESS:-127.0.0.1}:")), port
+
+
+def test_deploy_guide_lists_exactly_the_compose_services() -> None:
+    documented = set(re.findall(r"^\|\s*`([a-z0-9_-]+)`\s*\|", DEPLOY_DOC, flags=re.MULTILINE))
+    assert documented == set(SERVICES)
+
+
+def test_deploy_guide_mentions_only_existing_services() -> None:
+    mentioned = set(re.findall(r"docker compose logs ([a-z0-9_ -]+)", DEPLOY_DOC))
+    names = {name for group in mentioned for name in group.split()}
+    assert names <= set(SERVICES)

@@ -1,0 +1,78 @@
+"""Device health: drift window and silence episodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.rules.device_health import CommunityDevices
+
+MIN = 60_000
+
+
+def _feed(devices: CommunityDevices, samples: dict[str, list[float]], t0: int = 0) -> None:
+    t = t0
+    for device, temps in samples.items():
+        dev = devices.seen("c", device, "G-01", t)
+        for temp in temps:
+            t += 1000
+            devices.add_sample(dev, t, temp, 34.0 <= temp <= 43.0, -1)
+
+
+@pytest.mark.parametrize(
+    ("samples", "drifting"),
+    [
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [36.6] * 5, "D-03": [36.4] * 5, "D-04": [34.5] * 5},
+            {"D-04"},
+            id="drift flagged for device reading 2°C low",
+        ),
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [36.6] * 5, "D-03": [33.0] * 5},
+            {"D-03"},
+            id="implausible cold readings count as drift evidence",
+        ),
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [36.6] * 5, "D-03": [36.0] * 5},
+            set(),
+            id="half a degree is within the margin",
+        ),
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [34.5] * 5, "D-03": [36.6] * 5},
+            {"D-02"},
+            id="healthy neighbours of a drifting device are not flagged",
+        ),
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [34.5] * 5},
+            set(),
+            id="one other device is not enough to judge",
+        ),
+        pytest.param(
+            {"D-01": [36.5] * 5, "D-02": [36.6] * 5, "D-03": [34.5] * 4},
+            set(),
+            id="four readings are not enough evidence",
+        ),
+    ],
+)
+def test_drift(samples: dict[str, list[float]], drifting: set[str]) -> None:
+    devices = CommunityDevices()
+    _feed(devices, samples)
+    flagged = {d for d, dev in devices.devices.items() if devices.drift(dev, 0.8) is not None}
+    assert flagged == drifting
+
+
+def test_drift_window_forgets_old_samples() -> None:
+    devices = CommunityDevices()
+    _feed(devices, {"D-01": [36.5] * 5, "D-02": [36.6] * 5, "D-03": [34.5] * 5})
+    devices.expire(10**9)
+    assert devices.ok_n == 0 and devices.ok_devices == 0
+    assert all(dev.all_n == 0 and dev.all_sum == 0.0 for dev in devices.devices.values())
+
+
+def test_silent_device_alerted_once_per_episode() -> None:
+    devices = CommunityDevices()
+    devices.seen("c", "D-01", "G-01", 0)
+    assert devices.newly_silent(10 * MIN, 10 * MIN) == []
+    assert [d.device_id for d in devices.newly_silent(10 * MIN + 1, 10 * MIN)] == ["D-01"]
+    assert devices.newly_silent(20 * MIN, 10 * MIN) == []
+    devices.seen("c", "D-01", "G-01", 21 * MIN)
+    assert [d.device_id for d in devices.newly_silent(32 * MIN, 10 * MIN)] == ["D-01"]
