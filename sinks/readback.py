@@ -19,7 +19,7 @@ def _select_expressions(column: Column, version: Sequence[int]) -> list[str]:
     if column.kind is Kind.TIMESTAMP_MS:
         if not supports(version, "DateTime64"):
             return [f"toUInt64({name}) * 1000 + {name}{MS_SUFFIX}"]
-        return [f"toUnixTimestamp64Milli({name}) + 1"]
+        return [f"toUnixTimestamp64Milli({name})"]
     if column.kind is Kind.DATE_DAYS:
         return [f"toInt32({name})"]
     if column.kind is Kind.BYTES:

@@ -539,7 +539,7 @@ class RuleEngine:
         if fever is None:
             fever = self._fever[cid] = FeverRecheck()
         outcome = fever.observe(
-            recheck_key(subject_id, device_id),
+            subject_id or "device:" + device_id,
             Reading(event_id, t, temperature_c, kind == HIGH, gate_id, device_id, subject_id),
             rules.recheck_window_s * MS_PER_SECOND,
         )
@@ -556,8 +556,12 @@ class RuleEngine:
         cid = ev["community_id"]
         t = ev["event_time"]
         rules = self._rules.get(cid) or self.rules_for(cid)
-        late = self._advance(cid, t)
-        if late:
+        wm = self._watermarks.get(cid)
+        late = False
+        if wm is None or t > wm:
+            self._watermarks[cid] = t
+        elif t < wm - self.lateness_ms:
+            late = True
             self._mark_late(out, event_id)
         touched.add(cid)
         gate_id = ev["gate_id"]
@@ -592,8 +596,12 @@ class RuleEngine:
         cid = ev["community_id"]
         t = ev["event_time"]
         rules = self._rules.get(cid) or self.rules_for(cid)
-        late = self._advance(cid, t)
-        if late:
+        wm = self._watermarks.get(cid)
+        late = False
+        if wm is None or t > wm:
+            self._watermarks[cid] = t
+        elif t < wm - self.lateness_ms:
+            late = True
             self._mark_late(out, event_id)
         touched.add(cid)
         created_at = t if now_ms is None else now_ms
@@ -602,7 +610,13 @@ class RuleEngine:
         subject_type = ev["subject_type"]
         subject_id = ev["subject_id"]
         direction = ev["direction"]
-        dev = self._device(cid, device_id, gate_id, t)
+        devices = self._devices.get(cid)
+        dev = devices.devices.get(device_id) if devices is not None else None
+        if dev is None:
+            dev = self._device(cid, device_id, gate_id, t)
+        elif t > dev.last_seen:
+            dev.last_seen = t
+            dev.silent = False
         temperature_c = ev.get("temperature_c")
 
         resident: Record | None = None
@@ -622,9 +636,11 @@ class RuleEngine:
         action = ALLOW
         findings: list[Finding] = []
 
-        found = check_health_code(ev.get("health_code"), rules)
-        if found is not None:
-            findings.append(found)
+        health_code = ev.get("health_code")
+        if health_code == "RED" or health_code == "YELLOW":
+            found = check_health_code(health_code, rules)
+            if found is not None:
+                findings.append(found)
 
         repeat = False
         limit: tuple[str, str, str] | None = None
@@ -632,7 +648,7 @@ class RuleEngine:
             found = check_resident(cid, resident)
             if found is not None:
                 findings.append(found)
-            else:
+            elif direction == "OUT":
                 found = check_quarantine(direction, resident)
                 if found is not None:
                     findings.append(found)
@@ -683,7 +699,7 @@ class RuleEngine:
                     found.details["limit_key"] = mask(limit[2])
                     findings.append(found)
 
-        for found in findings:
+        for found in findings:  # rare: most passes fire no rule
             reasons.append(found.alert_type)
             r = ACTION_RANK[found.action]
             if r > rank:
