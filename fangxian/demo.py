@@ -22,6 +22,7 @@ from typing import Any
 from fangxian.produce import RecordProducer
 from fangxian.settings import Settings
 from fangxian.simulator import CommunitySimulator
+from sinks import open_writer
 from streams.notify import DECISION_ZH, alert_line, should_notify
 from streams.processor import BatchResult
 
@@ -147,13 +148,15 @@ async def _run(settings: Settings, sim: CommunitySimulator, rate: float, duratio
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
-    counts = {
-        table: int(runtime.writer.query(f"SELECT count() FROM fangxian.{table} FINAL")[0][0])
-        for table in ("gate_scans", "temperature_readings", "health_reports", "gate_decisions",
-                      "alerts", "dead_letters")
-    }
-    runtime.writer.close()
-    return counts
+    writer = open_writer(settings.clickhouse_url)
+    try:
+        return {
+            table: int(writer.query(f"SELECT count() FROM fangxian.{table} FINAL")[0][0])
+            for table in ("gate_scans", "temperature_readings", "health_reports",
+                          "gate_decisions", "alerts", "dead_letters")
+        }
+    finally:
+        writer.close()
 
 
 def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int,

@@ -255,8 +255,7 @@ class ScriptedRun:
 class CommunitySimulator:
     """Builds the reference data of ``community_count`` communities and generates their events.
 
-    The first ``restricted_communities`` communities (at least one when there are two or more)
-    have a household exit quota (1 OUT per 48 h, DENY) and a curfew (``curfew`` as local
+    The first ``restricted_communities`` communities (default 1) have a household exit quota (1 OUT per 48 h, DENY) and a curfew (``curfew`` as local
     minutes, default 22:00–06:00, WARN); the others use the contract defaults.
     """
 

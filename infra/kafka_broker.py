@@ -233,7 +233,7 @@ class KafkaBroker:
         ]
         self._storage_tool(
             java,
-            ["format", "-t", new_cluster_id(), "-c", str(props_path), "--standalone"],
+            ["format", f"--cluster-id={new_cluster_id()}", "-c", str(props_path), "--standalone"],
             data_dir,
         )
         log.debug("starting Kafka broker on %s:%d", LOOPBACK, self.port)

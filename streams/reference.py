@@ -107,9 +107,11 @@ class ReferenceStore:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
+        # we assign rather than subscribe, so ask the cluster for the topics' partitions
+        cluster = await consumer._client.fetch_all_metadata()
         partitions: list[TopicPartition] = []
         for topic in self._topic_kind:
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+            for p in sorted(cluster.partitions_for_topic(topic) or ()):
                 partitions.append(TopicPartition(topic, p))
         if not partitions:
             await consumer.stop()

@@ -36,6 +36,7 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics or Metrics.create()
         self.codec = Codec()
+        self._owns_writer = writer is None
         self.writer = writer or open_writer(settings.clickhouse_url)
         self.engine = RuleEngine(allowed_lateness_s=settings.allowed_lateness_s)
         self.store = ReferenceStore(
@@ -74,5 +75,9 @@ class Runtime:
         await self.worker.run()
 
     async def stop(self) -> None:
-        await self.worker.stop()
-        await self.store.stop()
+        try:
+            await self.worker.stop()
+            await self.store.stop()
+        finally:
+            if self._owns_writer:
+                self.writer.close()

@@ -67,8 +67,8 @@ def sim() -> CommunitySimulator:
 
 @pytest.fixture(scope="module")
 def day(sim: CommunitySimulator) -> list[tuple[str, dict[str, Any]]]:
-    """A whole local day (the default start is midnight Asia/Shanghai) at 5 events/s."""
-    return list(sim.events(86_400, 5))
+    """A whole local day (the default start is midnight Asia/Shanghai) at 3 events/s."""
+    return list(sim.events(86_400, 3))
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,9 @@ def test_scan_mix(sim: CommunitySimulator, day: list[tuple[str, dict[str, Any]]]
     register = {r["resident_id"]: r for r in sim.reference_records()["residents"]}
     residents = [e for e in scans if e["subject_id"] in register]
     assert all(e["household_id"] == register[e["subject_id"]]["household_id"] for e in residents)
-    outsiders = [e for e in scans if e["subject_type"] == "RESIDENT" and e not in residents]
+    outsiders = [
+        e for e in scans if e["subject_type"] == "RESIDENT" and e["subject_id"] not in register
+    ]
     assert outsiders and all(e["household_id"] is None for e in outsiders)
     face = [e for e in residents if e["method"] == "FACE"]
     assert face and any(not e["face_consent"] for e in face)
@@ -289,7 +291,7 @@ def test_health_reports_once_per_day(
 
 
 def test_rate_is_roughly_the_requested_mean(day: list[tuple[str, dict[str, Any]]]) -> None:
-    assert 0.8 * 5 * 86_400 <= len(day) <= 1.2 * 5 * 86_400
+    assert 0.8 * 3 * 86_400 <= len(day) <= 1.2 * 3 * 86_400
 
 
 def test_malformed_payloads() -> None:

@@ -1,0 +1,248 @@
+"""The daily community epidemic report (社区疫情信息报表), for one community or one county.
+
+Read from the roll-up tables (``rollups.py``): every figure is ``uniqExactMerge`` over sets of
+ids, so redelivered events change nothing, and a county's distinct counts are the union over
+its communities (merging the sets), never a sum. Definitions (also in ``docs/queries.md``):
+
+- entries / exits: gate passes (scans) IN / OUT in the local day;
+- residents_out: distinct residents with at least one OUT scan;
+- visitors / vehicles: distinct visitor passes / vehicles with at least one IN scan;
+- fever_rechecks, fevers_confirmed, implausible_readings: FEVER_RECHECK, FEVER_CONFIRMED and
+  TEMPERATURE_IMPLAUSIBLE alerts (the worker applies each community's thresholds and recheck
+  window; the tables do not know them);
+- reports_received: distinct residents with a health report for the day (report_date);
+- reports_overdue: distinct residents with a REPORT_OVERDUE alert in the day;
+- under_observation: residents known to be under home observation that day — the union of
+  those who reported and those overdue (the register itself is reference data, not in
+  ClickHouse);
+- symptoms: distinct residents reporting each symptom;
+- alerts: alerts by type and severity; decisions: gate decisions by outcome (by decided_at);
+- passes_by_hour: passes (both directions, every subject type) per local hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sinks.base import Writer
+
+log = logging.getLogger(__name__)
+
+SYMPTOMS = (
+    "FEVER",
+    "DRY_COUGH",
+    "FATIGUE",
+    "SORE_THROAT",
+    "SHORTNESS_OF_BREATH",
+    "DIARRHEA",
+    "LOSS_OF_TASTE_OR_SMELL",
+    "MUSCLE_ACHE",
+    "OTHER",
+)
+DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
+SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+
+# The scalar figures in report order: key → (中文, English).
+FIGURES: dict[str, tuple[str, str]] = {
+    "communities": ("社区数", "communities"),
+    "entries": ("进入人次", "entries"),
+    "exits": ("外出人次", "exits"),
+    "residents_out": ("外出居民人数", "distinct residents out"),
+    "visitors": ("来访人员数", "visitors admitted"),
+    "vehicles": ("进入车辆数", "vehicles admitted"),
+    "fever_rechecks": ("体温复测次数", "fever rechecks"),
+    "fevers_confirmed": ("确认发热人次", "confirmed fevers"),
+    "implausible_readings": ("体温读数异常告警", "implausible-reading alerts"),
+    "under_observation": ("居家观察人数", "residents under observation"),
+    "reports_received": ("已健康上报人数", "health reports received"),
+    "reports_overdue": ("逾期未上报人数", "health reports overdue"),
+}
+SYMPTOM_LABELS: dict[str, str] = {
+    "FEVER": "发热",
+    "DRY_COUGH": "干咳",
+    "FATIGUE": "乏力",
+    "SORE_THROAT": "咽痛",
+    "SHORTNESS_OF_BREATH": "呼吸困难",
+    "DIARRHEA": "腹泻",
+    "LOSS_OF_TASTE_OR_SMELL": "味觉嗅觉减退",
+    "MUSCLE_ACHE": "肌肉酸痛",
+    "OTHER": "其他",
+}
+DECISION_LABELS: dict[str, str] = {
+    "ALLOW": "放行",
+    "WARN": "提示",
+    "RECHECK": "复测",
+    "DENY": "禁止",
+}
+SEVERITY_LABELS: dict[str, str] = {"INFO": "提示", "WARNING": "警告", "CRITICAL": "严重"}
+
+ALERT_FIGURES = {
+    "fever_rechecks": "FEVER_RECHECK",
+    "fevers_confirmed": "FEVER_CONFIRMED",
+    "implausible_readings": "TEMPERATURE_IMPLAUSIBLE",
+}
+OVERDUE_ALERT = "REPORT_OVERDUE"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose report: one community (credit code) or one county (GB/T 2260 code, which is
+    characters 3–8 of its communities' credit codes)."""
+
+    kind: Literal["community", "county"]
+    code: str
+
+    def condition(self) -> str:
+        """SQL over ``community_id`` selecting the scope (uses the ``code`` parameter)."""
+        if self.kind == "community":
+            return "community_id = %(code)s"
+        return "substring(community_id, 3, 6) = %(code)s"
+
+
+@dataclass(frozen=True)
+class AlertCount:
+    alert_type: str
+    severity: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    scope: Scope
+    date: dt.date
+    timezone: str
+    figures: dict[str, int]  # the keys of FIGURES
+    symptoms: dict[str, int]  # every SYMPTOMS key
+    alerts: list[AlertCount]  # non-zero only, by type then severity
+    decisions: dict[str, int]  # every DECISIONS key
+    passes_by_hour: list[int] = field(default_factory=lambda: [0] * 24)  # local hours 0–23
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (English keys; labels are added by render)."""
+        return {
+            "scope": self.scope.kind,
+            "code": self.scope.code,
+            "date": self.date.isoformat(),
+            "timezone": self.timezone,
+            "figures": dict(self.figures),
+            "symptoms": dict(self.symptoms),
+            "alerts": [
+                {"alert_type": a.alert_type, "severity": a.severity, "count": a.count}
+                for a in self.alerts
+            ],
+            "decisions": dict(self.decisions),
+            "passes_by_hour": list(self.passes_by_hour),
+        }
+
+
+def _one(rows: list[tuple[Any, ...]]) -> tuple[int, ...]:
+    (row,) = rows
+    return tuple(int(v or 0) for v in row)
+
+
+def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> DailyReport:
+    """The report of ``scope`` for the local calendar ``day`` in ``timezone``."""
+    from fangxian.reporting.sqltime import local_day_bounds
+
+    db = writer.database
+    start, end = local_day_bounds(day, timezone)
+    params = {"code": scope.code, "start": start, "end": end, "day": day.isoformat()}
+    where = (
+        f"{scope.condition()} AND minute >= toDateTime(%(start)s) AND minute < toDateTime(%(end)s)"
+    )
+    on_day = f"{scope.condition()} AND report_date = toDate(%(day)s)"
+
+    entries, exits, residents_out, visitors, vehicles = _one(
+        writer.query(
+            "SELECT uniqExactMergeIf(passes, direction = 'IN'),"
+            " uniqExactMergeIf(passes, direction = 'OUT'),"
+            " uniqExactMergeIf(subjects, direction = 'OUT' AND subject_type = 'RESIDENT'),"
+            " uniqExactMergeIf(subjects, direction = 'IN' AND subject_type = 'VISITOR'),"
+            " uniqExactMergeIf(subjects, direction = 'IN' AND subject_type = 'VEHICLE')"
+            f" FROM {db}.gate_minute WHERE {where}",
+            params,
+        )
+    )
+    hours = [0] * 24
+    for hour, passes in writer.query(
+        "SELECT intDiv(toUInt32(minute) - %(start)s, 3600) AS h, uniqExactMerge(passes)"
+        f" FROM {db}.gate_minute WHERE {where} GROUP BY h",
+        params,
+    ):
+        hours[min(int(hour), 23)] += int(passes)  # a 25-hour DST day folds into the last hour
+
+    alerts = [
+        AlertCount(str(t), str(s), int(n))
+        for t, s, n in writer.query(
+            "SELECT alert_type, toString(severity) AS s, uniqExactMerge(alerts)"
+            f" FROM {db}.alert_minute WHERE {where} GROUP BY alert_type, s"
+            " ORDER BY alert_type, s",
+            params,
+        )
+        if int(n)
+    ]
+    (reports_overdue,) = _one(
+        writer.query(
+            "SELECT uniqExactMergeIf(subjects, alert_type = %(overdue)s AND subject_known = 1)"
+            f" FROM {db}.alert_minute WHERE {where}",
+            {**params, "overdue": OVERDUE_ALERT},
+        )
+    )
+    (under_observation,) = _one(
+        writer.query(
+            "SELECT uniqExactMerge(s) FROM ("
+            f" SELECT residents AS s FROM {db}.health_day WHERE {on_day} AND symptom = ''"
+            " UNION ALL"
+            f" SELECT subjects AS s FROM {db}.alert_minute WHERE {where}"
+            " AND alert_type = %(overdue)s AND subject_known = 1)",
+            {**params, "overdue": OVERDUE_ALERT},
+        )
+    )
+    symptoms = dict.fromkeys(SYMPTOMS, 0)
+    reports_received = 0
+    for symptom, residents in writer.query(
+        f"SELECT symptom, uniqExactMerge(residents) FROM {db}.health_day WHERE {on_day}"
+        " GROUP BY symptom",
+        params,
+    ):
+        if symptom == "":
+            reports_received = int(residents)
+        else:
+            symptoms[str(symptom)] = int(residents)
+    decisions = dict.fromkeys(DECISIONS, 0)
+    for decision, n in writer.query(
+        f"SELECT toString(decision) AS d, uniqExactMerge(decisions) FROM {db}.decision_minute"
+        f" WHERE {where} GROUP BY d",
+        params,
+    ):
+        decisions[str(decision)] = int(n)
+    (communities,) = _one(
+        writer.query(
+            "SELECT uniqExact(community_id) FROM ("
+            f" SELECT community_id FROM {db}.gate_minute WHERE {where}"
+            f" UNION ALL SELECT community_id FROM {db}.alert_minute WHERE {where}"
+            f" UNION ALL SELECT community_id FROM {db}.decision_minute WHERE {where}"
+            f" UNION ALL SELECT community_id FROM {db}.health_day WHERE {on_day})",
+            params,
+        )
+    )
+    by_type: dict[str, int] = {}
+    for alert in alerts:
+        by_type[alert.alert_type] = by_type.get(alert.alert_type, 0) + alert.count
+    figures = {
+        "communities": communities,
+        "entries": entries,
+        "exits": exits,
+        "residents_out": residents_out,
+        "visitors": visitors,
+        "vehicles": vehicles,
+        **{key: by_type.get(alert_type, 0) for key, alert_type in ALERT_FIGURES.items()},
+        "under_observation": under_observation,
+        "reports_received": reports_received,
+        "reports_overdue": reports_overdue,
+    }
+    log.info("built %s report for %s %s", scope.kind, scope.code, day)
+    return DailyReport(scope, day, timezone, figures, symptoms, alerts, decisions, hours)
