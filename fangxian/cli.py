@@ -57,16 +57,27 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.demo import run_demo
 
-    return run_demo(settings, duration_s=args.duration, rate=args.rate, seed=args.seed,
-                     communities=args.communities, residents=args.residents)
+    return run_demo(
+        settings,
+        duration_s=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+        communities=args.communities,
+        residents=args.residents,
+    )
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.demo import simulate_to_kafka
 
     sent = simulate_to_kafka(
-        settings, communities=args.communities, residents=args.residents, rate=args.rate,
-        duration_s=args.duration, seed=args.seed, with_reference=not args.no_reference,
+        settings,
+        communities=args.communities,
+        residents=args.residents,
+        rate=args.rate,
+        duration_s=args.duration,
+        seed=args.seed,
+        with_reference=not args.no_reference,
     )
     print(f"produced 已发送 {sent} records")
     return 0

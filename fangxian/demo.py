@@ -29,8 +29,12 @@ from streams.processor import BatchResult
 log = logging.getLogger(__name__)
 
 DEMO_KEY = "fangxian-demo-key-not-for-production"
-REFERENCE_ORDER = (("rules", "CommunityRules"), ("residents", "Resident"),
-                   ("passes", "VisitorPass"), ("vehicles", "Vehicle"))
+REFERENCE_ORDER = (
+    ("rules", "CommunityRules"),
+    ("residents", "Resident"),
+    ("passes", "VisitorPass"),
+    ("vehicles", "Vehicle"),
+)
 
 
 def load_reference(producer: RecordProducer, sim: CommunitySimulator) -> int:
@@ -45,12 +49,20 @@ def load_reference(producer: RecordProducer, sim: CommunitySimulator) -> int:
 
 
 def simulate_to_kafka(
-    settings: Settings, *, communities: int, residents: int, rate: float, duration_s: float,
-    seed: int, with_reference: bool = True,
+    settings: Settings,
+    *,
+    communities: int,
+    residents: int,
+    rate: float,
+    duration_s: float,
+    seed: int,
+    with_reference: bool = True,
 ) -> int:
     """``fangxian simulate``: produce a simulated community (as fast as the broker takes it)."""
     sim = CommunitySimulator(
-        community_count=communities, residents_per_community=residents, seed=seed,
+        community_count=communities,
+        residents_per_community=residents,
+        seed=seed,
         pseudonymiser_key=(settings.pseudonym_key or DEMO_KEY).encode(),
     )
     producer = RecordProducer(settings)
@@ -90,12 +102,21 @@ class Console:
 
     def status(self) -> str:
         dec = " ".join(f"{DECISION_ZH.get(k, k)}{k}={v}" for k, v in sorted(self.decisions.items()))
-        return (f"— 事件 events={self.events} 决定 decisions: {dec or '-'} | "
-                f"告警 alerts={sum(self.alerts.values())} 死信 dead letters={self.dead_letters}")
+        return (
+            f"— 事件 events={self.events} 决定 decisions: {dec or '-'} | "
+            f"告警 alerts={sum(self.alerts.values())} 死信 dead letters={self.dead_letters}"
+        )
 
 
-def _feed(producer: RecordProducer, sim: CommunitySimulator, rate: float, duration_s: float,
-          stop: threading.Event, console: Console, settings: Settings) -> None:
+def _feed(
+    producer: RecordProducer,
+    sim: CommunitySimulator,
+    rate: float,
+    duration_s: float,
+    stop: threading.Event,
+    console: Console,
+    settings: Settings,
+) -> None:
     """Produce the simulator's events paced at ``rate`` per wall-clock second."""
     started = time.monotonic()
     sent = 0
@@ -116,18 +137,23 @@ def _feed(producer: RecordProducer, sim: CommunitySimulator, rate: float, durati
     producer.flush()
 
 
-async def _run(settings: Settings, sim: CommunitySimulator, rate: float, duration_s: float,
-               console: Console) -> dict[str, int]:
+async def _run(
+    settings: Settings, sim: CommunitySimulator, rate: float, duration_s: float, console: Console
+) -> dict[str, int]:
     from streams.runtime import Runtime
 
-    runtime = Runtime(settings, on_result=console.on_result,
-                      clock_ms=lambda: console.sim_now_ms or int(time.time() * 1000))
+    runtime = Runtime(
+        settings,
+        on_result=console.on_result,
+        clock_ms=lambda: console.sim_now_ms or int(time.time() * 1000),
+    )
     await runtime.start()
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
-    feeder = loop.run_in_executor(None, _feed, producer, sim, rate, duration_s, stop, console,
-                                  settings)
+    feeder = loop.run_in_executor(
+        None, _feed, producer, sim, rate, duration_s, stop, console, settings
+    )
     worker = asyncio.create_task(runtime.run())
     interrupted = asyncio.Event()
     with contextlib.suppress(NotImplementedError):
@@ -152,15 +178,28 @@ async def _run(settings: Settings, sim: CommunitySimulator, rate: float, duratio
     try:
         return {
             table: int(writer.query(f"SELECT count() FROM fangxian.{table} FINAL")[0][0])
-            for table in ("gate_scans", "temperature_readings", "health_reports",
-                          "gate_decisions", "alerts", "dead_letters")
+            for table in (
+                "gate_scans",
+                "temperature_readings",
+                "health_reports",
+                "gate_decisions",
+                "alerts",
+                "dead_letters",
+            )
         }
     finally:
         writer.close()
 
 
-def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int,
-             communities: int, residents: int) -> int:
+def run_demo(
+    settings: Settings,
+    *,
+    duration_s: float,
+    rate: float,
+    seed: int,
+    communities: int,
+    residents: int,
+) -> int:
     from infra.tansu import TansuBroker
     from infra.topics import create_topics, topic_specs
 
@@ -168,7 +207,9 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int,
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     console = Console()
-    print("防线 fangxian — 启动内置 Kafka 兼容代理 starting the embedded broker (Tansu)…", flush=True)
+    print(
+        "防线 fangxian — 启动内置 Kafka 兼容代理 starting the embedded broker (Tansu)…", flush=True
+    )
     with TansuBroker() as broker:
         settings = settings.replace(
             kafka_bootstrap=broker.bootstrap,
@@ -177,14 +218,19 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int,
         )
         create_topics(broker.bootstrap, topic_specs(settings), broker_supports_configs=False)
         sim = CommunitySimulator(
-            community_count=communities, residents_per_community=residents, seed=seed,
+            community_count=communities,
+            residents_per_community=residents,
+            seed=seed,
             pseudonymiser_key=settings.pseudonym_key.encode(),
         )
         producer = RecordProducer(settings)
         n = load_reference(producer, sim)
         producer.close()
-        print(f"参考数据 reference records loaded: {n}; 模拟 simulating {communities} communities × "
-              f"{residents} residents at {rate:g} events/s — Ctrl-C 停止 to stop", flush=True)
+        print(
+            f"参考数据 reference records loaded: {n}; 模拟 simulating {communities} communities × "
+            f"{residents} residents at {rate:g} events/s — Ctrl-C 停止 to stop",
+            flush=True,
+        )
         counts = asyncio.run(_run(settings, sim, rate, duration_s, console))
     _print_summary(console, counts)
     return 0
@@ -193,8 +239,12 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int,
 def _print_summary(console: Console, counts: dict[str, Any]) -> None:
     print("\n==== 汇总 Summary ====")
     print(f"事件 events processed: {console.events}   死信 dead letters: {console.dead_letters}")
-    print("决定 decisions: " + ", ".join(
-        f"{DECISION_ZH.get(k, k)} {k}={v}" for k, v in sorted(console.decisions.items())))
+    print(
+        "决定 decisions: "
+        + ", ".join(
+            f"{DECISION_ZH.get(k, k)} {k}={v}" for k, v in sorted(console.decisions.items())
+        )
+    )
     print("告警 alerts by type:")
     for alert_type, n in sorted(console.alerts.items()):
         print(f"  {alert_type:<26} {n}")

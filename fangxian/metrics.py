@@ -36,46 +36,61 @@ class Metrics(NamedTuple):
                 "fangxian_events_in", "Messages consumed, per topic", ["topic"], registry=reg
             ),
             dead_letters=Counter(
-                "fangxian_dead_letters", "Messages dead-lettered, per reason", ["reason"],
+                "fangxian_dead_letters",
+                "Messages dead-lettered, per reason",
+                ["reason"],
                 registry=reg,
             ),
             rows_written=Counter(
-                "fangxian_rows_written", "Rows inserted into ClickHouse, per table", ["table"],
+                "fangxian_rows_written",
+                "Rows inserted into ClickHouse, per table",
+                ["table"],
                 registry=reg,
             ),
             sink_batch_rows=Histogram(
-                "fangxian_sink_batch_rows", "Rows per ClickHouse insert", ["table"],
-                buckets=_BATCH_BUCKETS, registry=reg,
+                "fangxian_sink_batch_rows",
+                "Rows per ClickHouse insert",
+                ["table"],
+                buckets=_BATCH_BUCKETS,
+                registry=reg,
             ),
             sink_flush_seconds=Histogram(
                 "fangxian_sink_flush_seconds", "Seconds per sink flush (all tables)", registry=reg
             ),
             sink_retries=Counter(
-                "fangxian_sink_retries", "Sink flushes retried because ClickHouse was unavailable",
+                "fangxian_sink_retries",
+                "Sink flushes retried because ClickHouse was unavailable",
                 registry=reg,
             ),
             sink_buffered_rows=Gauge(
                 "fangxian_sink_buffered_rows", "Rows waiting for the next insert", registry=reg
             ),
             consumer_paused=Gauge(
-                "fangxian_consumer_paused", "1 while consumption is paused for backpressure",
+                "fangxian_consumer_paused",
+                "1 while consumption is paused for backpressure",
                 registry=reg,
             ),
             decisions=Counter(
-                "fangxian_gate_decisions", "Gate decisions, per outcome", ["decision"],
+                "fangxian_gate_decisions",
+                "Gate decisions, per outcome",
+                ["decision"],
                 registry=reg,
             ),
-            alerts=Counter("fangxian_alerts", "Alerts raised, per type", ["alert_type"],
-                           registry=reg),
+            alerts=Counter(
+                "fangxian_alerts", "Alerts raised, per type", ["alert_type"], registry=reg
+            ),
             alerts_suppressed=Counter(
                 "fangxian_alerts_suppressed", "Alerts suppressed as repeats", registry=reg
             ),
             late_events=Counter(
                 "fangxian_late_events",
-                "Events later than the allowed lateness (stored, not windowed)", registry=reg,
+                "Events later than the allowed lateness (stored, not windowed)",
+                registry=reg,
             ),
             batch_events=Histogram(
-                "fangxian_batch_events", "Events per processed batch", buckets=_BATCH_BUCKETS,
+                "fangxian_batch_events",
+                "Events per processed batch",
+                buckets=_BATCH_BUCKETS,
                 registry=reg,
             ),
             decision_lag_seconds=Histogram(
@@ -85,7 +100,9 @@ class Metrics(NamedTuple):
                 registry=reg,
             ),
             reference_records=Gauge(
-                "fangxian_reference_records", "Reference records held, per kind", ["kind"],
+                "fangxian_reference_records",
+                "Reference records held, per kind",
+                ["kind"],
                 registry=reg,
             ),
         )

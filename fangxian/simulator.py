@@ -28,13 +28,19 @@ What a day contains (background, rates are per scan unless noted):
 
 ``ensure_every_alert_type=True`` adds one scripted situation per ``AlertType`` (except OTHER) on
 top, listed in ``CommunitySimulator.scenarios`` with the event ids that should cause it; see
-``scripted_day()`` for a run that satisfies its time requirements.
+``scripted_day()`` for a run that satisfies its time requirements. Two things in that mode are
+not background-like: the run opens with the earlier daily reports of the resident whose
+observation ends today (event times on the preceding days, as a consumer would find them in
+the retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
+happens in the scripted community within ``alert_suppression_s`` of the scripted one (the
+rule engine suppresses repeats per device).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
+import itertools
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -255,8 +261,9 @@ class ScriptedRun:
 class CommunitySimulator:
     """Builds the reference data of ``community_count`` communities and generates their events.
 
-    The first ``restricted_communities`` communities (default 1) have a household exit quota (1 OUT per 48 h, DENY) and a curfew (``curfew`` as local
-    minutes, default 22:00–06:00, WARN); the others use the contract defaults.
+    The first ``restricted_communities`` communities (default 1) have a household exit quota
+    (1 OUT per 48 h, DENY) and a curfew (``curfew`` in local minutes, default 22:00–06:00, WARN);
+    the others use the contract defaults.
     """
 
     def __init__(
@@ -281,7 +288,15 @@ class CommunitySimulator:
         rng = random.Random(f"fangxian-simulator:{seed}:reference")
         restricted = min(restricted_communities, community_count)
         self.communities = [
-            self._build_community(rng, i, residents_per_community, restricted=i < restricted)
+            self._build_community(
+                rng,
+                i,
+                residents_per_community,
+                restricted=i < restricted,
+                # the silent device's community and the drifting one's need two healthy
+                # gate devices besides (the drift rule compares with at least two others)
+                min_gates=4 if community_count == 1 else 3 if i in (0, community_count - 1) else 2,
+            )
             for i in range(community_count)
         ]
         last = self.communities[-1]
@@ -306,7 +321,7 @@ class CommunitySimulator:
         return (t_ms + self._offset_ms(t_ms)) // _DAY_MS
 
     def _build_community(
-        self, rng: random.Random, index: int, size: int, *, restricted: bool
+        self, rng: random.Random, index: int, size: int, *, restricted: bool, min_gates: int
     ) -> _Community:
         county, province, letters = COUNTIES[index % len(COUNTIES)]
         org8 = f"MA{index:06d}"
@@ -314,7 +329,7 @@ class CommunitySimulator:
         first17 = "55" + county + org8 + organisation_code_check_char(org8)
         community_id = first17 + credit_code_check_char(first17)
         tag = f"C{index:04d}"
-        gate_count = rng.randint(3 if index == 0 else 2, 4)
+        gate_count = rng.randint(min_gates, 4)
         gates = [
             _Gate(f"{tag}-G{g + 1}", f"{tag}-G{g + 1}-IR", f"{tag}-G{g + 1}-HH")
             for g in range(gate_count)
@@ -384,7 +399,8 @@ class CommunitySimulator:
             if code not in codes:
                 r.health_code = code
         observing = [r for r in residents if r.status == "HOME_OBSERVATION"]
-        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"]
+        # today is the last day of this one's observation period
+        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"] + 1
         return residents
 
     def _build_resident(
@@ -567,15 +583,20 @@ class CommunitySimulator:
         silent_from = self.silent_from_ms(duration_s)
         pending: list[tuple[int, int, str, Event]] = []
         skip_reports: set[tuple[str, int]] = set()
+        history: list[Event] = []
+        face_quiet: tuple[str, int, int] | None = None
         self.scenarios = []
         if ensure_every_alert_type:
             plan = _ScenarioPlanner(self, rng, end_ms, silent_from)
             self.scenarios = plan.plan()
-            pending = plan.pending
-            skip_reports = plan.skip_reports
+            pending, skip_reports, history = plan.pending, plan.skip_reports, plan.history
+            face_quiet = plan.face_quiet
         self._schedule_reports(rng, end_ms, pending, skip_reports)
         heapq.heapify(pending)
-        return self._generate(rng, end_ms, rate_per_s, silent_from, pending)
+        background = self._generate(rng, end_ms, rate_per_s, silent_from, pending, face_quiet)
+        if not history:
+            return background
+        return itertools.chain((("HealthReport", e) for e in history), background)
 
     def _schedule_reports(
         self,
@@ -644,8 +665,14 @@ class CommunitySimulator:
         rate_per_s: float,
         silent_from: int | None,
         pending: list[tuple[int, int, str, Event]],
+        face_quiet: tuple[str, int, int] | None = None,
     ) -> Iterator[tuple[str, Event]]:
+        """The background traffic, merged with ``pending`` by event time.
+
+        ``face_quiet`` (community, from, until): no face scans without consent there and then,
+        so the engine's per-device alert suppression cannot swallow the scripted one."""
         # hot loop: locals only, one dict per event
+        quiet_cid, quiet_from, quiet_until = face_quiet or ("", 0, 0)
         random_ = rng.random
         gauss = rng.gauss
         expovariate = rng.expovariate
@@ -704,6 +731,12 @@ class CommunitySimulator:
                 roll = random_()
                 if roll < (0.05 if consent else 0.003):
                     method = "FACE"
+                    if (
+                        not consent
+                        and c.community_id == quiet_cid
+                        and quiet_from <= now <= quiet_until
+                    ):
+                        method = "QR"
                 elif roll < 0.55:
                     method = "QR"
                 elif roll < 0.96:
@@ -887,6 +920,8 @@ class _ScenarioPlanner:
         self.sim, self.rng, self.end_ms, self.silent_from = sim, rng, end_ms, silent_from
         self.pending: list[tuple[int, int, str, Event]] = []
         self.skip_reports: set[tuple[str, int]] = set()
+        self.history: list[Event] = []  # reports from before the run, in time order
+        self.face_quiet: tuple[str, int, int] | None = None
         self.scenarios: list[Scenario] = []
         # the window for scripted scans: after the first minute, and early enough that a
         # missed recheck's window (300 s) closes before the run ends
@@ -1067,27 +1102,23 @@ class _ScenarioPlanner:
             note="last event just before silent_from",
         )
         c = sim.communities[-1]
-        drifting, peer = c.gates[0], c.gates[1]
+        drifting = c.gates[0]
+        peers = [g for g in c.gates[1:] if g is not silent_gate]
         end = min(self.hi, self.lo + (DEFAULT_RULES["drift_window_s"] + 120) * 1000)
         ids = []
         for t in range(self.lo, end, 30_000):
-            ids.append(
-                self._push(
-                    "TemperatureReading",
-                    sim._reading(rng, c, drifting, t, round(rng.gauss(34.85, 0.15), 1)),
-                )
-            )
-            self._push(
-                "TemperatureReading",
-                sim._reading(rng, c, peer, t, round(rng.gauss(36.35, 0.15), 1)),
-            )
+            low = sim._reading(rng, c, drifting, t, round(rng.gauss(34.85, 0.15), 1))
+            ids.append(self._push("TemperatureReading", low))
+            for peer in peers:
+                normal = sim._reading(rng, c, peer, t, round(rng.gauss(36.35, 0.15), 1))
+                self._push("TemperatureReading", normal)
         self._add(
             "DEVICE_DRIFT",
             c,
             end,
             ids,
             device_id=drifting.device_id,
-            note=f"1.5 °C below {peer.device_id} for the drift window",
+            note="1.5 °C below the community's other gate devices for the drift window",
         )
 
     def _gate_refusals(self, slots: Iterator[int]) -> None:
@@ -1132,6 +1163,8 @@ class _ScenarioPlanner:
         at = next(slots)
         r = next(x for x in c0.active if not x.face_consent)
         ids = [self._resident_scan(c0, gate, at, r, "OUT", method="FACE")]
+        window = DEFAULT_RULES["alert_suppression_s"] * 1000
+        self.face_quiet = (c0.community_id, at - window, at + window)
         self._add(
             "FACE_CONSENT_MISSING",
             c0,
@@ -1173,13 +1206,22 @@ class _ScenarioPlanner:
 
     def _reports(self, deadline: int, slot: int) -> None:
         sim, observer = self.sim, self.observer
-        completing_day = sim.local_day(sim.start_ms) - DEFAULT_RULES["observation_days"]
+        days = DEFAULT_RULES["observation_days"]
+        today = sim.local_day(sim.start_ms)
         completing_c, completing = next(
             (c, r)
             for c in sim.communities
             for r in c.residents
-            if r.status == "HOME_OBSERVATION" and r.observation_start == completing_day
+            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days + 1
         )
+        # the earlier days of its period, as a consumer finds them in the retained topic
+        for day in range(today - days + 1, today):
+            at = sim._local_ms(day, 480 + self.rng.uniform(0, 90))
+            self.history.append(
+                sim._health_report(
+                    self.rng, completing_c, completing, at, day, temperature_c=36.5, symptoms=[]
+                )
+            )
         ids = [self._report(completing_c, completing, slot, 36.4, [])]
         self._add(
             "OBSERVATION_COMPLETED",
@@ -1187,13 +1229,19 @@ class _ScenarioPlanner:
             slot,
             ids,
             subject_id=completing.resident_id,
-            note="observation_start + observation_days = today; reports as usual",
+            note=f"last day of the period; {days - 1} earlier daily reports come first as history",
         )
+        deadline_day = sim.local_day(deadline)
         observing = [
-            r for r in observer.residents if r.status == "HOME_OBSERVATION" and r is not completing
+            r
+            for r in observer.residents
+            if r.status == "HOME_OBSERVATION"
+            and r.observation_start is not None
+            and r.observation_start <= deadline_day < r.observation_start + days
+            and r is not completing
         ]
         overdue, symptomatic, feverish = observing[:3]
-        self.skip_reports.add((overdue.resident_id, sim.local_day(deadline)))
+        self.skip_reports.add((overdue.resident_id, deadline_day))
         self._add(
             "REPORT_OVERDUE",
             observer,

@@ -158,10 +158,35 @@ class ClickHouseServer:
         )
         return self
 
-    def _launch(self, command: list[str], data_dir: Path) -> subprocess.Popen[bytes]:
-        self.tcp_port, self.http_port = free_port(), free_port()
-        while self.http_port == self.tcp_port:
-            self.http_port = free_port()
+    def halt(self) -> None:
+        """Stop the server process but keep its data and ports (an outage; see ``resume``)."""
+        if self._proc is None:
+            raise RuntimeError("ClickHouseServer is not running")
+        terminate(self._proc, what="ClickHouse server")
+        self._proc = None
+        log.info("ClickHouse server on port %d halted (data kept)", self.tcp_port)
+
+    def resume(self) -> None:
+        """Start the halted server again on the same ports over the same data."""
+        if self._proc is not None or self._data_dir is None:
+            raise RuntimeError("ClickHouseServer is not halted")
+        command = self._command or find_clickhouse_server()
+        self._proc = self._launch(command, self._data_dir, keep_ports=True)
+        wait_until_ready(
+            self._answers,
+            proc=self._proc,
+            what="ClickHouse server",
+            log_path=self.log_path,
+            timeout_s=self._start_timeout_s,
+        )
+
+    def _launch(
+        self, command: list[str], data_dir: Path, *, keep_ports: bool = False
+    ) -> subprocess.Popen[bytes]:
+        if not keep_ports:
+            self.tcp_port, self.http_port = free_port(), free_port()
+            while self.http_port == self.tcp_port:
+                self.http_port = free_port()
         config = data_dir / "config.xml"
         config.write_text(
             config_xml(

@@ -66,6 +66,22 @@ def dead_letter(msg: Message, err: InvalidEvent) -> dict[str, Any]:
     }
 
 
+def rejected_row(table: str, row: dict[str, Any], reason: str, now_ms: int) -> dict[str, Any]:
+    """The DeadLetter record for a row ClickHouse refused as data (the event decoded and passed
+    validation, so this is a schema/server disagreement worth a person's look)."""
+    identity = row.get("event_id") or row.get("alert_id") or row.get("dead_letter_id") or repr(row)
+    return {
+        "dead_letter_id": str(uuid.uuid5(_DEAD_LETTER_NS, f"sink:{table}:{identity}")),
+        "reason": "sink_rejected",
+        "detail": f"ClickHouse rejected the row for table {table}: {reason}"[:1000],
+        "source_topic": f"clickhouse:{table}",
+        "source_partition": -1,
+        "source_offset": -1,
+        "original": repr(row).encode("utf-8", "replace")[:100_000],
+        "created_at": now_ms,
+    }
+
+
 class DeadLetterBudget:
     """Counts invalid vs all input over a sliding sample (arroyo's ``DlqLimit``)."""
 
@@ -131,6 +147,9 @@ class EventProcessor:
         for topic, events in decoded.items():
             if events:
                 self._metrics.events_in.labels(topic=topic).inc(len(events))
+                # a poll interleaves partitions arbitrarily; rules see each batch in event-time
+                # order, so a replay in different chunks reaches the same decisions
+                events.sort(key=_event_time)
         self._budget.record(len(messages), len(dead))
         self._add_dead_letters(result, dead)
 
@@ -162,6 +181,14 @@ class EventProcessor:
         result = BatchResult()
         out = self._engine.tick(now_ms)
         self._emit(result, out.decisions, out.alerts, out.late)
+        return result
+
+    def sink_rejections(
+        self, table: str, rejected: list[tuple[dict[str, Any], str]], now_ms: int
+    ) -> BatchResult:
+        """Dead letters for rows ClickHouse refused (written like any other dead letter)."""
+        result = BatchResult()
+        self._add_dead_letters(result, [rejected_row(table, r, why, now_ms) for r, why in rejected])
         return result
 
     def _add_dead_letters(self, result: BatchResult, dead: list[dict[str, Any]]) -> None:
@@ -200,6 +227,10 @@ class EventProcessor:
             result.add_rows("alerts", alerts)
         if late:
             self._metrics.late_events.inc(late)
+
+
+def _event_time(event: dict[str, Any]) -> int:
+    return int(event["event_time"])
 
 
 def _redacted(scan: dict[str, Any]) -> dict[str, Any]:

@@ -78,8 +78,11 @@ def test_events_arrive_as_rows_with_every_field_intact(pipeline_settings: Settin
 BAD_INPUT = [
     pytest.param(b"garbage bytes", "bad_marker", id="garbage bytes"),
     pytest.param(b"\xc3\x02" + b"\0" * 20, "bad_marker", id="wrong marker"),
-    pytest.param(MARKER + struct.pack("<q", 12345) + b"\x02ab", "unknown_fingerprint",
-                 id="unknown fingerprint"),
+    pytest.param(
+        MARKER + struct.pack("<q", 12345) + b"\x02ab",
+        "unknown_fingerprint",
+        id="unknown fingerprint",
+    ),
     pytest.param("truncated", "truncated", id="truncated body"),
     pytest.param("non_uuid", "invalid_value", id="non-UUID event_id"),
     pytest.param("nan", "invalid_value", id="NaN temperature"),
@@ -99,12 +102,16 @@ def _bad_payload(kind: bytes | str, codec: Codec) -> tuple[str, bytes]:
     from schemas.codec import strip_logical_types
 
     if kind == "non_uuid":
-        name, topic, record = "GateScan", "gate_scans", fresh_example(
-            "GateScan", "resident_qr", event_id="not-a-uuid"
+        name, topic, record = (
+            "GateScan",
+            "gate_scans",
+            fresh_example("GateScan", "resident_qr", event_id="not-a-uuid"),
         )
     else:
-        name, topic, record = "TemperatureReading", "temperature_readings", fresh_example(
-            "TemperatureReading", temperature_c=float("nan")
+        name, topic, record = (
+            "TemperatureReading",
+            "temperature_readings",
+            fresh_example("TemperatureReading", temperature_c=float("nan")),
         )
     schema = fastavro.parse_schema(strip_logical_types(codec_schema(name)))
     body = io.BytesIO()
@@ -133,13 +140,17 @@ def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
     producer.close()
 
     def done(runtime: Any, run: Any) -> bool:
-        return rows_written(runtime, "dead_letters") >= 1 and rows_written(runtime, "gate_scans") >= 1
+        return (
+            rows_written(runtime, "dead_letters") >= 1 and rows_written(runtime, "gate_scans") >= 1
+        )
 
     asyncio.run(run_pipeline_until(settings, done))
 
     consumer = KafkaConsumer(
-        settings.topics.dead_letters, bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest", consumer_timeout_ms=5000,
+        settings.topics.dead_letters,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     letters = [codec.decode("DeadLetter", m.value) for m in consumer]
     consumer.close()

@@ -11,6 +11,7 @@ import pytest
 from schemas import contract
 from sinks import SinkDataError, SinkError, TableBatcher, Writer, migrate, open_writer
 from sinks.legacy import MS_SUFFIX
+from sinks.migrate import load_migrations
 from sinks.readback import read_contract_rows
 from sinks.rows import TABLE_OF_RECORD, column_names
 
@@ -68,10 +69,11 @@ def count(writer: Writer, table: str, *, final: bool) -> int:
 
 def test_migrate_twice_applies_nothing_the_second_time(writer: Writer) -> None:
     first = migrate(writer)
-    assert first == ["0001_events", "0002_outputs"]
+    assert first == [m.name for m in load_migrations()]
+    assert first[:2] == ["0001_events", "0002_outputs"]
     assert migrate(writer) == []
     recorded = writer.query(f"SELECT version, name FROM {writer.database}.schema_migrations")
-    assert sorted(recorded) == [(1, "0001_events"), (2, "0002_outputs")]
+    assert sorted(recorded) == [(int(m.name[:4]), m.name) for m in load_migrations()]
 
 
 @pytest.mark.parametrize("table", sorted(TABLE_OF_RECORD.values()))

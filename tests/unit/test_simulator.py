@@ -20,6 +20,7 @@ from fangxian.simulator import (
     ALERT_TYPES,
     DEFAULT_RULES,
     CommunitySimulator,
+    Scenario,
     ScriptedRun,
     _uuid4,
     scripted_day,
@@ -319,7 +320,14 @@ def test_scripted_day_plans_every_alert_type(
             assert scenario.event_ids, scenario.alert_type
     times = [e["event_time"] for _, e in events]
     assert times == sorted(times)
-    assert run.simulator.start_ms <= times[0] and times[-1] < run.simulator.start_ms + 16_800_000
+    start = run.simulator.start_ms
+    assert times[-1] < start + 16_800_000
+    (completed,) = [s for s in run.scenarios if s.alert_type == "OBSERVATION_COMPLETED"]
+    history = [(name, e) for name, e in events if e["event_time"] < start]
+    assert len(history) == DEFAULT_RULES["observation_days"] - 1
+    assert {(name, e["resident_id"]) for name, e in history} == {
+        ("HealthReport", completed.subject_id)
+    }
 
 
 def _by_id(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -395,3 +403,44 @@ def test_ensure_every_alert_type_refuses_a_window_without_a_deadline() -> None:
     sim = CommunitySimulator(2, 50, seed=1)  # starts at midnight: curfew yes, deadline no
     with pytest.raises(ValueError, match="report deadline"):
         sim.events(1800, 1, ensure_every_alert_type=True)
+
+
+def test_scripted_day_raises_each_planned_alert_in_the_rule_engine() -> None:
+    """Feed a scripted day through the real rule engine: every planned situation raises its
+    alert (matched by source event, subject or device)."""
+    engine_module = pytest.importorskip("streams.engine")
+    run = scripted_day(2, 300, seed=8, rate_per_s=0.5)
+    refs = run.simulator.reference_records()
+    engine = engine_module.RuleEngine(
+        residents={r["resident_id"]: r for r in refs["residents"]},
+        passes={r["pass_id"]: r for r in refs["passes"]},
+        vehicles={r["vehicle_id"]: r for r in refs["vehicles"]},
+        rules={r["community_id"]: r for r in refs["rules"]},
+    )
+    feed = {
+        "GateScan": engine.on_scans,
+        "TemperatureReading": engine.on_readings,
+        "HealthReport": engine.on_reports,
+    }
+    alerts: list[dict[str, Any]] = []
+    last_tick = None
+    for name, event in run.events:
+        t = event["event_time"]
+        if last_tick is None or t - last_tick >= 10_000:
+            alerts += engine.tick(t).alerts
+            last_tick = t
+        alerts += feed[name]([event]).alerts
+    alerts += engine.tick(run.simulator.start_ms + 16_800_000).alerts
+
+    def raised(s: Scenario) -> bool:
+        return any(
+            a["alert_type"] == s.alert_type
+            and (
+                set(s.event_ids) & set(a["source_event_ids"])
+                or (s.subject_id is not None and a["subject_id"] == s.subject_id)
+                or (s.device_id is not None and a["device_id"] == s.device_id)
+            )
+            for a in alerts
+        )
+
+    assert [s.alert_type for s in run.scenarios if not raised(s)] == []

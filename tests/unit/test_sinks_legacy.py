@@ -12,6 +12,7 @@ from schemas import contract
 from sinks.errors import SinkError
 from sinks.legacy import adapt_for_legacy, encode_for_server, is_legacy, supports
 from sinks.migrate import load_migrations, render, split_statements
+from sinks.rows import TABLES
 from sinks.server import parse_version
 
 OLD = (18, 16, 1)
@@ -115,6 +116,8 @@ def test_on_18_16_no_modern_construct_survives(statement: str) -> None:
     adapted = adapt_for_legacy(statement, OLD)
     for modern in ("DateTime64", "now64", "TTL ", "LowCardinality", "Map(", "Bool", "SETTINGS"):
         assert modern not in adapted
+    if not any(f".{t}\n" in statement for t in TABLES):
+        return  # roll-up tables keep plain DateTime minute buckets, no _ms sibling
     datetime_columns = re.findall(r"^\s*(\w+) DateTime\('UTC'\)", adapted, flags=re.M)
     ms_columns = re.findall(r"^\s*(\w+)_ms UInt16", adapted, flags=re.M)
     assert datetime_columns == ms_columns
@@ -135,8 +138,10 @@ ENUM_COLUMNS = {
 @pytest.mark.parametrize(("column", "enum"), sorted(ENUM_COLUMNS.items()))
 def test_enum8_columns_list_exactly_the_contract_symbols(column: str, enum: str) -> None:
     ddl = "\n".join(m.sql for m in load_migrations())
-    (values,) = re.findall(rf"^\s*{column} Enum8\((.*)\),$", ddl, flags=re.M)
-    assert tuple(re.findall(r"'(\w+)' = \d+", values)) == contract.enum_symbols(enum)
+    found = re.findall(rf"^\s*{column} Enum8\((.*)\),$", ddl, flags=re.M)
+    assert found
+    for values in found:
+        assert tuple(re.findall(r"'(\w+)' = \d+", values)) == contract.enum_symbols(enum)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,518 @@
+"""``fangxian bench``: one run against a real Apache Kafka broker it starts itself.
+
+Phases (each can be skipped where noted): prefill → raw ceiling → pipeline with chdb → pipeline
+with the ClickHouse server (``skip_server``) → two workers vs one → latency at fixed offered
+loads (``skip_latency``) → peak RSS with 100k / 1M residents (``skip_rss``). Every worker is a
+child process (``fangxian.bench.worker``); everything started here is stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from fangxian.bench.ceiling import measure_ceiling
+from fangxian.bench.chart import render_chart
+from fangxian.bench.latency import measure_latency
+from fangxian.bench.rss import kb_to_mb, synthetic_residents
+from fangxian.bench.stats import rate, ratio
+from fangxian.bench.worker import WorkerError, WorkerProcess
+from fangxian.bench.workload import (
+    EVENT_FIELDS,
+    OUTPUT_FIELDS,
+    REFERENCE_FIELDS,
+    Workload,
+    encode_records,
+    end_offsets,
+    ensure_topics,
+    prefill,
+    prefixed,
+    produce_encoded,
+)
+from fangxian.settings import Settings
+from infra.clickhouse_server import ClickHouseServer
+from infra.kafka_broker import KafkaBroker
+from schemas import Codec
+from sinks import migrate, open_writer
+
+log = logging.getLogger(__name__)
+
+QUICK_EVENTS = 20_000
+DEFAULT_EVENTS = 200_000
+DEFAULT_LOADS = (1000.0, 5000.0, 20000.0)
+DEFAULT_RSS_RESIDENTS = (100_000, 1_000_000)
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    events: int = DEFAULT_EVENTS
+    communities: int = 20
+    residents_per_community: int = 1000
+    seed: int = 11
+    loads: tuple[float, ...] = DEFAULT_LOADS
+    load_seconds: float = 10.0
+    rss_residents: tuple[int, ...] = DEFAULT_RSS_RESIDENTS
+    skip_server: bool = False
+    skip_latency: bool = False
+    skip_rss: bool = False
+    skip_two_workers: bool = False
+    profile: bool = False
+    out_dir: Path = Path("bench-results")
+    kafka_heap: str = "1g"
+
+    @classmethod
+    def quick(cls, **changes: Any) -> BenchConfig:
+        """~20k events, 5 s per load, 100k residents only."""
+        values: dict[str, Any] = {
+            "events": QUICK_EVENTS,
+            "load_seconds": 5.0,
+            "rss_residents": (100_000,),
+        }
+        values.update(changes)
+        return cls(**values)
+
+
+@dataclass
+class _Run:
+    """Services and scratch space of one bench run."""
+
+    config: BenchConfig
+    broker: KafkaBroker
+    server: ClickHouseServer | None
+    scratch: Path
+    stamp: str
+    base: Settings
+    codec: Codec = field(default_factory=Codec)
+    skipped: list[str] = field(default_factory=list)
+
+    def chdb_url(self, name: str) -> str:
+        path = self.scratch / f"chdb-{name}"
+        return f"chdb://{path}"
+
+    def server_url(self) -> str:
+        assert self.server is not None
+        return self.server.url_for(f"bench_{uuid.uuid4().hex[:8]}")
+
+    def sink_url(self, name: str) -> tuple[str, str]:
+        """(sink label, URL) for phases that need one sink: the server when it runs."""
+        if self.server is not None:
+            return "server", self.server_url()
+        return "chdb", self.chdb_url(name)
+
+    def fresh(self, **changes: Any) -> Settings:
+        """The base settings with a new consumer group."""
+        return self.base.replace(app_id=f"bench-{uuid.uuid4().hex[:8]}", **changes)
+
+    def log_path(self, name: str) -> Path:
+        """Worker logs are kept next to the results."""
+        return self.config.out_dir / f"bench-{self.stamp}-logs" / f"{name}.log"
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _services(config: BenchConfig) -> Iterator[_Run]:
+    scratch = Path(tempfile.mkdtemp(prefix="fangxian-bench-"))
+    broker: KafkaBroker | None = None
+    server: ClickHouseServer | None = None
+    try:
+        broker = KafkaBroker(heap=config.kafka_heap, log_level="WARN").start()
+        if not config.skip_server:
+            server = ClickHouseServer().start()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Settings(kafka_bootstrap=broker.bootstrap, clickhouse_url="chdb://unused")
+        yield _Run(config, broker, server, scratch, stamp, base)
+    finally:
+        if server is not None:
+            server.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- waiting for a consumer group ------------------------------------------------------------
+
+
+def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, int]:
+    offsets = admin.list_group_offsets(group).get(group, {})
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def caught_up(committed: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> bool:
+    """True when every partition with data has its committed offset at its end offset."""
+    return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+
+
+def _wait_caught_up(
+    run: _Run,
+    group: str,
+    ends: dict[TopicPartition, int],
+    workers: Sequence[WorkerProcess],
+    timeout_s: float,
+) -> float:
+    """Poll the group's committed offsets until they reach ``ends``; the wall-clock time then."""
+    admin = KafkaAdminClient(bootstrap_servers=run.broker.bootstrap, client_id="fangxian-bench")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if caught_up(_committed(admin, group), ends):
+                return time.time()
+            if not all(w.alive() for w in workers):
+                raise RuntimeError(
+                    f"a bench worker died; logs: {[str(w.log_path) for w in workers]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {group} not caught up after {timeout_s:.0f} s")
+            time.sleep(POLL_S)
+    finally:
+        admin.close()
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+def _pipeline(
+    run: _Run,
+    name: str,
+    settings_list: Sequence[Settings],
+    ends: dict[TopicPartition, int],
+    expected: int,
+    *,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Start workers on the settings, let them drain the event topics, stop them."""
+    workers = [
+        WorkerProcess(s, run.log_path(f"{name}-{i}"), profile_prefix=profile if i == 0 else None)
+        for i, s in enumerate(settings_list)
+    ]
+    reports: list[dict[str, Any] | None] = []
+    try:
+        for w in workers:
+            w.start()
+        loaded = [w.wait_state("loaded", 600) for w in workers]
+        go = time.time()
+        for w in workers:
+            w.command("go")
+        timeout = 120 + expected / 500
+        done = _wait_caught_up(run, settings_list[0].app_id, ends, workers, timeout)
+        firsts = [t for w in workers if (t := _first_batch_time(w)) is not None]
+    finally:
+        for w in workers:
+            reports.append(w.stop())
+    first = min(firsts) if firsts else go
+    seconds = done - first
+    rows: dict[str, float] = {}
+    flush_s = 0.0
+    for report in reports:
+        for table, value in (report or {}).get("rows_written", {}).items():
+            rows[table] = rows.get(table, 0) + value
+        flush_s = max(flush_s, (report or {}).get("sink_flush_s", 0.0))
+    total_rows = sum(rows.values())
+    figures = {
+        "workers": len(workers),
+        "events": expected,
+        "seconds": round(seconds, 3),
+        "events_per_s": rate(expected, seconds),
+        "seconds_incl_group_join": round(done - go, 3),
+        "load_seconds": [state.get("seconds") for state in loaded],
+        "rows_written": rows,
+        "rows_per_s": rate(total_rows, seconds),
+        "sink_rows_per_s_while_flushing": rate(total_rows, flush_s) if len(workers) == 1 else None,
+        "peak_rss_mb": [kb_to_mb((r or {}).get("vmhwm_kb")) for r in reports],
+    }
+    log.info("pipeline %s: %s", name, figures)
+    return figures
+
+
+def _first_batch_time(worker: WorkerProcess) -> float | None:
+    """When the worker processed its first batch (a worker given no partitions has none)."""
+    try:
+        return float(worker.wait_state("first_batch", 5)["t"])
+    except WorkerError:
+        return None
+
+
+def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
+    cfg = run.config
+    topics = prefixed(run.base.topics, "lat.", (*EVENT_FIELDS, *OUTPUT_FIELDS))
+    settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url("latency"))
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, run.log_path("latency"))
+    try:
+        worker.start()
+        worker.wait_state("loaded", 600)
+        worker.command("go")
+        worker.wait_state("running", 60)
+        loads = asyncio.run(
+            measure_latency(
+                settings, run.codec, workload.scans[:20_000], cfg.loads, duration_s=cfg.load_seconds
+            )
+        )
+    finally:
+        report = worker.stop()
+    return {
+        "worker": "subprocess (python -m fangxian.bench.worker), sink chdb",
+        "load_seconds": cfg.load_seconds,
+        "loads": loads,
+        "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
+    }
+
+
+def _produce_residents(run: _Run, settings: Settings, workload: Workload, total: int) -> float:
+    """The simulator's reference data plus synthetic residents up to ``total``; seconds taken."""
+    started = time.monotonic()
+    ref = workload.simulator.reference_records()
+    pairs: list[tuple[str, dict[str, Any]]] = [("Resident", r) for r in ref["residents"]]
+    pairs += [("VisitorPass", r) for r in ref["passes"]]
+    pairs += [("Vehicle", r) for r in ref["vehicles"]]
+    pairs += [("CommunityRules", r) for r in ref["rules"]]
+    extra = max(0, total - len(ref["residents"]))
+    pairs += [("Resident", r) for r in synthetic_residents(ref["residents"], extra)]
+    encoded = encode_records(run.codec, settings.topics, pairs)
+    del pairs
+    asyncio.run(produce_encoded(settings.kafka_bootstrap, encoded))
+    return time.monotonic() - started
+
+
+def _rss(
+    run: _Run, workload: Workload, ends: dict[TopicPartition, int], residents: int
+) -> dict[str, Any]:
+    topics = prefixed(run.base.topics, f"rss{residents}.", REFERENCE_FIELDS)
+    sink, url = run.sink_url(f"rss{residents}")
+    settings = run.fresh(topics=topics, clickhouse_url=url)
+    ensure_topics(settings)
+    produce_s = _produce_residents(run, settings, workload, residents)
+    worker = WorkerProcess(settings, run.log_path(f"rss{residents}"))
+    report = None
+    try:
+        worker.start()
+        loaded = worker.wait_state("loaded", 1800)
+        worker.command("go")
+        _wait_caught_up(run, settings.app_id, ends, [worker], 120 + workload.events / 500)
+    finally:
+        report = worker.stop()
+    figures = {
+        "residents": loaded["reference"]["residents"],
+        "sink": sink,
+        "produce_seconds": round(produce_s, 1),
+        "load_seconds": loaded["seconds"],
+        "loaded_rss_mb": kb_to_mb(loaded["vmhwm_kb"]),
+        "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
+        "processed_events": workload.events,
+    }
+    log.info("rss: %s", figures)
+    return figures
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _phase(errors: dict[str, str], name: str, results: dict[str, Any], key: str, fn: Any) -> None:
+    """Run one phase; a failure is recorded (and logged) and the run goes on."""
+    log.info("phase %s", name)
+    try:
+        results[key] = fn()
+    except Exception as err:
+        log.exception("bench phase %s failed", name)
+        errors[name] = f"{type(err).__name__}: {err}"
+
+
+def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
+    """Run every phase the config asks for; write JSON + PNG; return (results, JSON path)."""
+    results: dict[str, Any] = {"pipeline": {}}
+    errors: dict[str, str] = {}
+    with _services(config) as run:
+        results["meta"] = {
+            "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "kafka": run.broker.bootstrap,
+            "clickhouse_server": run.server.version if run.server else None,
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+            },
+        }
+        workload = prefill(
+            run.base,
+            run.codec,
+            events=config.events,
+            communities=config.communities,
+            residents=config.residents_per_community,
+            seed=config.seed,
+        )
+        event_topics = [getattr(run.base.topics, f) for f in EVENT_FIELDS]
+        ends = end_offsets(run.broker.bootstrap, event_topics)
+        expected = sum(ends.values())
+        results["workload"] = {
+            "events": expected,
+            "by_record": workload.by_record,
+            "face_scans_given_consent": workload.face_scans_given_consent,
+        }
+        _phase(
+            errors,
+            "ceiling",
+            results,
+            "ceiling",
+            lambda: asyncio.run(measure_ceiling(run.base, run.codec, expected)),
+        )
+        out_dir = config.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        profile = out_dir / f"bench-{run.stamp}-profile" if config.profile else None
+        _phase(
+            errors,
+            "pipeline chdb",
+            results["pipeline"],
+            "chdb",
+            lambda: _pipeline(
+                run,
+                "chdb",
+                [run.fresh(clickhouse_url=run.chdb_url("pipe"))],
+                ends,
+                expected,
+                profile=profile,
+            ),
+        )
+        if profile is not None:
+            results["profile"] = {"text": f"{profile}.txt", "html": f"{profile}.html"}
+        if run.server is not None:
+            _phase(
+                errors,
+                "pipeline server",
+                results["pipeline"],
+                "server",
+                lambda: _pipeline(
+                    run, "server", [run.fresh(clickhouse_url=run.server_url())], ends, expected
+                ),
+            )
+        else:
+            run.skipped.append("pipeline server (--skip-server)")
+        if not config.skip_two_workers:
+            _phase(
+                errors,
+                "two workers",
+                results,
+                "two_workers",
+                lambda: _two_workers(run, ends, expected, results),
+            )
+        else:
+            run.skipped.append("two workers")
+        if not config.skip_latency:
+            _phase(errors, "latency", results, "latency_run", lambda: _latency(run, workload))
+            results["latency"] = results.get("latency_run", {}).get("loads", [])
+        else:
+            run.skipped.append("latency (--skip-latency)")
+        if not config.skip_rss:
+            results["rss"] = []
+            for n in config.rss_residents:
+                _phase(
+                    errors,
+                    f"rss {n}",
+                    results,
+                    f"rss_{n}",
+                    lambda n=n: _rss(run, workload, ends, n),
+                )
+                if f"rss_{n}" in results:
+                    results["rss"].append(results.pop(f"rss_{n}"))
+        else:
+            run.skipped.append("rss (--skip-rss)")
+        results["skipped"] = run.skipped
+        results["errors"] = errors
+        results["ratios"] = ratios(results)
+        json_path = out_dir / f"bench-{run.stamp}.json"
+        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
+        results["chart"] = str(chart)
+        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    return results, json_path
+
+
+def _two_workers(
+    run: _Run, ends: dict[TopicPartition, int], expected: int, results: dict[str, Any]
+) -> dict[str, Any]:
+    """Two worker processes in one consumer group (the server when it runs, else one chdb
+    directory each), against one worker on the same kind of sink."""
+    sink, url = run.sink_url("two-a")
+    one = run.fresh(clickhouse_url=url)
+    if sink == "server":
+        pair = [one, one]
+        writer = open_writer(url)  # migrate once, so the two workers do not race to
+        try:
+            migrate(writer, retention_days=one.retention_days)
+        finally:
+            writer.close()
+    else:
+        pair = [one, one.replace(clickhouse_url=run.chdb_url("two-b"))]
+    figures = _pipeline(run, "two-workers", pair, ends, expected)
+    single = (results.get("pipeline", {}).get(sink) or {}).get("events_per_s")
+    figures["sink"] = sink
+    figures["speedup_vs_one"] = ratio(figures["events_per_s"], single)
+    return figures
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """pipeline / ceiling for each sink."""
+    ceiling = (results.get("ceiling") or {}).get("events_per_s")
+    return {
+        f"pipeline_{sink}_over_ceiling": ratio((figures or {}).get("events_per_s"), ceiling)
+        for sink, figures in (results.get("pipeline") or {}).items()
+    }
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The figures as a plain-text table (中文 / English labels)."""
+    lines = ["防线 benchmark 基准测试", "-" * 64]
+
+    def row(label: str, value: Any) -> None:
+        lines.append(f"{label:<44} {value if value is not None else '—'}")
+
+    row("events 事件数", (results.get("workload") or {}).get("events"))
+    row(
+        "ceiling 上限 (consume+decode), events/s",
+        (results.get("ceiling") or {}).get("events_per_s"),
+    )
+    for sink, figures in (results.get("pipeline") or {}).items():
+        row(f"pipeline 全流程 {sink}, events/s", (figures or {}).get("events_per_s"))
+        row(
+            f"  sink rows/s while flushing ({sink})",
+            (figures or {}).get("sink_rows_per_s_while_flushing"),
+        )
+    for name, value in (results.get("ratios") or {}).items():
+        row(f"ratio 比值 {name}", value)
+    two = results.get("two_workers") or {}
+    if two:
+        row(f"2 workers 双进程 ({two.get('sink')}), events/s", two.get("events_per_s"))
+        row("  speedup vs 1 worker", two.get("speedup_vs_one"))
+    for load in results.get("latency") or []:
+        row(
+            f"latency 延迟 @ {load['offered_per_s']:.0f}/s p50/p95/p99/max ms",
+            f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
+            f" (missing {load['missing']})",
+        )
+    for r in results.get("rss") or []:
+        row(
+            f"peak RSS 峰值内存 {r['residents']} residents, MB",
+            f"loaded {r['loaded_rss_mb']}, peak {r['peak_rss_mb']} ({r['sink']})",
+        )
+    for name, err in (results.get("errors") or {}).items():
+        row(f"FAILED 失败 {name}", err)
+    if results.get("skipped"):
+        row("skipped 跳过", ", ".join(results["skipped"]))
+    return "\n".join(lines)

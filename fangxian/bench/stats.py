@@ -1,0 +1,46 @@
+"""Pure figures: percentiles, latency summaries, throughput and ratios. No I/O, no clocks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+PERCENTILES = (50.0, 95.0, 99.0)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0–100) of ``values`` by linear interpolation between closest
+    ranks (numpy's default ``linear`` method). Raises ``ValueError`` on an empty input."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50 / p95 / p99 / max in milliseconds (``None`` each when nothing was measured)."""
+    if not latencies_ms:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(latencies_ms)
+    summary: dict[str, float | None] = {
+        f"p{q:g}_ms": round(percentile(ordered, q), 2) for q in PERCENTILES
+    }
+    summary["max_ms"] = round(ordered[-1], 2)
+    return summary
+
+
+def rate(count: float, seconds: float) -> float:
+    """``count / seconds`` rounded to a whole number per second; 0 for an empty interval."""
+    return float(round(count / seconds)) if seconds > 0 else 0.0
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` to three places, ``None`` when either is missing or zero."""
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
