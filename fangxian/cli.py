@@ -94,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="embedded demo: Tansu broker + worker + chdb + simulator")
     run.add_argument("--duration", type=float, default=0, help="seconds (0 = until Ctrl-C)")
-    run.add_argument("--rate", type=float, default=200.0, help="events per second")
+    run.add_argument("--rate", type=float, default=400.0, help="events per second (wall clock)")
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--communities", type=int, default=2)
-    run.add_argument("--residents", type=int, default=400)
+    run.add_argument("--residents", type=int, default=300)
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="the production Faust worker")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_more_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Commands defined in their own modules (reference loading, reports, benchmark)."""
     from fangxian import commands
 
@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("kafka", "aiokafka"):  # client chatter; their warnings still show
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     func: Command = args.func
     return func(args, _settings(args))
 

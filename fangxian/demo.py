@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import shutil
 import signal
@@ -18,10 +19,12 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fangxian.produce import RecordProducer
 from fangxian.settings import Settings
-from fangxian.simulator import CommunitySimulator
+from fangxian.simulator import CommunitySimulator, ScriptedRun, scripted_day
+from schemas.contract import ALERT_TYPES
 from sinks import open_writer
 from streams.notify import DECISION_ZH, alert_line, should_notify
 from streams.processor import BatchResult
@@ -87,6 +90,7 @@ class Console:
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
+        self.feed_done = False
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
@@ -110,50 +114,52 @@ class Console:
 
 def _feed(
     producer: RecordProducer,
-    sim: CommunitySimulator,
+    run: ScriptedRun,
     rate: float,
-    duration_s: float,
     stop: threading.Event,
     console: Console,
     settings: Settings,
 ) -> None:
-    """Produce the simulator's events paced at ``rate`` per wall-clock second."""
+    """Produce the scripted day's events paced at ``rate`` per wall-clock second, with the odd
+    malformed message (about one in 2,000) as real devices send."""
     started = time.monotonic()
-    sent = 0
-    horizon = duration_s if duration_s > 0 else 24 * 3600.0
-    for record_name, event in sim.events(horizon, rate):
+    for sent, (record_name, event) in enumerate(run.events, start=1):
         if stop.is_set():
             break
         producer.send(record_name, event)
         console.sim_now_ms = max(console.sim_now_ms, event["event_time"])
-        sent += 1
-        if sent % 97 == 0:
-            for raw in sim.malformed(1):
+        if sent % 2003 == 0:
+            for raw in run.simulator.malformed(1):
                 producer.send_raw(settings.topics.gate_scans, raw)
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0.01:
             producer.flush()
             time.sleep(ahead)
     producer.flush()
+    if not stop.is_set():
+        console.feed_done = True
+        print(
+            "—— 模拟日结束 scripted day complete (05:40–10:20); Ctrl-C 停止 to stop ——", flush=True
+        )
 
 
 async def _run(
-    settings: Settings, sim: CommunitySimulator, rate: float, duration_s: float, console: Console
+    settings: Settings, run: ScriptedRun, rate: float, duration_s: float, console: Console
 ) -> dict[str, int]:
     from streams.runtime import Runtime
 
+    # timers follow the simulated clock (the scripted day runs faster than real time)
+    console.sim_now_ms = run.simulator.start_ms
     runtime = Runtime(
         settings,
         on_result=console.on_result,
-        clock_ms=lambda: console.sim_now_ms or int(time.time() * 1000),
+        clock_ms=lambda: console.sim_now_ms,
     )
     await runtime.start()
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
-    feeder = loop.run_in_executor(
-        None, _feed, producer, sim, rate, duration_s, stop, console, settings
-    )
+    feeder = loop.run_in_executor(None, _feed, producer, run, rate, stop, console, settings)
     worker = asyncio.create_task(runtime.run())
     interrupted = asyncio.Event()
     with contextlib.suppress(NotImplementedError):
@@ -217,21 +223,24 @@ def run_demo(
             pseudonym_key=settings.pseudonym_key or DEMO_KEY,
         )
         create_topics(broker.bootstrap, topic_specs(settings), broker_supports_configs=False)
-        sim = CommunitySimulator(
-            community_count=communities,
-            residents_per_community=residents,
-            seed=seed,
+        today = dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
+        run = scripted_day(
+            communities,
+            residents,
+            seed,
+            day=today,
             pseudonymiser_key=settings.pseudonym_key.encode(),
         )
         producer = RecordProducer(settings)
-        n = load_reference(producer, sim)
+        n = load_reference(producer, run.simulator)
         producer.close()
         print(
-            f"参考数据 reference records loaded: {n}; 模拟 simulating {communities} communities × "
-            f"{residents} residents at {rate:g} events/s — Ctrl-C 停止 to stop",
+            f"参考数据 reference records loaded: {n}. 模拟 simulating {communities} communities × "
+            f"{residents} residents, today 05:40–10:20 local, at {rate:g} events/s; every alert "
+            "type is scripted to occur. Ctrl-C 停止 to stop",
             flush=True,
         )
-        counts = asyncio.run(_run(settings, sim, rate, duration_s, console))
+        counts = asyncio.run(_run(settings, run, rate, duration_s, console))
     _print_summary(console, counts)
     return 0
 
@@ -248,4 +257,7 @@ def _print_summary(console: Console, counts: dict[str, Any]) -> None:
     print("告警 alerts by type:")
     for alert_type, n in sorted(console.alerts.items()):
         print(f"  {alert_type:<26} {n}")
+    missing = [t for t in ALERT_TYPES if t != "OTHER" and t not in console.alerts]
+    if missing:
+        print("未出现 not seen in this run: " + ", ".join(missing))
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

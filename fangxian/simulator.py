@@ -526,6 +526,21 @@ class CommunitySimulator:
                 }
                 for r in c.residents
             ]
+            # community staff are registered like residents (the engine looks STAFF up in the
+            # register); their own household token keeps them out of residents' quotas
+            records["residents"] += [
+                {
+                    "resident_id": staff_id,
+                    "community_id": c.community_id,
+                    "household_id": staff_id,
+                    "status": "NORMAL",
+                    "observation_start": None,
+                    "key_groups": ["STAFF"],
+                    "face_consent": False,
+                    "updated_at": updated_at,
+                }
+                for staff_id in c.staff_ids
+            ]
             records["passes"] += [
                 {
                     "pass_id": p.pass_id,

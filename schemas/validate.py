@@ -213,7 +213,8 @@ def validate_gate_decision(d: Datum) -> None:
     require_uuid(d["event_id"], "event_id")
     require_community_id(d["community_id"])
     require_id(d["gate_id"], "gate_id")
-    require_token(d["subject_id"], "subject_id")
+    if d["subject_id"] != "":  # empty: a refused FACE scan keeps no face-derived identity
+        require_token(d["subject_id"], "subject_id")
     require_time_ms(d["decided_at"], "decided_at")
 
 

@@ -567,6 +567,8 @@ class RuleEngine:
         gate_id = ev["gate_id"]
         device_id = ev["device_id"]
         dev = self._device(cid, device_id, gate_id, t)
+        if ev["sensor"] == "INFRARED_GATE":
+            dev.watched = True
         self._temperature(
             out,
             rules,
@@ -614,6 +616,7 @@ class RuleEngine:
         dev = devices.devices.get(device_id) if devices is not None else None
         if dev is None:
             dev = self._device(cid, device_id, gate_id, t)
+            dev.watched = True  # a gate's scanner
         elif t > dev.last_seen:
             dev.last_seen = t
             dev.silent = False

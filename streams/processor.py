@@ -7,6 +7,7 @@ offsets once the rows are written.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from fangxian.settings import Settings
 from schemas import Codec, InvalidEvent
 from streams.engine import RuleEngine
 
+log = logging.getLogger(__name__)
 _DEAD_LETTER_NS = uuid.UUID("6f1d0c52-5a56-4d0e-9a5f-1c1f0b6b1f10")
 REDACTED = ""
 
@@ -191,6 +193,16 @@ class EventProcessor:
         self._add_dead_letters(result, [rejected_row(table, r, why, now_ms) for r, why in rejected])
         return result
 
+    def _encode_output(self, record_name: str, record: dict[str, Any]) -> bytes | None:
+        """An output the contract refuses is a bug in the rules: count it, log it loudly and
+        keep the worker deciding for everyone else."""
+        try:
+            return self._codec.encode(record_name, record)
+        except InvalidEvent as err:
+            self._metrics.dead_letters.labels(reason="invalid_output").inc()
+            _encode_output_failed(record_name, record, err)
+            return None
+
     def _add_dead_letters(self, result: BatchResult, dead: list[dict[str, Any]]) -> None:
         if not dead:
             return
@@ -227,6 +239,16 @@ class EventProcessor:
             result.add_rows("alerts", alerts)
         if late:
             self._metrics.late_events.inc(late)
+
+
+def _encode_output_failed(record_name: str, record: dict[str, Any], err: InvalidEvent) -> None:
+    log.error(
+        "the rules produced an invalid %s (a bug, not bad input) — dropped, worker continues: "
+        "%s; event_id=%s",
+        record_name,
+        err,
+        record.get("event_id") or record.get("alert_id"),
+    )
 
 
 def _event_time(event: dict[str, Any]) -> int:

@@ -53,7 +53,7 @@ class _Checkpoint:
         return not self.rows and not self.offsets
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, on_revoked: Callable[[], Awaitable[None]]) -> None:
         self._on_revoked = on_revoked
 

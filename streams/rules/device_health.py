@@ -38,6 +38,7 @@ class DeviceState:
         "ok_n",
         "ok_sum",
         "silent",
+        "watched",
     )
 
     def __init__(self, community_id: str, device_id: str, gate_id: str, last_seen: int) -> None:
@@ -46,6 +47,9 @@ class DeviceState:
         self.gate_id = gate_id
         self.last_seen = last_seen
         self.silent = False
+        # fixed gate devices are expected to keep sending; a handheld gun or a contact
+        # thermometer is used on demand (rechecks), so its silence means nothing
+        self.watched = False
         self.all_sum = 0.0
         self.all_n = 0
         self.ok_sum = 0.0
@@ -152,7 +156,7 @@ class CommunityDevices:
         """Devices quiet for more than ``silent_ms`` at ``now_ms`` not yet reported; marks them."""
         found: list[DeviceState] = []
         for dev in self.devices.values():
-            if not dev.silent and now_ms - dev.last_seen > silent_ms:
+            if dev.watched and not dev.silent and now_ms - dev.last_seen > silent_ms:
                 dev.silent = True
                 found.append(dev)
         return found

@@ -4,6 +4,7 @@ broker and a real ClickHouse, until a condition holds. Shared by the pipeline te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -80,8 +81,6 @@ async def run_pipeline_until(
     finally:
         await runtime.stop()
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        except (asyncio.CancelledError, Exception):
-            pass
     return runtime, run

@@ -325,7 +325,8 @@ def unprocessed(
             continue
         kind, key_field = _REFERENCE_KINDS[name]
         held = runtime.store.records[kind].get(record[key_field])
-        if held is None or held["updated_at"] != record["updated_at"]:
+        # a later version (the rules change) also means this one was read
+        if held is None or held["updated_at"] < record["updated_at"]:
             missing.append(f"{name}:{record[key_field]}")
     return missing
 

@@ -58,7 +58,7 @@ def test_events_arrive_as_rows_with_every_field_intact(pipeline_settings: Settin
     def done(runtime: Any, run: Any) -> bool:
         return all(rows_written(runtime, t) >= len(rows) for t, rows in expected.items())
 
-    runtime, run = asyncio.run(run_pipeline_until(pipeline_settings, done))
+    _runtime, _run = asyncio.run(run_pipeline_until(pipeline_settings, done))
     writer = open_writer(pipeline_settings.clickhouse_url)
     try:
         for table, sent in expected.items():

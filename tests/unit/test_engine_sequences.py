@@ -533,6 +533,12 @@ def test_silent_device_alerted_once() -> None:
     assert types(e.tick(T0 + 1901 * S)) == ["DEVICE_SILENT"]
 
 
+def test_handheld_gun_used_for_rechecks_is_never_silent() -> None:
+    e = engine()
+    e.on_readings([{**reading("h", 0, 36.5, device="H-01"), "sensor": "INFRARED_HANDHELD"}])
+    assert types(e.tick(T0 + 3600 * S)) == []
+
+
 def test_drift_flagged_for_device_reading_2c_low() -> None:
     e = engine()
     events = []

@@ -181,7 +181,10 @@ def test_communities_have_valid_codes_and_gate_devices(sim: CommunitySimulator) 
 
 
 def test_population_shares(sim: CommunitySimulator) -> None:
-    residents = sim.reference_records()["residents"]
+    register = sim.reference_records()["residents"]
+    residents = [r for r in register if "STAFF" not in r["key_groups"]]
+    staff = [r for r in register if "STAFF" in r["key_groups"]]
+    assert len(staff) == sum(len(c.staff_ids) for c in sim.communities) > 0
     status = Counter(r["status"] for r in residents)
     assert len(residents) == 600
     assert 0.01 <= status["HOME_OBSERVATION"] / 600 <= 0.05
@@ -233,7 +236,9 @@ def test_scan_mix(sim: CommunitySimulator, day: list[tuple[str, dict[str, Any]]]
     assert codes["GREEN"] > 0.9 * sum(codes.values())
     assert codes["YELLOW"] > 0 and codes["RED"] > 0
     register = {r["resident_id"]: r for r in sim.reference_records()["residents"]}
-    residents = [e for e in scans if e["subject_id"] in register]
+    residents = [
+        e for e in scans if e["subject_id"] in register and e["subject_type"] == "RESIDENT"
+    ]
     assert all(e["household_id"] == register[e["subject_id"]]["household_id"] for e in residents)
     outsiders = [
         e for e in scans if e["subject_type"] == "RESIDENT" and e["subject_id"] not in register
