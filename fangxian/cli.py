@@ -130,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Commands defined in their own modules (reference loading, reports, benchmark)."""
     from fangxian import commands
+    from fangxian.bench import add_bench_command
 
     commands.register(sub)
+    add_bench_command(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,7 +112,9 @@ class ChdbWriter:
                 self._check_open()
                 with self._session.send_insert(sql, "ArrowStream") as inserter:
                     inserter.append(payload)
-                    written = int(inserter.finish().rows_written)
+                    inserter.finish()
+        # the server's rows_written also counts rows the materialised views derived from these
+        written = len(rows)
         log.debug("wrote %d rows into %s.%s", written, self.database, table)
         return written
 

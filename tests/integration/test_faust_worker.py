@@ -1,0 +1,108 @@
+"""``fangxian worker`` — the production Faust worker as an operator starts it (a subprocess
+configured only by environment): it decides gate scans from real Kafka, writes ClickHouse,
+serves /metrics, relays alerts to the on-duty log, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import fields
+from pathlib import Path
+
+from kafka import KafkaConsumer
+
+from fangxian.produce import RecordProducer
+from fangxian.settings import Settings, Topics
+from infra.ports import free_port
+from schemas import Codec
+from sinks import open_writer
+from tests.integration.pipeline_harness import fresh_example
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FANGXIAN_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        FANGXIAN_CLICKHOUSE_URL=settings.clickhouse_url,
+        FANGXIAN_APP_ID=settings.app_id,
+        FANGXIAN_WEB_PORT=str(settings.web_port),
+        FANGXIAN_METRICS_PORT=str(settings.metrics_port),
+        FANGXIAN_SINK_FLUSH_S="0.3",
+        PYTHONPATH=str(ROOT),
+    )
+    for f in fields(Topics):
+        env["FANGXIAN_TOPIC_" + f.name.upper()] = getattr(settings.topics, f.name)
+    return env
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        return str(resp.read().decode())
+
+
+def test_fangxian_worker_decides_stores_and_serves_metrics(
+    topics: Settings, chdb_url: str, tmp_path: Path
+) -> None:
+    settings = topics.replace(
+        clickhouse_url=chdb_url, web_port=free_port(), metrics_port=free_port()
+    )
+    red = fresh_example("GateScan", "resident_qr", health_code="RED")
+    producer = RecordProducer(settings)
+    producer.send("GateScan", red)
+    producer.close()
+
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fangxian.cli", "worker"],
+            env=_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )
+    try:
+        consumer = KafkaConsumer(
+            settings.topics.gate_decisions, bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="earliest", consumer_timeout_ms=90_000,
+        )
+        decision = Codec().decode("GateDecision", next(iter(consumer)).value)
+        consumer.close()
+        assert decision["event_id"] == red["event_id"]
+        assert decision["decision"] == "DENY"
+        assert "HEALTH_CODE_RED" in decision["reasons"]
+
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            text = _metrics(settings.metrics_port)
+            if 'fangxian_rows_written_total{table="gate_scans"} 1.0' in text:
+                break
+            time.sleep(0.5)
+        assert 'fangxian_rows_written_total{table="gate_scans"} 1.0' in text
+        assert f'fangxian_events_in_total{{topic="{settings.topics.gate_scans}"}} 1.0' in text
+        assert 'fangxian_gate_decisions_total{decision="DENY"} 1.0' in text
+
+        deadline = time.monotonic() + 60  # the Faust agent relays the alert to the duty log
+        while time.monotonic() < deadline and "HEALTH_CODE_RED" not in log_path.read_text(
+            errors="replace"
+        ):
+            time.sleep(0.5)
+        duty = [line for line in log_path.read_text().splitlines() if "[WARNING]" in line]
+        assert any("HEALTH_CODE_RED" in line and "红码" in line for line in duty), duty
+        assert red["subject_id"] not in "\n".join(duty)  # masked for the person reading it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    writer = open_writer(chdb_url)
+    try:
+        rows = writer.query(f"SELECT event_id FROM {writer.database}.gate_scans FINAL")
+        assert rows == [(red["event_id"],)]
+    finally:
+        writer.close()
