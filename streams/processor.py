@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -207,8 +207,9 @@ class EventProcessor:
         if not dead:
             return
         encode = self._codec.encode
+        for reason, n in Counter(d["reason"] for d in dead).items():
+            self._metrics.dead_letters.labels(reason=reason).inc(n)
         for d in dead:
-            self._metrics.dead_letters.labels(reason=d["reason"]).inc()
             result.produce.append(
                 (self._topics.dead_letters, d["source_topic"].encode(), encode("DeadLetter", d))
             )
@@ -222,21 +223,31 @@ class EventProcessor:
         alerts: list[dict[str, Any]],
         late: int,
     ) -> None:
-        encode = self._codec.encode
         t = self._topics
         if decisions:
-            counter = self._metrics.decisions
+            outcomes: Counter[str] = Counter()
+            kept = []
             for d in decisions:
-                counter.labels(decision=d["decision"]).inc()
-                result.produce.append(
-                    (t.gate_decisions, d["subject_id"].encode(), encode("GateDecision", d))
-                )
-            result.add_rows("gate_decisions", decisions)
+                value = self._encode_output("GateDecision", d)
+                if value is not None:
+                    outcomes[d["decision"]] += 1
+                    result.produce.append((t.gate_decisions, d["subject_id"].encode(), value))
+                    kept.append(d)
+            result.add_rows("gate_decisions", kept)
+            for outcome, n in outcomes.items():  # one metric update per label per batch
+                self._metrics.decisions.labels(decision=outcome).inc(n)
         if alerts:
+            types: Counter[str] = Counter()
+            kept = []
             for a in alerts:
-                self._metrics.alerts.labels(alert_type=a["alert_type"]).inc()
-                result.produce.append((t.alerts, a["community_id"].encode(), encode("Alert", a)))
-            result.add_rows("alerts", alerts)
+                value = self._encode_output("Alert", a)
+                if value is not None:
+                    types[a["alert_type"]] += 1
+                    result.produce.append((t.alerts, a["community_id"].encode(), value))
+                    kept.append(a)
+            result.add_rows("alerts", kept)
+            for alert_type, n in types.items():
+                self._metrics.alerts.labels(alert_type=alert_type).inc(n)
         if late:
             self._metrics.late_events.inc(late)
 

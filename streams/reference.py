@@ -59,7 +59,8 @@ class EncodedRecords(Mapping[str, dict[str, Any]]):
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        record = self._codec.decode(self._record_name, self._raw[key])
+        # validated once by ReferenceStore.apply when it arrived
+        record = self._codec.decode(self._record_name, self._raw[key], validate=False)
         self._cache[key] = record
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

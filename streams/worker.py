@@ -27,6 +27,7 @@ from fangxian.metrics import Metrics
 from fangxian.settings import Settings
 from sinks import SinkDataError, SinkUnavailable, Writer
 from streams.processor import BatchResult, EventProcessor
+from streams.publish import BatchPublisher
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class PipelineWorker:
         self._clock_ms = clock_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._publisher: BatchPublisher | None = None
         self._pending = _Checkpoint()
         self._flushing: asyncio.Task[None] | None = None
         self._paused = False
@@ -103,6 +105,7 @@ class PipelineWorker:
             acks=1,
         )
         await self._producer.start()
+        self._publisher = BatchPublisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._s.kafka_bootstrap,
             group_id=self._s.app_id,
@@ -162,10 +165,9 @@ class PipelineWorker:
         return True
 
     async def _send(self, result: BatchResult) -> None:
-        assert self._producer is not None
-        send = self._producer.send
-        for topic, key, value in result.produce:
-            await send(topic, value, key=key)
+        assert self._publisher is not None
+        if result.produce:
+            await self._publisher.publish(result.produce)
         if self._on_result is not None:
             self._on_result(result)
 
