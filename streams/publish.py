@@ -21,6 +21,8 @@ class BatchPublisher:
         self._producer = producer
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
+        # murmur2 is pure Python in aiokafka (~10 µs a key); subjects and communities repeat
+        self._key_partition: dict[tuple[str, bytes], int] = {}
 
     async def _partitions_of(self, topic: str) -> list[int]:
         parts = self._partitions.get(topic)
@@ -31,9 +33,16 @@ class BatchPublisher:
     async def publish(self, messages: Sequence[Message]) -> list[Any]:
         """Queue every message; returns the delivery futures (``producer.flush()`` awaits all)."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        cache = self._key_partition
+        if len(cache) > 500_000:
+            cache.clear()
         for topic, key, value in messages:
-            parts = self._partitions.get(topic) or await self._partitions_of(topic)
-            partition = self._partitioner(key, parts, parts)
+            partition = cache.get((topic, key)) if key is not None else None
+            if partition is None:
+                parts = self._partitions.get(topic) or await self._partitions_of(topic)
+                partition = self._partitioner(key, parts, parts)
+                if key is not None:
+                    cache[(topic, key)] = partition
             groups.setdefault((topic, partition), []).append((key, value))
         futures: list[Any] = []
         producer = self._producer
