@@ -131,8 +131,10 @@ def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Commands defined in their own modules (reference loading, reports, benchmark)."""
     from fangxian import commands
     from fangxian.bench import add_bench_command
+    from fangxian.loading import add_load_command
 
     commands.register(sub)
+    add_load_command(sub)
     add_bench_command(sub)
 
 

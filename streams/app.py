@@ -8,14 +8,19 @@ What runs here:
   ``take()`` vs the client's ~250k), so the hot path polls batches directly.
 - ``notify_on_duty`` (a Faust agent): every alert on the ``alerts`` topic reaches the on-duty
   staff log (zh-CN first, English beside it).
+- ``publish_yesterdays_reports`` (a Faust crontab, 00:10 local): the daily community epidemic
+  report of every active community to ``reports.daily`` for the street/district level.
 - ``/metrics`` (prometheus-client) on ``settings.metrics_port``; Faust's web server serves
   ``/`` health on ``settings.web_port``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 import mode
@@ -71,4 +76,28 @@ def create_app(settings: Settings) -> faust.App:
             if should_notify(alert):
                 staff_log.warning("%s", alert_line(alert))
 
+    @app.crontab("10 0 * * *", timezone=ZoneInfo(settings.default_timezone))
+    async def publish_yesterdays_reports() -> None:
+        """社区疫情信息报表 for the level above: yesterday's report of every active community
+        to ``reports.daily`` (idempotent: one key per community and day)."""
+        await asyncio.get_running_loop().run_in_executor(None, _publish_yesterday, settings)
+
     return app
+
+
+def _publish_yesterday(settings: Settings) -> None:
+    from fangxian.reporting.publish import kafka_producer, publish_day
+    from sinks import open_writer
+
+    zone = ZoneInfo(settings.default_timezone)
+    yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
+    writer = open_writer(settings.clickhouse_url)
+    producer = kafka_producer(settings.kafka_bootstrap)
+    try:
+        keys = publish_day(
+            writer, producer, settings.topics.reports_daily, yesterday, settings.default_timezone
+        )
+        log.info("daily reports published 日报已上报: %d (%s)", len(keys), yesterday)
+    finally:
+        producer.close()
+        writer.close()

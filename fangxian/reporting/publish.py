@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any, Protocol
 
@@ -40,3 +41,31 @@ def kafka_producer(bootstrap: str) -> Producer:
 
     producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     return producer
+
+
+def communities_on(writer: Any, start_s: int, end_s: int) -> list[str]:
+    """Every community with a gate scan or a health report in ``[start_s, end_s)`` (epoch s)."""
+    db = writer.database
+    window = "event_time >= toDateTime(%(s)s) AND event_time < toDateTime(%(e)s)"
+    rows = writer.query(
+        f"SELECT DISTINCT community_id FROM {db}.gate_scans WHERE {window} "
+        f"UNION ALL SELECT DISTINCT community_id FROM {db}.health_reports WHERE {window}",
+        {"s": start_s, "e": end_s},
+    )
+    return sorted({str(r[0]) for r in rows})
+
+
+def publish_day(
+    writer: Any, producer: Producer, topic: str, day: dt.date, timezone: str
+) -> list[str]:
+    """Build and publish the daily report of every community active on ``day``; returns the
+    report keys sent. The worker's Faust crontab calls this shortly after local midnight."""
+    from fangxian.reporting.daily import Scope, build_report
+    from fangxian.reporting.sqltime import local_day_bounds
+
+    keys = []
+    for community_id in communities_on(writer, *local_day_bounds(day, timezone)):
+        report = build_report(writer, Scope("community", community_id), day, timezone)
+        publish_report(report, producer, topic)
+        keys.append(report_key(report).decode())
+    return keys

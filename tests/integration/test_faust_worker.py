@@ -61,12 +61,17 @@ def test_fangxian_worker_decides_stores_and_serves_metrics(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fangxian.cli", "worker"],
-            env=_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env=_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
     try:
         consumer = KafkaConsumer(
-            settings.topics.gate_decisions, bootstrap_servers=settings.kafka_bootstrap,
-            auto_offset_reset="earliest", consumer_timeout_ms=90_000,
+            settings.topics.gate_decisions,
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=90_000,
         )
         decision = Codec().decode("GateDecision", next(iter(consumer)).value)
         consumer.close()
