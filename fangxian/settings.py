@@ -66,6 +66,11 @@ class Settings:
     default_timezone: str = "Asia/Shanghai"
     # event time
     allowed_lateness_s: int = 300
+    # window state a worker rebuilds from the topics when it is assigned partitions (entry
+    # limits look back 48 h, rechecks and drift minutes, home observation 14 days of reports)
+    warmup_scans_s: int = 48 * 3600 + 600
+    warmup_readings_s: int = 3600
+    warmup_reports_s: int = 15 * 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -178,6 +178,26 @@ class EventProcessor:
         self._metrics.batch_events.observe(len(messages))
         return result
 
+    def warm_up(self, messages: Sequence[Message]) -> int:
+        """Feed already-committed events to the rules to rebuild window state (entry counts,
+        pending rechecks, report history) after a restart or rebalance. Outputs are discarded:
+        they were produced when the events were first processed. Returns events applied."""
+        t = self._topics
+        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
+        for msg in messages:
+            if msg.value is None:
+                continue
+            try:
+                decoded[msg.topic].append(self._codec.decode(self._record_of[msg.topic], msg.value))
+            except InvalidEvent:
+                continue  # dead-lettered the first time round
+        for events in decoded.values():
+            events.sort(key=_event_time)
+        self._engine.on_scans(decoded[t.gate_scans])
+        self._engine.on_readings(decoded[t.temperature_readings])
+        self._engine.on_reports(decoded[t.health_reports])
+        return sum(len(events) for events in decoded.values())
+
     def tick(self, now_ms: int) -> BatchResult:
         """Timer-driven rules (overdue reports, silent devices, rechecks that never came)."""
         result = BatchResult()

@@ -55,8 +55,13 @@ class _Checkpoint:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, on_revoked: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        on_revoked: Callable[[], Awaitable[None]],
+        on_assigned: Callable[[list[TopicPartition]], Awaitable[None]],
+    ) -> None:
         self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._on_revoked()
@@ -65,6 +70,7 @@ class _Rebalance(ConsumerRebalanceListener):
         log.info(
             "partitions assigned 分配分区: %s", sorted((tp.topic, tp.partition) for tp in assigned)
         )
+        await self._on_assigned(list(assigned))
 
 
 class PipelineWorker:
@@ -95,6 +101,7 @@ class PipelineWorker:
         self._stopping = asyncio.Event()
         self.committed_events = 0
         self.ticks = 0  # timer runs (tests wait for one after a backlog)
+        self._needs_warm_up: list[TopicPartition] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,7 +122,9 @@ class PipelineWorker:
             fetch_max_wait_ms=max(1, int(self._s.batch_within_s * 1000)),
         )
         await self._consumer.start()
-        self._consumer.subscribe(self._processor.topics, listener=_Rebalance(self._checkpoint))
+        self._consumer.subscribe(
+            self._processor.topics, listener=_Rebalance(self._checkpoint, self._assigned)
+        )
 
     async def stop(self) -> None:
         """Stop cleanly: finish the checkpoint (rows, producer, commit), then close."""
@@ -128,6 +137,75 @@ class PipelineWorker:
             if self._producer is not None:
                 await self._producer.stop()
 
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        # aiokafka may already be fetching while this callback runs, so the rebuild happens in
+        # the loop, before the next batch is processed
+        self._needs_warm_up.extend(assigned)
+
+    # -- state recovery ------------------------------------------------------------------------
+    async def _warm_up(self, assigned: list[TopicPartition]) -> None:
+        """Rebuild the rules' window state from what this group already committed on the newly
+        assigned partitions: each topic from its look-back horizon up to the committed offset,
+        outputs discarded. Events the engine already holds are recognised by event_id."""
+        assert self._consumer is not None
+        t = self._s.topics
+        horizon_s = {
+            t.gate_scans: self._s.warmup_scans_s,
+            t.temperature_readings: self._s.warmup_readings_s,
+            t.health_reports: self._s.warmup_reports_s,
+        }
+        now = self._clock_ms()
+        ends: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed and horizon_s.get(tp.topic, 0) > 0:
+                ends[tp] = committed
+        if not ends:
+            return
+        found = await self._consumer.offsets_for_times(
+            {tp: max(0, now - horizon_s[tp.topic] * 1000) for tp in ends}
+        )
+        starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in ends}
+        todo = {tp: end for tp, end in ends.items() if starts[tp] < end}
+        if not todo:
+            return
+        began = time.monotonic()
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._s.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await reader.start()
+        applied = 0
+        try:
+            reader.assign(list(todo))
+            for tp in todo:
+                reader.seek(tp, starts[tp])
+            deadline = time.monotonic() + 120  # never hold a rebalance longer than this
+            while todo and time.monotonic() < deadline:
+                batches = await reader.getmany(timeout_ms=500, max_records=self._s.batch_max)
+                chunk: list[Any] = []
+                for tp, messages in batches.items():
+                    end = todo.get(tp)
+                    if end is None:
+                        continue
+                    chunk.extend(m for m in messages if m.offset < end)
+                    if messages and messages[-1].offset + 1 >= end:
+                        del todo[tp]
+                applied += self._processor.warm_up(chunk)
+        finally:
+            await reader.stop()
+        if todo:
+            log.warning(
+                "state rebuild stopped at its time limit; %d partitions incomplete", len(todo)
+            )
+        log.info(
+            "window state rebuilt from %d committed events in %.1fs 已从已提交事件恢复窗口状态",
+            applied,
+            time.monotonic() - began,
+        )
+
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         assert self._consumer is not None
@@ -136,6 +214,9 @@ class PipelineWorker:
             batches = await self._consumer.getmany(
                 timeout_ms=int(self._s.batch_within_s * 1000), max_records=self._s.batch_max
             )
+            if self._needs_warm_up:
+                assigned, self._needs_warm_up = self._needs_warm_up, []
+                await self._warm_up(assigned)
             if batches:
                 messages = [m for msgs in batches.values() for m in msgs]
                 offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
