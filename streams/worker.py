@@ -239,8 +239,8 @@ class PipelineWorker:
         assert self._consumer is not None
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            if high is None:
-                continue  # nothing fetched from it yet (an empty partition has no highwater)
+            if high is None:  # no fetch answered for it yet: its backlog is unknown
+                return False
             if await self._consumer.position(tp) < high:
                 return False
         return True

@@ -124,7 +124,7 @@ def test_redelivery_after_a_crash_before_commit_changes_no_figure(
 
     with monkeypatch.context() as m:
         m.setattr(PipelineWorker, "_commit_offsets", crash_before_commit)
-        asyncio.run(
+        _, run1 = asyncio.run(
             run_pipeline_until(
                 settings, _all_in(expected, after_a_tick=True), runtime_kwargs=frozen
             )
@@ -139,6 +139,10 @@ def test_redelivery_after_a_crash_before_commit_changes_no_figure(
         run_pipeline_until(settings, _all_in(expected, after_a_tick=True), runtime_kwargs=frozen)
     )
     assert len(run.rows("gate_scans")) == expected["gate_scans"]  # really redelivered
+    # the rules reached the same alerts, with the same deterministic ids, the second time
+    assert sorted(a["alert_id"] for a in run.rows("alerts")) == sorted(
+        a["alert_id"] for a in run1.rows("alerts")
+    )
     assert _final_counts(sink_url) == first_counts
     assert _reports(sink_url, communities, days) == first_reports
 
