@@ -364,7 +364,6 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         results["workload"] = {
             "events": expected,
             "by_record": workload.by_record,
-            "face_scans_given_consent": workload.face_scans_given_consent,
         }
         _phase(
             errors,

@@ -47,7 +47,6 @@ class Workload:
     events: int
     by_record: dict[str, int]
     scans: list[dict[str, Any]]
-    face_scans_given_consent: int = 0
 
 
 def prefixed(topics: Topics, prefix: str, fields: Iterable[str]) -> Topics:
@@ -69,20 +68,6 @@ def simulated_events(sim: CommunitySimulator, count: int) -> list[tuple[str, dic
     """The first ``count`` events of a simulated day (rate chosen so a day holds ~5 % more)."""
     rate = max(count * 1.05 / DAY_S, 0.01)
     return list(itertools.islice(sim.events(DAY_S, rate), count))
-
-
-def consent_face_scans(pairs: list[tuple[str, dict[str, Any]]]) -> int:
-    """Give every FACE scan without consent a consenting scan instead; how many were changed.
-
-    Workaround: a FACE_CONSENT_MISSING decision carries ``subject_id=""`` (streams/engine.py),
-    which the GateDecision validation rejects in ``Codec.encode`` — the worker stops on it.
-    Until that is fixed the benchmark's mix has no such scans (see docs/benchmark.md)."""
-    changed = 0
-    for name, event in pairs:
-        if name == "GateScan" and event["method"] == "FACE" and not event["face_consent"]:
-            event["face_consent"] = True
-            changed += 1
-    return changed
 
 
 def encode_records(
@@ -154,7 +139,6 @@ def prefill(
     reference = encode_records(codec, settings.topics, reference_pairs(sim))
     started = time.monotonic()
     pairs = simulated_events(sim, events)
-    consented = consent_face_scans(pairs)
     encoded = encode_records(codec, settings.topics, pairs)
     log.info("simulated and encoded %d events in %.1f s", len(pairs), time.monotonic() - started)
     started = time.monotonic()
@@ -170,4 +154,4 @@ def prefill(
     )
     counts = Counter(name for name, _ in pairs)
     scans = [event for name, event in pairs if name == "GateScan"]
-    return Workload(sim, sent, dict(counts), scans, consented)
+    return Workload(sim, sent, dict(counts), scans)

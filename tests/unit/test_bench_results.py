@@ -14,7 +14,7 @@ from fangxian.bench import add_bench_command, config_from_args
 from fangxian.bench.chart import latency_series, render_chart, throughput_bars
 from fangxian.bench.harness import BenchConfig, caught_up, ratios, summary_table
 from fangxian.bench.worker import settings_from_json, settings_to_json
-from fangxian.bench.workload import consent_face_scans, prefixed
+from fangxian.bench.workload import prefixed
 from fangxian.settings import Settings
 
 A, B = TopicPartition("gate.scans", 0), TopicPartition("gate.scans", 1)
@@ -148,13 +148,3 @@ def test_prefixed_changes_only_the_named_topics() -> None:
     topics = prefixed(Settings().topics, "rss.", ("residents",))
     assert topics.residents == "rss.reference.residents"
     assert topics.gate_scans == "gate.scans"
-
-
-def test_face_scans_without_consent_get_consent() -> None:
-    pairs = [
-        ("GateScan", {"method": "FACE", "face_consent": False}),
-        ("GateScan", {"method": "QR", "face_consent": False}),
-        ("TemperatureReading", {}),
-    ]
-    assert consent_face_scans(pairs) == 1
-    assert [e.get("face_consent") for _, e in pairs] == [True, False, None]
