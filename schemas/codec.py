@@ -206,7 +206,6 @@ class Codec:
     def __init__(self, schemas: Mapping[str, Schema] | None = None) -> None:
         self._readers: dict[str, _Reader] = {}
         self._writers: dict[bytes, _Writer] = {}
-        self._sources: dict[bytes, bytes] = {}  # fingerprint -> writer schema JSON as given
         # record name -> writer fingerprint -> plan; filled on first sight of a pair
         self._plans: dict[str, dict[bytes, _Plan]] = {}
         if schemas is None:
@@ -230,7 +229,6 @@ class Codec:
 
     def _add_writer(self, writer: _Writer, source: Schema) -> None:
         self._writers.setdefault(writer.fingerprint, writer)
-        self._sources.setdefault(writer.fingerprint, json.dumps(source).encode("utf-8"))
         alias = _avro_package_fingerprint(source)
         if alias != writer.fingerprint:
             self._writers.setdefault(alias, writer)
@@ -242,11 +240,6 @@ class Codec:
     def fingerprint(self, record_name: str) -> bytes:
         """The 8-byte fingerprint ``encode`` writes for ``record_name``."""
         return self._reader(record_name).writer.fingerprint
-
-    def writer_schema_json(self, fingerprint: bytes) -> bytes:
-        """The writer schema with ``fingerprint`` as JSON, logical types included (what an Avro
-        object container file of such bodies declares)."""
-        return self._sources[fingerprint]
 
     def register_writer_schema(self, schema: Schema) -> bytes:
         """Accept messages written with ``schema`` (another version of a record); returns its

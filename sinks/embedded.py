@@ -19,7 +19,6 @@ import pyarrow as pa
 from chdb import session as chdb_session
 
 from sinks import rows as contract_rows
-from sinks.avro_container import container
 from sinks.base import ChdbTarget
 from sinks.errors import SinkUnavailable, chdb_errors_as_sink_errors
 from sinks.rows import Kind
@@ -118,23 +117,6 @@ class ChdbWriter:
         written = len(rows)
         log.debug("wrote %d rows into %s.%s", written, self.database, table)
         return written
-
-    def write_avro(
-        self, table: str, columns: Sequence[str], schema_json: bytes, bodies: Sequence[bytes]
-    ) -> int:
-        """Insert Avro-encoded ``bodies`` (records of ``schema_json`` whose fields are
-        ``columns``) as one container file: ClickHouse parses them, not Python."""
-        if not bodies:
-            return 0
-        payload = container(schema_json, bodies)
-        column_list = ", ".join(f"`{name}`" for name in columns)
-        sql = f"INSERT INTO {self.database}.{table} ({column_list})"
-        with chdb_errors_as_sink_errors(), self._lock:
-            self._check_open()
-            with self._session.send_insert(sql, "Avro") as inserter:
-                inserter.append(payload)
-                inserter.finish()
-        return len(bodies)
 
     def execute(self, sql: str) -> None:
         with chdb_errors_as_sink_errors(), self._lock:

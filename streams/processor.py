@@ -16,9 +16,7 @@ from typing import Any, Protocol
 
 from fangxian.metrics import Metrics
 from fangxian.settings import Settings
-from schemas import Codec, InvalidEvent, contract
-from schemas.codec import HEADER_SIZE
-from sinks.rows import TABLE_OF_RECORD
+from schemas import Codec, InvalidEvent
 from streams.engine import RuleEngine
 
 log = logging.getLogger(__name__)
@@ -45,20 +43,12 @@ class DeadLetterLimitExceeded(RuntimeError):
 class BatchResult:
     produce: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # aligned with ``rows``: each row's Avro body under the current contract schema, or None;
-    # a sink that takes Avro inserts these bytes instead of converting the dicts
-    bodies: dict[str, list[bytes | None]] = field(default_factory=dict)
     dead_letters: int = 0
     events: int = 0
 
-    def add_rows(
-        self, table: str, rows: list[dict[str, Any]], bodies: list[bytes | None] | None = None
-    ) -> None:
+    def add_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.rows.setdefault(table, []).extend(rows)
-            self.bodies.setdefault(table, []).extend(
-                bodies if bodies is not None else [None] * len(rows)
-            )
 
 
 def dead_letter(msg: Message, err: InvalidEvent) -> dict[str, Any]:
@@ -136,8 +126,6 @@ class EventProcessor:
             t.health_reports: "HealthReport",
         }
         self._budget = DeadLetterBudget(settings.dlq_max_ratio, settings.dlq_min_sample)
-        self._fingerprints = {name: codec.fingerprint(name) for name in contract.RECORD_NAMES}
-        self._table_record = {table: record for record, table in TABLE_OF_RECORD.items()}
 
     @property
     def topics(self) -> list[str]:
@@ -146,9 +134,7 @@ class EventProcessor:
     def process(self, messages: Sequence[Message]) -> BatchResult:
         result = BatchResult(events=len(messages))
         t = self._topics
-        pairs: dict[str, list[tuple[dict[str, Any], bytes | None]]] = {
-            topic: [] for topic in self._record_of
-        }
+        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
         dead: list[dict[str, Any]] = []
         decode = self._codec.decode
         for msg in messages:
@@ -157,24 +143,15 @@ class EventProcessor:
                     raise InvalidEvent(
                         "empty", "message has no value (tombstone on an event topic)"
                     )
-                record_name = self._record_of[msg.topic]
-                event = decode(record_name, msg.value)
+                decoded[msg.topic].append(decode(self._record_of[msg.topic], msg.value))
             except InvalidEvent as err:
                 dead.append(dead_letter(msg, err))
-                continue
-            # written with the current schema: its body is already the row's Avro encoding
-            current = msg.value[2:HEADER_SIZE] == self._fingerprints[record_name]
-            pairs[msg.topic].append((event, msg.value[HEADER_SIZE:] if current else None))
-        decoded: dict[str, list[dict[str, Any]]] = {}
-        bodies: dict[str, list[bytes | None]] = {}
-        for topic, found in pairs.items():
-            if found:
-                self._metrics.events_in.labels(topic=topic).inc(len(found))
+        for topic, events in decoded.items():
+            if events:
+                self._metrics.events_in.labels(topic=topic).inc(len(events))
                 # a poll interleaves partitions arbitrarily; rules see each batch in event-time
                 # order, so a replay in different chunks reaches the same decisions
-                found.sort(key=_pair_event_time)
-            decoded[topic] = [event for event, _ in found]
-            bodies[topic] = [body for _, body in found]
+                events.sort(key=_event_time)
         self._budget.record(len(messages), len(dead))
         self._add_dead_letters(result, dead)
 
@@ -185,27 +162,19 @@ class EventProcessor:
             redact = {
                 d["event_id"] for d in out.decisions if "FACE_CONSENT_MISSING" in d["reasons"]
             }
-            scan_bodies = bodies[t.gate_scans]
-            if redact:
-                scan_bodies = [
-                    None if s["event_id"] in redact else b
-                    for s, b in zip(scans, scan_bodies, strict=True)
-                ]
             result.add_rows(
-                "gate_scans",
-                [_redacted(s) if s["event_id"] in redact else s for s in scans],
-                scan_bodies,
+                "gate_scans", [_redacted(s) if s["event_id"] in redact else s for s in scans]
             )
         readings = decoded[t.temperature_readings]
         if readings:
             out = self._engine.on_readings(readings)
             self._emit(result, out.decisions, out.alerts, out.late)
-            result.add_rows("temperature_readings", readings, bodies[t.temperature_readings])
+            result.add_rows("temperature_readings", readings)
         reports = decoded[t.health_reports]
         if reports:
             out = self._engine.on_reports(reports)
             self._emit(result, out.decisions, out.alerts, out.late)
-            result.add_rows("health_reports", reports, bodies[t.health_reports])
+            result.add_rows("health_reports", reports)
         self._metrics.batch_events.observe(len(messages))
         return result
 
@@ -228,13 +197,6 @@ class EventProcessor:
         self._engine.on_readings(decoded[t.temperature_readings])
         self._engine.on_reports(decoded[t.health_reports])
         return sum(len(events) for events in decoded.values())
-
-    def avro_target(self, table: str) -> tuple[list[str], bytes]:
-        """Columns and writer schema (JSON) of the Avro bodies kept for ``table``'s rows."""
-        record_name = self._table_record[table]
-        schema = contract.schema(record_name)
-        columns = [f["name"] for f in schema["fields"]]
-        return columns, self._codec.writer_schema_json(self._fingerprints[record_name])
 
     def tick(self, now_ms: int) -> BatchResult:
         """Timer-driven rules (overdue reports, silent devices, rechecks that never came)."""
@@ -267,11 +229,12 @@ class EventProcessor:
         encode = self._codec.encode
         for reason, n in Counter(d["reason"] for d in dead).items():
             self._metrics.dead_letters.labels(reason=reason).inc(n)
-        values = [encode("DeadLetter", d) for d in dead]
-        for d, value in zip(dead, values, strict=True):
-            result.produce.append((self._topics.dead_letters, d["source_topic"].encode(), value))
+        for d in dead:
+            result.produce.append(
+                (self._topics.dead_letters, d["source_topic"].encode(), encode("DeadLetter", d))
+            )
         result.dead_letters += len(dead)
-        result.add_rows("dead_letters", dead, [v[HEADER_SIZE:] for v in values])
+        result.add_rows("dead_letters", dead)
 
     def _emit(
         self,
@@ -284,29 +247,25 @@ class EventProcessor:
         if decisions:
             outcomes: Counter[str] = Counter()
             kept = []
-            kept_bodies: list[bytes | None] = []
             for d in decisions:
                 value = self._encode_output("GateDecision", d)
                 if value is not None:
                     outcomes[d["decision"]] += 1
                     result.produce.append((t.gate_decisions, d["subject_id"].encode(), value))
                     kept.append(d)
-                    kept_bodies.append(value[HEADER_SIZE:])
-            result.add_rows("gate_decisions", kept, kept_bodies)
+            result.add_rows("gate_decisions", kept)
             for outcome, n in outcomes.items():  # one metric update per label per batch
                 self._metrics.decisions.labels(decision=outcome).inc(n)
         if alerts:
             types: Counter[str] = Counter()
             kept = []
-            kept_bodies = []
             for a in alerts:
                 value = self._encode_output("Alert", a)
                 if value is not None:
                     types[a["alert_type"]] += 1
                     result.produce.append((t.alerts, a["community_id"].encode(), value))
                     kept.append(a)
-                    kept_bodies.append(value[HEADER_SIZE:])
-            result.add_rows("alerts", kept, kept_bodies)
+            result.add_rows("alerts", kept)
             for alert_type, n in types.items():
                 self._metrics.alerts.labels(alert_type=alert_type).inc(n)
         if late:
@@ -325,10 +284,6 @@ def _encode_output_failed(record_name: str, record: dict[str, Any], err: Invalid
 
 def _event_time(event: dict[str, Any]) -> int:
     return int(event["event_time"])
-
-
-def _pair_event_time(pair: tuple[dict[str, Any], bytes | None]) -> int:
-    return int(pair[0]["event_time"])
 
 
 def _redacted(scan: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -32,7 +32,6 @@ from streams.publish import BatchPublisher
 log = logging.getLogger(__name__)
 
 Rows = dict[str, list[dict[str, Any]]]
-_T = TypeVar("_T")
 Offsets = dict[TopicPartition, int]
 
 
@@ -41,7 +40,6 @@ class _Checkpoint:
 
     def __init__(self) -> None:
         self.rows: Rows = {}
-        self.bodies: dict[str, list[bytes | None]] = {}
         self.offsets: Offsets = {}
         self.row_count = 0
         self.started = time.monotonic()
@@ -49,7 +47,6 @@ class _Checkpoint:
     def add(self, result: BatchResult, offsets: Offsets) -> None:
         for table, rows in result.rows.items():
             self.rows.setdefault(table, []).extend(rows)
-            self.bodies.setdefault(table, []).extend(result.bodies[table])
             self.row_count += len(rows)
         self.offsets.update(offsets)
 
@@ -306,7 +303,7 @@ class PipelineWorker:
 
     async def _commit(self, snapshot: _Checkpoint) -> None:
         started = time.monotonic()
-        await self._write_rows(snapshot.rows, snapshot.bodies)
+        await self._write_rows(snapshot.rows)
         assert self._producer is not None and self._consumer is not None
         await self._producer.flush()
         await self._commit_offsets(snapshot.offsets)
@@ -321,31 +318,27 @@ class PipelineWorker:
         if mine:
             await self._consumer.commit(mine)
 
-    async def _write_rows(self, rows: Rows, bodies: dict[str, list[bytes | None]]) -> None:
-        write_avro = getattr(self._writer, "write_avro", None)
+    async def _write_rows(self, rows: Rows) -> None:
+        loop = asyncio.get_running_loop()
         for table, table_rows in rows.items():
-            plain = table_rows
-            good = 0
-            rejected: list[tuple[dict[str, Any], str]] = []
-            if write_avro is not None:
-                # rows whose Avro body we hold go in as one container: ClickHouse parses them
-                pairs = list(zip(table_rows, bodies[table], strict=True))
-                encoded = [(row, body) for row, body in pairs if body is not None]
-                plain = [row for row, body in pairs if body is None]
-                if encoded:
-                    columns, schema = self._processor.avro_target(table)
-                    blobs = [body for _, body in encoded]
-                    try:
-                        good += await self._retrying(
-                            table, write_avro, table, columns, schema, blobs
-                        )
-                    except SinkDataError:  # find the rows it refused the slow way
-                        plain = [row for row, _ in encoded] + plain
-            if plain:
-                n, rejected = await self._retrying(
-                    table, write_isolating_bad_rows, self._writer, table, plain
-                )
-                good += n
+            backoff = 0.2
+            while True:
+                try:
+                    written = await loop.run_in_executor(
+                        None, write_isolating_bad_rows, self._writer, table, table_rows
+                    )
+                    break
+                except SinkUnavailable as err:
+                    self._metrics.sink_retries.inc()
+                    log.warning(
+                        "ClickHouse unavailable, retrying %s in %.1fs (数据库不可用，重试): %s",
+                        table,
+                        backoff,
+                        err,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+            good, rejected = written
             self._metrics.rows_written.labels(table=table).inc(good)
             self._metrics.sink_batch_rows.labels(table=table).observe(good)
             if rejected:
@@ -359,25 +352,6 @@ class PipelineWorker:
                 await self._send(letters)
                 if table != "dead_letters":
                     self._pending.add(letters, {})
-
-    async def _retrying(self, table: str, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run a blocking sink call off the event loop, retrying with backoff while ClickHouse
-        is unavailable (the consumer pauses meanwhile once the row buffer is full)."""
-        loop = asyncio.get_running_loop()
-        backoff = 0.2
-        while True:
-            try:
-                return await loop.run_in_executor(None, fn, *args)
-            except SinkUnavailable as err:
-                self._metrics.sink_retries.inc()
-                log.warning(
-                    "ClickHouse unavailable, retrying %s in %.1fs (数据库不可用，重试): %s",
-                    table,
-                    backoff,
-                    err,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
 
 
 def write_isolating_bad_rows(
