@@ -54,6 +54,7 @@ from fangxian.identity import (
     organisation_code_check_char,
     resident_id_check_char,
 )
+from schemas import contract
 
 __all__ = [
     "ALERT_TYPES",
@@ -156,16 +157,7 @@ HOURLY_PROFILE = tuple(w * 24 / sum(HOURLY_PROFILE_RAW) for w in HOURLY_PROFILE_
 # counts all events, so the scan rate is rate_per_s / this.
 EVENTS_PER_SCAN = 1.45
 
-SYMPTOMS = (
-    "FEVER",
-    "DRY_COUGH",
-    "FATIGUE",
-    "SORE_THROAT",
-    "SHORTNESS_OF_BREATH",
-    "DIARRHEA",
-    "LOSS_OF_TASTE_OR_SMELL",
-    "MUSCLE_ACHE",
-)
+SYMPTOMS = contract.SYMPTOMS
 _CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _PLATE_SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _DAY_MS = 86_400_000

@@ -10,14 +10,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from xml.sax.saxutils import escape
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 
 from infra.ports import LOOPBACK, free_port, port_is_open
-from infra.process import ServiceStartError, spawn, terminate, wait_until_ready
+from infra.process import Service, ServiceStartError, spawn, terminate, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def users_xml() -> str:
     )
 
 
-class ClickHouseServer:
+class ClickHouseServer(Service):
     """A ClickHouse server on free loopback ports in a temp dir removed by ``stop()``."""
 
     def __init__(
@@ -228,14 +227,3 @@ class ClickHouseServer:
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
-
-    def __enter__(self) -> ClickHouseServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

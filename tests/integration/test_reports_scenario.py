@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fangxian.identity import credit_code_check_char
+from schemas import contract
 from sinks import Writer, migrate, open_writer
 
 Event = dict[str, Any]
@@ -24,17 +25,7 @@ DAY = dt.date(2020, 2, 15)
 RETENTION_DAYS = 10_000  # the day is in 2020: a short TTL would expire it on insert
 WINDOW_MS = 600_000
 
-SYMPTOMS = (
-    "FEVER",
-    "DRY_COUGH",
-    "FATIGUE",
-    "SORE_THROAT",
-    "SHORTNESS_OF_BREATH",
-    "DIARRHEA",
-    "LOSS_OF_TASTE_OR_SMELL",
-    "MUSCLE_ACHE",
-    "OTHER",
-)
+SYMPTOMS = contract.SYMPTOMS
 ALERT_TYPES = (
     "FEVER_RECHECK",
     "FEVER_CONFIRMED",
