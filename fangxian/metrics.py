@@ -95,7 +95,8 @@ class Metrics(NamedTuple):
             ),
             decision_lag_seconds=Histogram(
                 "fangxian_decision_lag_seconds",
-                "Seconds from a scan's Kafka timestamp to its decision being sent",
+                "Per batch: seconds from its oldest message's Kafka timestamp until the batch's "
+                "decisions and alerts were handed to the producer",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                 registry=reg,
             ),

@@ -41,7 +41,7 @@ UpdateHook = Callable[[str, str, dict[str, Any] | None], None]
 class EncodedRecords(Mapping[str, dict[str, Any]]):
     """A read-only mapping id → record dict over Avro-encoded values, decoded on access."""
 
-    def __init__(self, codec: Codec, record_name: str, cache_size: int = 50_000) -> None:
+    def __init__(self, codec: Codec, record_name: str, cache_size: int = 20_000) -> None:
         self._codec = codec
         self._record_name = record_name
         self._raw: dict[str, bytes] = {}

@@ -118,7 +118,7 @@ class PipelineWorker:
             group_id=self._s.app_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,
             fetch_max_wait_ms=max(1, int(self._s.batch_within_s * 1000)),
         )
         await self._consumer.start()
@@ -222,6 +222,8 @@ class PipelineWorker:
                 offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
                 result = self._processor.process(messages)
                 await self._send(result)
+                oldest_ms = min(m.timestamp for m in messages)
+                self._metrics.decision_lag_seconds.observe(max(0.0, time.time() - oldest_ms / 1000))
                 self._pending.add(result, offsets)
             now = time.monotonic()
             if now - last_tick >= 1.0 and await self._caught_up():

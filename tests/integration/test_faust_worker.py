@@ -5,6 +5,7 @@ serves /metrics, relays alerts to the on-duty log, and stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,8 @@ def test_fangxian_worker_decides_stores_and_serves_metrics(
         assert 'fangxian_rows_written_total{table="gate_scans"} 1.0' in text
         assert f'fangxian_events_in_total{{topic="{settings.topics.gate_scans}"}} 1.0' in text
         assert 'fangxian_gate_decisions_total{decision="DENY"} 1.0' in text
+        lag = re.search(r"^fangxian_decision_lag_seconds_count (\S+)$", text, flags=re.M)
+        assert lag is not None and float(lag.group(1)) >= 1
 
         deadline = time.monotonic() + 60  # the Faust agent relays the alert to the duty log
         while time.monotonic() < deadline and "HEALTH_CODE_RED" not in log_path.read_text(
