@@ -21,7 +21,8 @@ def throughput_bars(results: dict[str, Any]) -> list[tuple[str, float]]:
         bars.append(("ceiling\n(consume+decode)", ceiling["events_per_s"]))
     for sink, figures in (results.get("pipeline") or {}).items():
         if figures and figures.get("events_per_s"):
-            bars.append((f"pipeline\n{sink}", figures["events_per_s"]))
+            note = "\n(under profiler)" if figures.get("profiled") else ""
+            bars.append((f"pipeline\n{sink}{note}", figures["events_per_s"]))
     two = results.get("two_workers") or {}
     if two.get("events_per_s"):
         bars.append((f"2 workers\n{two.get('sink', '')}", two["events_per_s"]))

@@ -237,6 +237,7 @@ def _pipeline(
         "rows_per_s": rate(total_rows, seconds),
         "sink_rows_per_s_while_flushing": rate(total_rows, flush_s) if len(workers) == 1 else None,
         "peak_rss_mb": [kb_to_mb((r or {}).get("vmhwm_kb")) for r in reports],
+        "profiled": profile is not None,  # pyinstrument slows the worker: not a clean figure
     }
     log.info("pipeline %s: %s", name, figures)
     return figures
