@@ -95,30 +95,7 @@ ALERT_TYPES = (
 )
 
 # CommunityRules defaults, exactly as the contract's table.
-DEFAULT_RULES: dict[str, Any] = {
-    "timezone": "Asia/Shanghai",
-    "fever_threshold_c": 37.3,
-    "recheck_window_s": 300,
-    "plausible_min_c": 34.0,
-    "plausible_max_c": 43.0,
-    "yellow_code_action": "WARN",
-    "entry_limit_scope": "NONE",
-    "entry_limit_direction": "OUT",
-    "entry_limit_count": 1,
-    "entry_limit_window_s": 172_800,
-    "entry_limit_action": "DENY",
-    "dedupe_window_s": 30,
-    "curfew_start_minute": None,
-    "curfew_end_minute": None,
-    "curfew_action": "WARN",
-    "report_deadline_minute": 600,
-    "observation_days": 14,
-    "device_silent_s": 600,
-    "drift_margin_c": 0.8,
-    "drift_window_s": 900,
-    "alert_suppression_s": 600,
-    "updated_at": 0,
-}
+DEFAULT_RULES: dict[str, Any] = contract.field_defaults("CommunityRules")  # the contract's
 
 TIMEZONE = "Asia/Shanghai"
 DEFAULT_DAY = dt.date(2020, 2, 10)
