@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="embedded demo: Tansu broker + worker + chdb + simulator")
     run.add_argument("--duration", type=float, default=0, help="seconds (0 = until Ctrl-C)")
-    run.add_argument("--rate", type=float, default=400.0, help="events per second (wall clock)")
+    run.add_argument("--rate", type=float, default=800.0, help="events per second (wall clock)")
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--communities", type=int, default=2)
     run.add_argument("--residents", type=int, default=300)
