@@ -154,7 +154,8 @@ class PipelineWorker:
             t.temperature_readings: self._s.warmup_readings_s,
             t.health_reports: self._s.warmup_reports_s,
         }
-        now = self._clock_ms()
+        # Kafka timestamps are when the events were produced: wall clock, not the rules' clock
+        now = int(time.time() * 1000)
         ends: dict[TopicPartition, int] = {}
         for tp in assigned:
             committed = await self._consumer.committed(tp)
