@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "fangxian.cli", "run", "--duration", "75"],
+        [sys.executable, "-m", "fangxian.cli", "run", "--duration", "90"],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True,
