@@ -48,6 +48,9 @@ class Settings:
     replication_factor: int = 1
     # Faust worker
     web_port: int = 6066
+    # where the worker's web and /metrics listen: loopback by default; 0.0.0.0 in a container
+    # so Prometheus can scrape it (docker-compose.yml sets it)
+    bind_host: str = "127.0.0.1"
     metrics_port: int = 9108
     faust_store: str = "memory://"
     # hot path batching: decisions leave after at most batch_within_s

@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.faust_store,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.bind_host,
         topic_partitions=settings.event_partitions,
         topic_replication_factor=settings.replication_factor,
     )
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         runtime: Runtime
 
         async def on_start(self) -> None:
-            start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
+            start_http_server(settings.metrics_port, addr=settings.bind_host, registry=registry)
             self.runtime = Runtime(settings, metrics=metrics)
             await self.runtime.start()
             self.add_future(self.runtime.run())

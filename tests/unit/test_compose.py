@@ -118,6 +118,8 @@ def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
     ]
     assert ("worker", metrics_port) in worker_targets
     assert str(metrics_port) in SERVICES["worker"]["healthcheck"]["test"][-1]
+    # another container can only scrape it if the worker listens beyond its own loopback
+    assert env("worker")["FANGXIAN_BIND_HOST"] == "0.0.0.0"
 
 
 @pytest.mark.parametrize(
