@@ -90,7 +90,6 @@ class Console:
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
-        self.feed_done = False
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
@@ -137,7 +136,6 @@ def _feed(
             time.sleep(ahead)
     producer.flush()
     if not stop.is_set():
-        console.feed_done = True
         print(
             "—— 模拟日结束 scripted day complete (05:40–10:20); Ctrl-C 停止 to stop ——", flush=True
         )

@@ -20,9 +20,3 @@ def alert_line(alert: dict[str, Any]) -> str:
         f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {alert['alert_type']}: "
         f"{alert['message_zh']} | {alert['message_en']}"
     )
-
-
-def decision_line(decision: dict[str, Any]) -> str:
-    d = decision["decision"]
-    reasons = ",".join(decision["reasons"]) or "-"
-    return f"{DECISION_ZH.get(d, d)} {d} gate={decision['gate_id']} reasons={reasons}"

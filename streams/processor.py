@@ -134,24 +134,10 @@ class EventProcessor:
     def process(self, messages: Sequence[Message]) -> BatchResult:
         result = BatchResult(events=len(messages))
         t = self._topics
-        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
-        dead: list[dict[str, Any]] = []
-        decode = self._codec.decode
-        for msg in messages:
-            try:
-                if msg.value is None:
-                    raise InvalidEvent(
-                        "empty", "message has no value (tombstone on an event topic)"
-                    )
-                decoded[msg.topic].append(decode(self._record_of[msg.topic], msg.value))
-            except InvalidEvent as err:
-                dead.append(dead_letter(msg, err))
+        decoded, dead = self._decode(messages)
         for topic, events in decoded.items():
             if events:
                 self._metrics.events_in.labels(topic=topic).inc(len(events))
-                # a poll interleaves partitions arbitrarily; rules see each batch in event-time
-                # order, so a replay in different chunks reaches the same decisions
-                events.sort(key=_event_time)
         self._budget.record(len(messages), len(dead))
         self._add_dead_letters(result, dead)
 
@@ -178,21 +164,34 @@ class EventProcessor:
         self._metrics.batch_events.observe(len(messages))
         return result
 
+    def _decode(
+        self, messages: Sequence[Message]
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Events per topic in event-time order, and dead letters for what does not decode.
+        A poll interleaves partitions arbitrarily; the rules see each batch in event-time order
+        so a replay in different chunks reaches the same decisions."""
+        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
+        dead: list[dict[str, Any]] = []
+        decode = self._codec.decode
+        for msg in messages:
+            try:
+                if msg.value is None:
+                    raise InvalidEvent(
+                        "empty", "message has no value (tombstone on an event topic)"
+                    )
+                decoded[msg.topic].append(decode(self._record_of[msg.topic], msg.value))
+            except InvalidEvent as err:
+                dead.append(dead_letter(msg, err))
+        for events in decoded.values():
+            events.sort(key=_event_time)
+        return decoded, dead
+
     def warm_up(self, messages: Sequence[Message]) -> int:
         """Feed already-committed events to the rules to rebuild window state (entry counts,
         pending rechecks, report history) after a restart or rebalance. Outputs are discarded:
         they were produced when the events were first processed. Returns events applied."""
         t = self._topics
-        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
-        for msg in messages:
-            if msg.value is None:
-                continue
-            try:
-                decoded[msg.topic].append(self._codec.decode(self._record_of[msg.topic], msg.value))
-            except InvalidEvent:
-                continue  # dead-lettered the first time round
-        for events in decoded.values():
-            events.sort(key=_event_time)
+        decoded, _ = self._decode(messages)  # bad ones were dead-lettered the first time round
         self._engine.on_scans(decoded[t.gate_scans])
         self._engine.on_readings(decoded[t.temperature_readings])
         self._engine.on_reports(decoded[t.health_reports])
