@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 
 log = logging.getLogger("fangxian")
 

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

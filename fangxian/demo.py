@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fangxian.core.settings import Settings
 from fangxian.produce import RecordProducer
-from fangxian.settings import Settings
 from fangxian.simulator import CommunitySimulator, ScriptedRun, scripted_day
 from schemas.contract import ALERT_TYPES
 from sinks import open_writer

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fangxian.core.settings import Settings
 from fangxian.identity import Pseudonymiser
 from fangxian.produce import RecordProducer
 from fangxian.reference_csv import LoadResult, load_passes, load_residents, load_vehicles
-from fangxian.settings import Settings
 from schemas import Codec, InvalidEvent
 
 RECORD_OF_KIND = {

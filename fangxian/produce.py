@@ -8,7 +8,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from fangxian.settings import Settings, Topics
+from fangxian.core.settings import Settings, Topics
 from schemas import Codec
 
 #: record name → (Topics attribute, key field)

@@ -14,7 +14,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from fangxian.settings import Settings, Topics
+from fangxian.core.settings import Settings, Topics
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import faust
 import mode
 from prometheus_client import CollectorRegistry, start_http_server
 
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from streams.notify import alert_line, should_notify
 from streams.runtime import Runtime

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from streams.engine import RuleEngine
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 
 log = logging.getLogger(__name__)

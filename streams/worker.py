@@ -23,8 +23,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings
 from sinks import SinkDataError, SinkUnavailable, Writer
 from streams.processor import BatchResult, EventProcessor
 from streams.publish import BatchPublisher

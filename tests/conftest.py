@@ -26,7 +26,7 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from fangxian.settings import Settings, Topics
+from fangxian.core.settings import Settings, Topics
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
 from infra.tansu import TansuBroker

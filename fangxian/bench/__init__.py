@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

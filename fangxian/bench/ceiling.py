@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from fangxian.bench.stats import rate
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ from fangxian.bench.workload import (
     prefixed,
     produce_encoded,
 )
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
 from schemas import Codec

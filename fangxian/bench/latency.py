@@ -20,8 +20,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fangxian.bench.stats import latency_summary, rate
+from fangxian.core.settings import Settings
 from fangxian.produce import route
-from fangxian.settings import Settings
 from schemas import Codec
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from fangxian.bench.rss import peak_rss_kb
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings, Topics
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings, Topics
 from infra.process import terminate
 from sinks import migrate
 from streams.processor import BatchResult

@@ -15,8 +15,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
+from fangxian.core.settings import Settings, Topics
 from fangxian.produce import route
-from fangxian.settings import Settings, Topics
 from fangxian.simulator import CommunitySimulator
 from infra.topics import create_topics, topic_specs
 from schemas import Codec

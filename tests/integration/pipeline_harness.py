@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 from schemas import contract
 from streams.processor import BatchResult
 from streams.runtime import Runtime

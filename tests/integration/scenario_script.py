@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from fangxian.core.settings import Settings, Topics
 from fangxian.produce import RecordProducer
-from fangxian.settings import Settings, Topics
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
 from schemas.validate import CREDIT_CODE_ALPHABET

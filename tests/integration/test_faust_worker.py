@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
+from fangxian.core.settings import Settings, Topics
 from fangxian.produce import RecordProducer
-from fangxian.settings import Settings, Topics
 from infra.ports import free_port
 from schemas import Codec
 from sinks import open_writer

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 from infra.clickhouse_server import BI_READER, ClickHouseServer
 from infra.kafka_broker import KafkaBroker
 from infra.process import ServiceStartError

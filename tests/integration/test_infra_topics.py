@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from fangxian.settings import Settings, Topics
+from fangxian.core.settings import Settings, Topics
 from infra.topics import DAY_MS, topic_specs
 
 DEFAULTS = Settings()

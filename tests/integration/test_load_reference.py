@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from fangxian.settings import Settings, Topics
+from fangxian.core.settings import Settings, Topics
 from schemas import Codec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
+from fangxian.core.settings import Settings
 from fangxian.produce import RecordProducer
-from fangxian.settings import Settings
 from schemas import Codec
 from schemas.codec import MARKER
 from sinks import open_writer

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from kafka import KafkaConsumer
 
+from fangxian.core.settings import Settings
 from fangxian.reporting.publish import kafka_producer, publish_day
-from fangxian.settings import Settings
 from sinks import migrate, open_writer
 from tests.integration.pipeline_harness import fresh_example
 

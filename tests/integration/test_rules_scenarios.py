@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 from infra.kafka_broker import KafkaBroker
 from sinks import open_writer
 from sinks.readback import read_contract_rows

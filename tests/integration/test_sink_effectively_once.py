@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from fangxian.core.settings import Settings
 from fangxian.demo import load_reference
 from fangxian.produce import RecordProducer
 from fangxian.reporting.daily import Scope, build_report
-from fangxian.settings import Settings
 from fangxian.simulator import CommunitySimulator
 from infra.clickhouse_server import ClickHouseServer
 from sinks import open_writer

@@ -15,7 +15,7 @@ from fangxian.bench.chart import latency_series, render_chart, throughput_bars
 from fangxian.bench.harness import BenchConfig, caught_up, ratios, summary_table
 from fangxian.bench.worker import settings_from_json, settings_to_json
 from fangxian.bench.workload import prefixed
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 
 A, B = TopicPartition("gate.scans", 0), TopicPartition("gate.scans", 1)
 

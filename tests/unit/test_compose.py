@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fangxian.settings import Settings
+from fangxian.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))

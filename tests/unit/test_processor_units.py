@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fangxian.metrics import Metrics
-from fangxian.settings import Settings
+from fangxian.core.metrics import Metrics
+from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks import SinkDataError
 from streams.engine import RuleEngine
