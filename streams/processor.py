@@ -204,6 +204,12 @@ class EventProcessor:
         self._emit(result, out.decisions, out.alerts, out.late)
         return result
 
+    def dead_letter_result(self, dead: list[dict[str, Any]]) -> BatchResult:
+        """The outputs of dead letters found elsewhere (the decide stage's route step)."""
+        result = BatchResult()
+        self._add_dead_letters(result, dead)
+        return result
+
     def sink_rejections(
         self, table: str, rejected: list[tuple[dict[str, Any], str]], now_ms: int
     ) -> BatchResult:
