@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable, Sequence
 
 from fangxian.core.settings import Settings
@@ -46,12 +45,14 @@ def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.app import create_app
+    from fangxian.worker import run_worker
 
-    app = create_app(settings)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]
-    app.main()
-    return 0
+    passed = []  # the children read the same environment; flags are passed on as flags
+    if args.bootstrap:
+        passed += ["--bootstrap", args.bootstrap]
+    if args.clickhouse:
+        passed += ["--clickhouse", args.clickhouse]
+    return run_worker(args.role, settings, passed)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,8 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--residents", type=int, default=300)
     run.set_defaults(func=cmd_run)
 
-    worker = sub.add_parser("worker", help="the production Faust worker")
-    worker.add_argument("--loglevel", default="info")
+    worker = sub.add_parser(
+        "worker", help="the stream worker: decide and sink stages as two supervised processes"
+    )
+    worker.add_argument(
+        "--role",
+        choices=["decide", "sink"],
+        help="run one stage in this process (default: both, as supervised child processes)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="sub", required=True)

@@ -132,7 +132,8 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
 
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
-    await runtime.worker.start()
+    await runtime.sink.start(migrate_db=False)
+    await runtime.decide.stage.start()
     task = asyncio.create_task(runtime.run())
     _emit("running", t=time.time())
     waiter = asyncio.create_task(commands.get())
@@ -158,7 +159,8 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
     _emit(
         "stopped",
         vmhwm_kb=peak_rss_kb(),
-        committed_events=runtime.worker.committed_events,
+        committed_events=runtime.sink.stage.committed_rows,
+        decided=runtime.decide.stage.decided,
         **metric_totals(runtime.metrics),
     )
 

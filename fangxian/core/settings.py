@@ -51,6 +51,9 @@ class Settings:
     # exactly_once: one Kafka transaction per task and batch (outputs, changelog deltas, input
     # offsets); at_least_once: produce -> flush -> commit (brokers without transactions: Tansu)
     processing_guarantee: str = "exactly_once"
+    # idempotent producers (acks=all always); off only for a broker without InitProducerId
+    # (the embedded Tansu demo). exactly_once needs it on.
+    producer_idempotence: bool = True
     # worker web (health) and /metrics; the sink process serves /metrics on sink_metrics_port
     web_port: int = 6066
     # where the worker's web and /metrics listen: loopback by default; 0.0.0.0 in a container

@@ -155,7 +155,7 @@ class DecideStage:
         return {
             "bootstrap_servers": self._s.kafka_bootstrap,
             "acks": "all",
-            "enable_idempotence": True,
+            "enable_idempotence": self._eos or self._s.producer_idempotence,
             "linger_ms": 2,
             "max_batch_size": 256 * 1024,
         }
