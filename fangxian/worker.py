@@ -97,7 +97,7 @@ async def relay_alerts_to_duty_log(settings: Settings, stop: asyncio.Event) -> N
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.app_id}-duty-log",
         isolation_level="read_committed",
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",
         enable_auto_commit=True,
     )
     await consumer.start()

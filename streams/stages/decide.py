@@ -174,14 +174,14 @@ class DecideStage:
         await consumer.start()
         self._consumer = consumer
         counts = await self._partition_counts(consumer)
-        wrong = {topic: n for topic, n in counts.items() if n != self._partitions}
-        if wrong:
+        if len(set(counts.values())) != 1 or 0 in counts.values():
             await consumer.stop()
             raise StageError(
-                f"the decide stage needs {self._partitions} partitions (event_partitions) on "
-                f"every input and on the changelog; found {wrong} — run `fangxian topics create` "
-                f"(决策阶段的主题分区数不一致)"
+                "the decide stage needs the same partition count on every input and on the "
+                f"changelog (task p reads partition p of each); found {counts} — create the "
+                "topics with `fangxian topics create` (决策阶段的主题分区数不一致)"
             )
+        self._partitions = next(iter(counts.values()))
         self._router = Router(
             self._codec,
             self._record_of,
