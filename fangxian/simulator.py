@@ -29,9 +29,9 @@ What a day contains (background, rates are per scan unless noted):
 ``ensure_every_alert_type=True`` adds one scripted situation per ``AlertType`` (except OTHER) on
 top, listed in ``CommunitySimulator.scenarios`` with the event ids that should cause it; see
 ``scripted_day()`` for a run that satisfies its time requirements. Two things in that mode are
-not background-like: the run opens with the earlier daily reports of the resident whose
-observation ends today (event times on the preceding days, as a consumer would find them in
-the retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
+not background-like: the run opens with the daily reports of the resident whose observation
+ended yesterday (event times on the preceding days, as a consumer would find them in the
+retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
 happens in the scripted community within ``alert_suppression_s`` of the scripted one (the
 rule engine suppresses repeats per device).
 """
@@ -368,8 +368,9 @@ class CommunitySimulator:
             if code not in codes:
                 r.health_code = code
         observing = [r for r in residents if r.status == "HOME_OBSERVATION"]
-        # today is the last day of this one's observation period
-        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"] + 1
+        # yesterday was the last day of this one's observation period (completed once the
+        # period is over: issue 9)
+        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"]
         return residents
 
     def _build_resident(
@@ -1196,10 +1197,10 @@ class _ScenarioPlanner:
             (c, r)
             for c in sim.communities
             for r in c.residents
-            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days + 1
+            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days
         )
-        # the earlier days of its period, as a consumer finds them in the retained topic
-        for day in range(today - days + 1, today):
+        # the days of its period, as a consumer finds them in the retained topic
+        for day in range(today - days, today):
             at = sim._local_ms(day, 480 + self.rng.uniform(0, 90))
             self.history.append(
                 sim._health_report(
@@ -1213,7 +1214,7 @@ class _ScenarioPlanner:
             slot,
             ids,
             subject_id=completing.resident_id,
-            note=f"last day of the period; {days - 1} earlier daily reports come first as history",
+            note=f"the day after the period; its {days} daily reports come first as history",
         )
         deadline_day = sim.local_day(deadline)
         observing = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +25,6 @@ from streams.stages.decide import ClientFactory, DecideStage
 from streams.stages.sink import SinkStage
 
 log = logging.getLogger(__name__)
-
-_ENGINE_TAKES_OWNS = "owns" in inspect.signature(RuleEngine).parameters
 
 
 class DecideRuntime:
@@ -67,8 +64,11 @@ class DecideRuntime:
         )
 
     def make_engine(self, partition: int, owns: Callable[[str], bool]) -> RuleEngine:
-        kwargs: dict[str, Any] = {"owns": owns} if _ENGINE_TAKES_OWNS else {}
-        engine = RuleEngine(allowed_lateness_s=self.settings.allowed_lateness_s, **kwargs)
+        engine = RuleEngine(
+            allowed_lateness_s=self.settings.allowed_lateness_s,
+            max_clock_skew_s=self.settings.max_clock_skew_s,
+            owns=owns,
+        )
         records = self.store.records
         engine.bind_reference(
             residents=records["residents"],

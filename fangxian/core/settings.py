@@ -78,6 +78,9 @@ class Settings:
     default_timezone: str = "Asia/Shanghai"
     # event time
     allowed_lateness_s: int = 300
+    # an event stamped further than this after its Kafka timestamp is clamped to it
+    # (DEVICE_CLOCK_SKEW): one device's fast clock must not move its community's time
+    max_clock_skew_s: int = 120
     # a decide transaction that does not finish in this time is abandoned and its task set up
     # again (new producer, restore, seek to the committed offsets)
     transaction_timeout_s: float = 30.0

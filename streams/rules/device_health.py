@@ -12,12 +12,23 @@
   the median of all devices (itself included): one drifting device then cannot make its healthy
   neighbours look drifted, even with only three devices.  Checked at most once per
   ``CHECK_EVERY_MS`` of event time per device, so the hot path stays O(1) per reading.
+
+* A device is *watched* for silence only once it is established: a fixed gate device (scanner or
+  infrared gate) that has sent at two different times. A one-off device id (a typo, a test
+  device, a forged id) is never reported silent; it is forgotten after the forget horizon.
+
+State: one ``KeyedStore`` (``devices``) shared by every community's ``CommunityDevices``; key
+``community|device``; value the device with its readings in the drift window.
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
+from math import fsum
 from typing import NamedTuple
+
+from streams.state.store import KeyedStore
 
 MIN_READINGS = 5
 MIN_OTHER_DEVICES = 2
@@ -25,18 +36,20 @@ CHECK_EVERY_MS = 10_000
 
 
 class DeviceState:
-    """What the engine knows about one device."""
+    """What the engine knows about one device, with its readings in the drift window."""
 
     __slots__ = (
         "all_n",
         "all_sum",
         "community_id",
         "device_id",
+        "first_seen",
         "gate_id",
         "last_seen",
         "next_check",
         "ok_n",
         "ok_sum",
+        "samples",
         "silent",
         "watched",
     )
@@ -45,6 +58,7 @@ class DeviceState:
         self.community_id = community_id
         self.device_id = device_id
         self.gate_id = gate_id
+        self.first_seen = last_seen
         self.last_seen = last_seen
         self.silent = False
         # fixed gate devices are expected to keep sending; a handheld gun or a contact
@@ -55,6 +69,51 @@ class DeviceState:
         self.ok_sum = 0.0
         self.ok_n = 0
         self.next_check = 0
+        self.samples: deque[tuple[int, float, bool]] = deque()
+
+    @property
+    def established(self) -> bool:
+        """Sent at two different times (a one-off id is not a device to watch)."""
+        return self.last_seen > self.first_seen
+
+
+def encode_device(dev: DeviceState) -> bytes:
+    return json.dumps(
+        [
+            dev.community_id,
+            dev.device_id,
+            dev.gate_id,
+            dev.first_seen,
+            dev.last_seen,
+            dev.silent,
+            dev.watched,
+            dev.next_check,
+            [[t, c, p] for t, c, p in dev.samples],
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
+def decode_device(raw: bytes) -> DeviceState:
+    cid, device_id, gate_id, first, last, silent, watched, next_check, samples = json.loads(raw)
+    dev = DeviceState(cid, device_id, gate_id, last)
+    dev.first_seen = first
+    dev.silent = silent
+    dev.watched = watched
+    dev.next_check = next_check
+    for t, c, p in samples:
+        dev.samples.append((t, c, p))
+        dev.all_sum += c
+        dev.all_n += 1
+        if p:
+            dev.ok_sum += c
+            dev.ok_n += 1
+    return dev
+
+
+def device_store() -> KeyedStore[DeviceState]:
+    return KeyedStore("devices", encode=encode_device, decode=decode_device)
 
 
 class Drift(NamedTuple):
@@ -68,14 +127,22 @@ class Drift(NamedTuple):
 class CommunityDevices:
     """The devices of one community and the drift window over their readings."""
 
-    __slots__ = ("_samples", "devices", "ok_devices", "ok_n", "ok_sum")
+    __slots__ = ("_prefix", "_store", "devices")
 
-    def __init__(self) -> None:
-        self.devices: dict[str, DeviceState] = {}
-        self._samples: deque[tuple[int, DeviceState, float, bool]] = deque()
-        self.ok_sum = 0.0
-        self.ok_n = 0
-        self.ok_devices = 0  # devices with at least one plausible reading in the window
+    def __init__(self, store: KeyedStore[DeviceState] | None = None, prefix: str = "") -> None:
+        self._store: KeyedStore[DeviceState] = device_store() if store is None else store
+        self._prefix = prefix
+        self.devices: dict[str, DeviceState] = {}  # the store's values of this community
+
+    def restored(self, device_id: str) -> None:
+        dev = self._store.get(self._prefix + device_id)
+        if dev is None:
+            self.devices.pop(device_id, None)
+        else:
+            self.devices[device_id] = dev
+
+    def touch(self, dev: DeviceState) -> None:
+        self._store.touch(self._prefix + dev.device_id)
 
     def seen(self, community_id: str, device_id: str, gate_id: str, t: int) -> DeviceState:
         """Record activity of a device at event time ``t``; ends a silence episode."""
@@ -83,61 +150,70 @@ class CommunityDevices:
         if dev is None:
             dev = DeviceState(community_id, device_id, gate_id, t)
             self.devices[device_id] = dev
-        elif t > dev.last_seen:
-            dev.last_seen = t
-            dev.silent = False
+            self._store[self._prefix + device_id] = dev
+        else:
+            if t > dev.last_seen:
+                dev.last_seen = t
+                dev.silent = False
+            elif t < dev.first_seen:
+                dev.first_seen = t
+            self._store.touch(self._prefix + device_id)
         return dev
+
+    @property
+    def ok_n(self) -> int:
+        return sum(d.ok_n for d in self.devices.values())
+
+    @property
+    def ok_devices(self) -> int:
+        return sum(1 for d in self.devices.values() if d.ok_n)
 
     def add_sample(
         self, dev: DeviceState, t: int, temperature_c: float, plausible: bool, horizon: int
     ) -> None:
         """Add a reading to the drift window; samples at or before ``horizon`` leave it."""
-        if self._samples and self._samples[0][0] <= horizon:
-            self.expire(horizon)
+        samples = dev.samples
+        if samples and samples[0][0] <= horizon:
+            _expire_device(dev, horizon)
         if t <= horizon:
             return
-        self._samples.append((t, dev, temperature_c, plausible))
+        if samples and t < samples[-1][0]:
+            samples.append((t, temperature_c, plausible))
+            ordered = sorted(samples, key=lambda s: s[0])
+            samples.clear()
+            samples.extend(ordered)
+        else:
+            samples.append((t, temperature_c, plausible))
         dev.all_sum += temperature_c
         dev.all_n += 1
         if plausible:
-            if dev.ok_n == 0:
-                self.ok_devices += 1
             dev.ok_sum += temperature_c
             dev.ok_n += 1
-            self.ok_sum += temperature_c
-            self.ok_n += 1
+        self._store.touch(self._prefix + dev.device_id)
 
     def expire(self, horizon: int) -> None:
-        samples = self._samples
-        while samples and samples[0][0] <= horizon:
-            _, dev, temperature_c, plausible = samples.popleft()
-            dev.all_sum -= temperature_c
-            dev.all_n -= 1
-            if dev.all_n == 0:
-                dev.all_sum = 0.0  # no float residue from add/subtract
-            if plausible:
-                dev.ok_sum -= temperature_c
-                dev.ok_n -= 1
-                self.ok_sum -= temperature_c
-                self.ok_n -= 1
-                if dev.ok_n == 0:
-                    dev.ok_sum = 0.0
-                    self.ok_devices -= 1
-                if self.ok_n == 0:
-                    self.ok_sum = 0.0
+        for dev in self.devices.values():
+            if dev.samples and dev.samples[0][0] <= horizon:
+                _expire_device(dev, horizon)
+                self._store.touch(self._prefix + dev.device_id)
 
-    def drift(self, dev: DeviceState, margin_c: float) -> Drift | None:
-        """The device's drift against the others if it exceeds ``margin_c`` with enough data."""
+    def drift(self, dev: DeviceState, margin_c: float, horizon: int | None = None) -> Drift | None:
+        """The device's drift against the others if it exceeds ``margin_c`` with enough data
+        (``horizon``: first let the other devices' samples at or before it leave the window)."""
         if dev.all_n < MIN_READINGS:
             return None
+        if horizon is not None:
+            self.expire(horizon)
+        # means from the samples themselves (math.fsum): exact, so a device restored from the
+        # changelog decides like the one that saw every reading
         others = sorted(
-            d.ok_sum / d.ok_n
+            fsum(c for _, c, p in d.samples if p) / d.ok_n
             for d in self.devices.values()
             if d is not dev and d.ok_n >= MIN_READINGS
         )
         if len(others) < MIN_OTHER_DEVICES:
             return None
-        mean = dev.all_sum / dev.all_n
+        mean = fsum(c for _, c, _ in dev.samples) / dev.all_n
         baseline = _median(others)
         if abs(mean - baseline) <= margin_c:
             return None
@@ -153,11 +229,18 @@ class CommunityDevices:
         return True
 
     def newly_silent(self, now_ms: int, silent_ms: int) -> list[DeviceState]:
-        """Devices quiet for more than ``silent_ms`` at ``now_ms`` not yet reported; marks them."""
+        """Established watched devices quiet for more than ``silent_ms`` at ``now_ms`` not yet
+        reported; marks them."""
         found: list[DeviceState] = []
         for dev in self.devices.values():
-            if dev.watched and not dev.silent and now_ms - dev.last_seen > silent_ms:
+            if (
+                dev.watched
+                and not dev.silent
+                and now_ms - dev.last_seen > silent_ms
+                and dev.last_seen > dev.first_seen
+            ):
                 dev.silent = True
+                self._store.touch(self._prefix + dev.device_id)
                 found.append(dev)
         return found
 
@@ -168,7 +251,23 @@ class CommunityDevices:
         ]
         for d in stale:
             del self.devices[d]
+            self._store.pop(self._prefix + d)
         return len(stale)
+
+
+def _expire_device(dev: DeviceState, horizon: int) -> None:
+    samples = dev.samples
+    while samples and samples[0][0] <= horizon:
+        _, temperature_c, plausible = samples.popleft()
+        dev.all_sum -= temperature_c
+        dev.all_n -= 1
+        if plausible:
+            dev.ok_sum -= temperature_c
+            dev.ok_n -= 1
+    if dev.all_n == 0:
+        dev.all_sum = 0.0  # no float residue from add/subtract
+    if dev.ok_n == 0:
+        dev.ok_sum = 0.0
 
 
 def _median(values: list[float]) -> float:

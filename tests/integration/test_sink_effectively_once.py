@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from streams.worker import PipelineWorker
 
 from fangxian.core.settings import Settings
 from fangxian.demo import load_reference
@@ -20,7 +21,6 @@ from fangxian.reporting.daily import Scope, build_report
 from fangxian.simulator import CommunitySimulator
 from infra.clickhouse_server import ClickHouseServer
 from sinks import open_writer
-from streams.worker import PipelineWorker
 from tests.integration.pipeline_harness import rows_written, run_pipeline_until
 
 TABLE_OF = {
