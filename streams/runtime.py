@@ -39,6 +39,7 @@ class DecideRuntime:
         clock_ms: Callable[[], int] | None = None,
         consumer_factory: ClientFactory | None = None,
         producer_factory: ClientFactory | None = None,
+        restore_state: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics.create()
@@ -60,6 +61,7 @@ class DecideRuntime:
             self.make_engine,
             self.store.records["residents"],
             on_output=(lambda _p, result: on_result(result)) if on_result is not None else None,
+            restore_state=restore_state,
             **kwargs,
         )
 
@@ -149,11 +151,16 @@ class Runtime:
         writer: Writer | None = None,
         on_result: Callable[[BatchResult], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
+        restore_state: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics.create()
         self.decide = DecideRuntime(
-            settings, metrics=self.metrics, on_result=on_result, clock_ms=clock_ms
+            settings,
+            metrics=self.metrics,
+            on_result=on_result,
+            clock_ms=clock_ms,
+            restore_state=restore_state,
         )
         self.sink = SinkRuntime(settings, metrics=self.metrics, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []

@@ -115,8 +115,11 @@ class DecideStage:
         producer_factory: ClientFactory = AIOKafkaProducer,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_output: Callable[[int, BatchResult], None] | None = None,
+        restore_state: bool = True,
     ) -> None:
         self._s = settings
+        # False only for the control of the recovery tests: start every task from nothing
+        self._restore_state = restore_state
         self._eos = settings.exactly_once
         self._codec = codec
         self._metrics = metrics
@@ -277,7 +280,7 @@ class DecideStage:
         else:
             task.publisher = self._shared_publisher
         state = task.state
-        if state is not None:
+        if state is not None and self._restore_state:
             tp = TopicPartition(self._changelog_topic, p)
             done = await restore_partitions(
                 self._restorer, {tp: (task.changelog_position, state.restore)}
@@ -485,7 +488,10 @@ class DecideStage:
             await self._shared_publisher.publish(records)
             await self._shared_producer.flush()
         offsets = {tp: o for b in work.values() for tp, o in b.offsets.items()}
-        offsets = {tp: o for tp, o in offsets.items() if tp in self._assignment}
+        await self._commit_offsets({tp: o for tp, o in offsets.items() if tp in self._assignment})
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """at_least_once, after the flush: the consumer commit of the batch's input offsets."""
         if offsets:
             await self._consumer.commit(offsets)
 

@@ -260,12 +260,16 @@ class SinkStage:
     async def _commit(self, snapshot: _Checkpoint) -> None:
         started = time.monotonic()
         await self._write_rows(snapshot.rows)
-        assigned = self._consumer.assignment()
-        mine = {tp: o for tp, o in snapshot.offsets.items() if tp in assigned}
-        if mine:
-            await self._consumer.commit(mine)
+        await self._commit_offsets(snapshot.offsets)
         self.committed_rows += snapshot.row_count
         self._metrics.sink_flush_seconds.observe(time.monotonic() - started)
+
+    async def _commit_offsets(self, offsets: Offsets) -> None:
+        """Step 2 of the checkpoint: only offsets of partitions still assigned to us."""
+        assigned = self._consumer.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if mine:
+            await self._consumer.commit(mine)
 
     async def _write_rows(self, rows: Rows) -> None:
         loop = asyncio.get_running_loop()
