@@ -5,8 +5,8 @@ over the alert type and its cause (source event ids, or subject + window start f
 so replaying the same input yields the same ids and the sinks can de-duplicate.
 
 Messages are written for the person on duty: who (masked), where, what to do. Subject tokens are
-masked (first 4 + ``****`` + last 4) in anything a person reads; the ``subject_id`` field keeps the
-pseudonymous token so records can be joined.
+masked (``fangxian.core.privacy.mask_token``) in anything a person reads; the ``subject_id``
+field keeps the pseudonymous token so records can be joined.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from fangxian.core.privacy import mask_token as mask
 
 # Alert types (enum AlertType in the contract).
 FEVER_RECHECK = "FEVER_RECHECK"
@@ -50,17 +52,6 @@ REDACTED = ""
 def alert_id(alert_type: str, cause: str) -> str:
     """Deterministic id of an alert: uuid5 over its type and cause."""
     return str(uuid.uuid5(ALERT_NAMESPACE, alert_type + "|" + cause))
-
-
-def mask(token: str | None) -> str:
-    """Mask a personal token for display: first 4 and last 4 characters kept."""
-    if not token:
-        return "-"
-    if len(token) > 8:
-        return token[:4] + "****" + token[-4:]
-    if len(token) > 2:
-        return token[0] + "****" + token[-1]
-    return "****"
 
 
 _ZH_LABELS: dict[str, str] = {

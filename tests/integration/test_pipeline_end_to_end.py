@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from fangxian.core.settings import Settings
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from schemas import Codec
 from schemas.codec import MARKER
 from sinks import open_writer

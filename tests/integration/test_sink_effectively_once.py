@@ -15,11 +15,11 @@ import pytest
 
 from fangxian.core.settings import Settings
 from fangxian.demo import load_reference
-from fangxian.produce import RecordProducer
-from fangxian.reporting.daily import Scope, build_report
-from fangxian.simulator import CommunitySimulator
+from fangxian.ingest.produce import RecordProducer
+from fangxian.sim import CommunitySimulator
 from infra.clickhouse_server import ClickHouseServer
 from sinks import open_writer
+from sinks.reports.daily import Scope, build_report
 from streams.worker import PipelineWorker
 from tests.integration.pipeline_harness import rows_written, run_pipeline_until
 

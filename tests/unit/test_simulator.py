@@ -1,4 +1,4 @@
-"""The deterministic community simulator (fangxian.simulator)."""
+"""The deterministic community simulator (fangxian.sim)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fangxian.identity import credit_code_check_ok
-from fangxian.simulator import (
+from fangxian.core.codes import credit_code_check_ok
+from fangxian.sim.traffic import (
     ALERT_TYPES,
     DEFAULT_RULES,
     CommunitySimulator,

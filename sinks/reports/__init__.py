@@ -2,8 +2,8 @@
 its county roll-up, and the roll-up tables (``sinks/migrations/0003_report_rollups.sql``) it
 reads."""
 
-from fangxian.reporting.daily import DailyReport, Scope, build_report
-from fangxian.reporting.render import render_csv, render_html, render_json
+from sinks.reports.daily import DailyReport, Scope, build_report
+from sinks.reports.render import render_csv, render_html, render_json
 
 __all__ = [
     "DailyReport",

@@ -48,12 +48,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fangxian.identity import (
-    Pseudonymiser,
+from fangxian.core.codes import (
     credit_code_check_char,
     organisation_code_check_char,
     resident_id_check_char,
 )
+from fangxian.core.privacy import Pseudonymiser
 from schemas import contract
 
 __all__ = [
