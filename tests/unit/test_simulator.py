@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from fangxian.core.codes import credit_code_check_ok
-from fangxian.sim.traffic import (
+from fangxian.sim import (
     ALERT_TYPES,
     DEFAULT_RULES,
     CommunitySimulator,
     Scenario,
     ScriptedRun,
-    _uuid4,
     scripted_day,
 )
+from fangxian.sim.model import _uuid4
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 SHANGHAI_OFFSET_MS = 8 * 3_600_000
