@@ -25,9 +25,10 @@ from fangxian.core.settings import Settings
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
 from schemas.contract import ALERT_TYPES
+from schemas.labels import DECISION_ZH
 from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
-from streams.notify import DECISION_ZH, alert_line, should_notify
+from streams.notify import alert_line, should_notify
 from streams.processor import BatchResult
 
 log = logging.getLogger(__name__)

@@ -27,14 +27,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from schemas import contract
+from schemas import contract, labels
 from sinks.base import Reader
 
 log = logging.getLogger(__name__)
 
 SYMPTOMS = contract.SYMPTOMS
-DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
-SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+DECISIONS = contract.DECISIONS
+SEVERITIES = contract.SEVERITIES
 
 # The scalar figures in report order: key → (中文, English).
 FIGURES: dict[str, tuple[str, str]] = {
@@ -51,24 +51,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "reports_received": ("已健康上报人数", "health reports received"),
     "reports_overdue": ("逾期未上报人数", "health reports overdue"),
 }
-SYMPTOM_LABELS: dict[str, str] = {
-    "FEVER": "发热",
-    "DRY_COUGH": "干咳",
-    "FATIGUE": "乏力",
-    "SORE_THROAT": "咽痛",
-    "SHORTNESS_OF_BREATH": "呼吸困难",
-    "DIARRHEA": "腹泻",
-    "LOSS_OF_TASTE_OR_SMELL": "味觉嗅觉减退",
-    "MUSCLE_ACHE": "肌肉酸痛",
-    "OTHER": "其他",
-}
-DECISION_LABELS: dict[str, str] = {
-    "ALLOW": "放行",
-    "WARN": "提示",
-    "RECHECK": "复测",
-    "DENY": "禁止",
-}
-SEVERITY_LABELS: dict[str, str] = {"INFO": "提示", "WARNING": "警告", "CRITICAL": "严重"}
+SYMPTOM_LABELS = labels.SYMPTOM_ZH
+DECISION_LABELS = labels.DECISION_ZH
+SEVERITY_LABELS = labels.SEVERITY_ZH
 
 ALERT_FIGURES = {
     "fever_rechecks": "FEVER_RECHECK",

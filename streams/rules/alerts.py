@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fangxian.core.privacy import mask_token as mask
+from schemas.labels import DECISION_ZH, SYMPTOM_ZH
 
 # Alert types (enum AlertType in the contract).
 FEVER_RECHECK = "FEVER_RECHECK"
@@ -55,10 +56,8 @@ def alert_id(alert_type: str, cause: str) -> str:
 
 
 _ZH_LABELS: dict[str, str] = {
-    "ALLOW": "放行",
-    "WARN": "放行并提醒",
-    "RECHECK": "暂停通行并复测",
-    "DENY": "禁止通行",
+    **DECISION_ZH,
+    **SYMPTOM_ZH,
     "HOME_OBSERVATION": "居家观察",
     "CENTRALIZED_ISOLATION": "集中隔离",
     "PERSON": "个人",
@@ -75,15 +74,6 @@ _ZH_LABELS: dict[str, str] = {
     "wrong_community": "不属于本小区",
     "entries_used_up": "入场次数已用完",
     "not_registered": "未登记",
-    "FEVER": "发热",
-    "DRY_COUGH": "干咳",
-    "FATIGUE": "乏力",
-    "SORE_THROAT": "咽痛",
-    "SHORTNESS_OF_BREATH": "呼吸困难",
-    "DIARRHEA": "腹泻",
-    "LOSS_OF_TASTE_OR_SMELL": "嗅觉或味觉减退",
-    "MUSCLE_ACHE": "肌肉酸痛",
-    "OTHER": "其他",
 }
 _EN_LABELS: dict[str, str] = {
     "ALLOW": "allow",
