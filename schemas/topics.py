@@ -10,7 +10,9 @@ else spells it out (docs/contract.md describes the same table for people).
 - ``kind``: for reference data, the name ``fangxian load <kind>`` and the worker's reference
   store use (``None`` for events and outputs);
 - ``role``: ``event`` (devices → decide stage), ``reference`` (compacted, loaded before events)
-  or ``output`` (what the worker produces).
+  or ``output`` (what the worker produces);
+- ``table``: the ClickHouse table that keeps it (``sinks/migrations/``), ``None`` for reference
+  data (it lives on its compacted topic only).
 
 Reference routes are listed in load order: the rules first, so a community's thresholds are in
 place before its residents, passes and vehicles.
@@ -31,20 +33,24 @@ class Route:
     key: str
     role: Role
     kind: str | None = None
+    table: str | None = None
 
 
+# fmt: off
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("GateScan", "gate_scans", "subject_id", "event"),
-    Route("TemperatureReading", "temperature_readings", "device_id", "event"),
-    Route("HealthReport", "health_reports", "resident_id", "event"),
-    Route("CommunityRules", "rules", "community_id", "reference", kind="rules"),
-    Route("Resident", "residents", "resident_id", "reference", kind="residents"),
-    Route("VisitorPass", "passes", "pass_id", "reference", kind="passes"),
-    Route("Vehicle", "vehicles", "vehicle_id", "reference", kind="vehicles"),
-    Route("GateDecision", "gate_decisions", "subject_id", "output"),
-    Route("Alert", "alerts", "community_id", "output"),
-    Route("DeadLetter", "dead_letters", "source_topic", "output"),
+    #     record                topic                   key             role         kind         table
+    Route("GateScan",           "gate_scans",           "subject_id",   "event",     None,        "gate_scans"),
+    Route("TemperatureReading", "temperature_readings", "device_id",    "event",     None,        "temperature_readings"),
+    Route("HealthReport",       "health_reports",       "resident_id",  "event",     None,        "health_reports"),
+    Route("CommunityRules",     "rules",                "community_id", "reference", "rules",     None),
+    Route("Resident",           "residents",            "resident_id",  "reference", "residents", None),
+    Route("VisitorPass",        "passes",               "pass_id",      "reference", "passes",    None),
+    Route("Vehicle",            "vehicles",             "vehicle_id",   "reference", "vehicles",  None),
+    Route("GateDecision",       "gate_decisions",       "subject_id",   "output",    None,        "gate_decisions"),
+    Route("Alert",              "alerts",               "community_id", "output",    None,        "alerts"),
+    Route("DeadLetter",         "dead_letters",         "source_topic", "output",    None,        "dead_letters"),
 )
+# fmt: on
 
 #: the ``Topics`` attribute of the daily reports (JSON, not an Avro record)
 REPORTS_TOPIC: Final = "reports_daily"
@@ -56,6 +62,10 @@ OUTPUT_ROUTES: Final = tuple(r for r in ROUTES if r.role == "output")
 
 #: reference kind → record name, in load order
 RECORD_OF_KIND: Final[dict[str, str]] = {str(r.kind): r.record for r in REFERENCE_ROUTES}
+#: record name → ClickHouse table, for the records the sinks keep
+TABLE_OF_RECORD: Final[dict[str, str]] = {r.record: r.table for r in ROUTES if r.table}
+#: event record name → its ClickHouse table
+EVENT_TABLES: Final[dict[str, str]] = {r.record: str(r.table) for r in EVENT_ROUTES}
 #: ``Topics`` attributes by role
 EVENT_TOPICS: Final = tuple(r.topic for r in EVENT_ROUTES)
 REFERENCE_TOPICS: Final = tuple(r.topic for r in REFERENCE_ROUTES)

@@ -24,7 +24,7 @@ from fangxian.core.settings import Settings, Topics
 from fangxian.ingest.produce import RecordProducer
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
-from schemas.topics import ROUTE_OF
+from schemas.topics import EVENT_TABLES, ROUTE_OF
 from streams.runtime import Runtime
 from tests.integration.pipeline_harness import PipelineRun, run_pipeline_until
 
@@ -40,13 +40,6 @@ REFERENCE_PARTITIONS = 2
 
 Record = dict[str, Any]
 Condition = Callable[[Runtime, PipelineRun], bool]
-
-#: event record name → worker row table whose rows say the event was processed
-_EVENT_TABLES = {
-    "GateScan": "gate_scans",
-    "TemperatureReading": "temperature_readings",
-    "HealthReport": "health_reports",
-}
 
 
 def credit_code(body: str) -> str:
@@ -306,7 +299,7 @@ def unprocessed(
     seen: dict[str, set[str]] = {}
     missing: list[str] = []
     for name, record in records:
-        table = _EVENT_TABLES.get(name)
+        table = EVENT_TABLES.get(name)
         if table is not None:
             if table not in seen:
                 seen[table] = {row["event_id"] for row in run.rows(table)}
