@@ -136,8 +136,8 @@ async def publish_reports_daily(settings: Settings, stop: asyncio.Event) -> None
 
 
 def _publish_yesterday(settings: Settings) -> None:
-    from fangxian.reporting.publish import kafka_producer, publish_day
     from sinks import open_writer
+    from streams.daily_reports import kafka_producer, publish_day
 
     zone = ZoneInfo(settings.default_timezone)
     yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)

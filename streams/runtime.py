@@ -17,7 +17,7 @@ from typing import Any
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
-from sinks import Writer, migrate, open_writer
+from sinks import Connection, migrate, open_writer
 from streams.engine import RuleEngine
 from streams.processor import BatchResult
 from streams.reference import ReferenceStore
@@ -106,7 +106,7 @@ class SinkRuntime:
         settings: Settings,
         *,
         metrics: Metrics | None = None,
-        writer: Writer | None = None,
+        writer: Connection | None = None,
         consumer_factory: ClientFactory | None = None,
     ) -> None:
         self.settings = settings
@@ -148,7 +148,7 @@ class Runtime:
         settings: Settings,
         *,
         metrics: Metrics | None = None,
-        writer: Writer | None = None,
+        writer: Connection | None = None,
         on_result: Callable[[BatchResult], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
         restore_state: bool = True,
@@ -170,7 +170,7 @@ class Runtime:
         return self.decide.store
 
     @property
-    def writer(self) -> Writer:
+    def writer(self) -> Connection:
         return self.sink.writer
 
     async def start(self, *, migrate_db: bool = True) -> None:

@@ -43,13 +43,22 @@ from schemas import Codec
 from streams.processor import BatchResult, DeadLetterBudget, EventProcessor
 from streams.publish import BatchPublisher, OutRecord
 from streams.stages.route import Provenance, Router, header_map
-from streams.state.changelog import TaskState, changelog_records, restore_partitions
+from streams.state.changelog import StateChange, TaskState, restore_partitions
+from streams.state.store import changelog_key
 
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[..., Any]
 #: (partition, owns) -> the task's engine; ``owns(community_id)`` is the timer filter
 EngineFactory = Callable[[int, Callable[[str], bool]], Any]
+
+
+def changelog_records(topic: str, partition: int, changes: list[StateChange]) -> list[OutRecord]:
+    """Task *p*'s state changes as records of changelog partition *p* (tombstone = deleted)."""
+    return [
+        OutRecord(topic, changelog_key(store, key), raw, partition=partition)
+        for store, key, raw in changes
+    ]
 
 
 class StageError(RuntimeError):

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from streams.publish import OutRecord
-from streams.state.store import KeyedStore, changelog_key, split_changelog_key
+from streams.state.store import KeyedStore, split_changelog_key
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +56,6 @@ class StoreSet:
 
     def restore(self, store: str, key: str, raw: bytes | None) -> None:
         self._stores[store].restore(key, raw)
-
-
-def changelog_records(
-    topic: str, partition: int, changes: Sequence[StateChange]
-) -> list[OutRecord]:
-    return [
-        OutRecord(topic, changelog_key(store, key), raw, partition=partition)
-        for store, key, raw in changes
-    ]
 
 
 @dataclass

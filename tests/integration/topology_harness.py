@@ -20,7 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from fangxian.core.settings import Settings, Topics
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from schemas import Codec
 from tests.integration.scenario_script import community_rules, credit_code, resident
 
@@ -67,7 +67,9 @@ class Town:
                 )  # fmt: skip
         producer.close()
 
-    def scan(self, *, direction: str = "IN", subject: str | None = None, **changes: Any) -> dict[str, Any]:  # noqa: E501
+    def scan(
+        self, *, direction: str = "IN", subject: str | None = None, **changes: Any
+    ) -> dict[str, Any]:
         if subject is None:
             household = random.choice(list(self.households))
             subject = random.choice(self.households[household])
@@ -95,9 +97,7 @@ class Town:
 class Traffic(threading.Thread):
     """Scans at ``rate`` per second (paced in 50 ms steps) until ``stop()``."""
 
-    def __init__(
-        self, settings: Settings, make: Callable[[], dict[str, Any]], rate: float
-    ) -> None:
+    def __init__(self, settings: Settings, make: Callable[[], dict[str, Any]], rate: float) -> None:
         super().__init__(daemon=True)
         self._producer = RecordProducer(settings, acks="all")
         self._make = make
@@ -207,7 +207,9 @@ class Watch(threading.Thread):
             return found[0] if found else None
 
 
-def decided_share(traffic: Traffic, watch: Watch, start: float, end: float, within_s: float) -> float:  # noqa: E501
+def decided_share(
+    traffic: Traffic, watch: Watch, start: float, end: float, within_s: float
+) -> float:
     """Of the scans sent in [start, end), the share whose decision was committed within
     ``within_s`` of being sent."""
     sent = [(e, traffic.sent[e]) for e in traffic.sent_between(start, end)]
@@ -235,7 +237,9 @@ def stage_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def stage_process(settings: Settings, role: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:  # noqa: E501
+def stage_process(
+    settings: Settings, role: str, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """``fangxian worker --role ROLE`` as a child process (killed at the end if still alive)."""
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
