@@ -108,10 +108,15 @@ def _owns_all(community_id: str) -> bool:
     return True
 
 
-def event_order(item: Item) -> tuple[int, int, str]:
-    """Sort key of merged events: event time, then scan < reading < report, then id."""
-    kind, ev, _ = item
-    return (ev["event_time"], KIND_ORDER[kind], ev["event_id"])
+def event_order(item: Item, max_skew_ms: int = 120_000) -> tuple[int, int, str]:
+    """Sort key of merged events: event time (a future one clamped to its Kafka timestamp, as
+    the engine will), then scan < reading < report, then id. ``RuleEngine.sort_key`` is this
+    with the engine's own skew setting."""
+    kind, ev, ts = item
+    t: int = ev["event_time"]
+    if ts is not None and ts > 0 and t > ts + max_skew_ms:
+        t = ts
+    return (t, KIND_ORDER[kind], ev["event_id"])
 
 
 class RuleEngine:
@@ -188,6 +193,10 @@ class RuleEngine:
         }
         for rid, rec in self._residents.items():
             self.observation.index(rid, rec)
+
+    def sort_key(self, item: Item) -> tuple[int, int, str]:
+        """Order of a batch for ``on_events`` (``event_order`` with this engine's skew)."""
+        return event_order(item, self.clock.max_skew_ms)
 
     # ------------------------------------------------------------------ state interface
 
@@ -321,7 +330,7 @@ class RuleEngine:
 
     def on_events(self, items: Iterable[Item], now_ms: int | None = None) -> Output:
         """One partition batch: scans, readings and reports, processed in the order given (the
-        caller sorts a poll with ``event_order``). Every scan gets one GateDecision."""
+        caller sorts a poll with ``sort_key``). Every scan gets one GateDecision."""
         out = Output()
         if self._rules_external:
             self._rules.clear()
@@ -455,6 +464,7 @@ class RuleEngine:
             ev.get("subject_id"),
             late,
             t if now_ms is None else now_ms,
+            ev["sensor"] != "INFRARED_GATE",
         )
 
     def _temperature(
@@ -470,6 +480,7 @@ class RuleEngine:
         subject_id: str | None,
         late: bool,
         created_at: int,
+        handheld: bool = False,
     ) -> tuple[int, str]:
         """One measurement into device health and the fever flow: (its class, its role for the
         scan's reasons). Raises TEMPERATURE_IMPLAUSIBLE and the fever alerts."""
@@ -524,6 +535,7 @@ class RuleEngine:
             subject_id,
             created_at,
             late,
+            handheld,
         )
         return kind, role
 

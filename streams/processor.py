@@ -20,7 +20,7 @@ from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from schemas.validate import MAX_TIME_MS, MIN_TIME_MS
-from streams.engine import READING, REPORT, SCAN, Item, RuleEngine, event_order
+from streams.engine import READING, REPORT, SCAN, Item, RuleEngine
 
 log = logging.getLogger(__name__)
 _DEAD_LETTER_NS = uuid.UUID("6f1d0c52-5a56-4d0e-9a5f-1c1f0b6b1f10")
@@ -200,7 +200,7 @@ class EventProcessor:
                 continue
             decoded[msg.topic].append(event)
             items.append((kind_of[msg.topic], event, msg.timestamp))
-        items.sort(key=event_order)
+        items.sort(key=self._engine.sort_key)
         return decoded, items, dead
 
     def warm_up(self, messages: Sequence[Message]) -> int:

@@ -1,7 +1,11 @@
 """Device health: silent devices and drifting thermometers.
 
 * Silent: a device that was sending (readings or scans) and has sent nothing for longer than
-  ``device_silent_s`` — reported once per silence episode; the next event from it ends the episode.
+  ``device_silent_s`` — reported once per silence episode, i.e. per gap longer than that between
+  two of its events in event time (or after its last one). A gap is judged only once it is final
+  (``newly_silent(until, …)``: every event before ``until`` has arrived), so the episodes, and
+  their ids (device and the event time the gap starts at), do not depend on how events were
+  batched or ordered.
 * Drift: over a sliding event-time window of ``drift_window_s``, a device whose mean differs from
   the community's other devices by more than ``drift_margin_c``. The device's own mean includes
   implausible readings (an infrared gun reading 33 °C in the cold is the drift we look for); the
@@ -24,6 +28,7 @@ State: one ``KeyedStore`` (``devices``) shared by every community's ``CommunityD
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import deque
 from math import fsum
 from typing import NamedTuple
@@ -39,6 +44,7 @@ class DeviceState:
     """What the engine knows about one device, with its readings in the drift window."""
 
     __slots__ = (
+        "alerted",
         "all_n",
         "all_sum",
         "community_id",
@@ -50,7 +56,7 @@ class DeviceState:
         "ok_n",
         "ok_sum",
         "samples",
-        "silent",
+        "times",
         "watched",
     )
 
@@ -60,7 +66,8 @@ class DeviceState:
         self.gate_id = gate_id
         self.first_seen = last_seen
         self.last_seen = last_seen
-        self.silent = False
+        self.times: list[int] = [last_seen]  # its recent event times, sorted
+        self.alerted: list[int] = []  # starts of the silence gaps already reported
         # fixed gate devices are expected to keep sending; a handheld gun or a contact
         # thermometer is used on demand (rechecks), so its silence means nothing
         self.watched = False
@@ -85,7 +92,8 @@ def encode_device(dev: DeviceState) -> bytes:
             dev.gate_id,
             dev.first_seen,
             dev.last_seen,
-            dev.silent,
+            dev.times,
+            dev.alerted,
             dev.watched,
             dev.next_check,
             [[t, c, p] for t, c, p in dev.samples],
@@ -96,10 +104,13 @@ def encode_device(dev: DeviceState) -> bytes:
 
 
 def decode_device(raw: bytes) -> DeviceState:
-    cid, device_id, gate_id, first, last, silent, watched, next_check, samples = json.loads(raw)
+    cid, device_id, gate_id, first, last, times, alerted, watched, next_check, samples = json.loads(
+        raw
+    )
     dev = DeviceState(cid, device_id, gate_id, last)
     dev.first_seen = first
-    dev.silent = silent
+    dev.times = times
+    dev.alerted = alerted
     dev.watched = watched
     dev.next_check = next_check
     for t, c, p in samples:
@@ -152,11 +163,16 @@ class CommunityDevices:
             self.devices[device_id] = dev
             self._store[self._prefix + device_id] = dev
         else:
+            times = dev.times
             if t > dev.last_seen:
                 dev.last_seen = t
-                dev.silent = False
-            elif t < dev.first_seen:
-                dev.first_seen = t
+                times.append(t)
+            else:
+                if t < dev.first_seen:
+                    dev.first_seen = t
+                i = bisect_left(times, t)
+                if i == len(times) or times[i] != t:
+                    times.insert(i, t)
             self._store.touch(self._prefix + device_id)
         return dev
 
@@ -228,20 +244,35 @@ class CommunityDevices:
         dev.next_check = t + CHECK_EVERY_MS
         return True
 
-    def newly_silent(self, now_ms: int, silent_ms: int) -> list[DeviceState]:
-        """Established watched devices quiet for more than ``silent_ms`` at ``now_ms`` not yet
-        reported; marks them."""
-        found: list[DeviceState] = []
+    def newly_silent(self, until_ms: int, silent_ms: int) -> list[tuple[DeviceState, int]]:
+        """Silence episodes of established watched devices that are final at ``until_ms`` (every
+        event before it has arrived) and not yet reported: (device, start of the gap) — a gap
+        longer than ``silent_ms`` between two of its events, or from its last event to
+        ``until_ms``. Marks them reported and forgets event times no gap can start at."""
+        found: list[tuple[DeviceState, int]] = []
+        cutoff = until_ms - silent_ms
         for dev in self.devices.values():
-            if (
-                dev.watched
-                and not dev.silent
-                and now_ms - dev.last_seen > silent_ms
-                and dev.last_seen > dev.first_seen
-            ):
-                dev.silent = True
+            times = dev.times
+            if not dev.watched or not times or times[0] >= cutoff:
+                continue
+            changed = False
+            for i, a in enumerate(times):
+                if a >= cutoff:
+                    break
+                b = times[i + 1] if i + 1 < len(times) else until_ms
+                if min(b, until_ms) - a > silent_ms and a > dev.first_seen and a not in dev.alerted:
+                    dev.alerted.append(a)
+                    found.append((dev, a))
+                    changed = True
+            keep = bisect_left(times, cutoff) - 1  # the last time before the cutoff stays
+            if keep > 0:
+                del times[:keep]
+                changed = True
+            if dev.alerted and dev.alerted[0] < times[0]:
+                dev.alerted = [a for a in dev.alerted if a >= times[0]]
+                changed = True
+            if changed:
                 self._store.touch(self._prefix + dev.device_id)
-                found.append(dev)
         return found
 
     def forget(self, before_ms: int) -> int:

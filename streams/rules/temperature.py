@@ -65,6 +65,7 @@ class Reading:
     an earlier one), or empty."""
 
     __slots__ = (
+        "announced",
         "deadline",
         "device_id",
         "event_id",
@@ -97,6 +98,9 @@ class Reading:
         self.status = OPEN if high else ""
         self.deadline = 0
         self.role = ""
+        # a high handheld reading that opens a recheck is announced (FEVER_RECHECK) only once
+        # no earlier gate reading it rechecks can still arrive: see ``FeverRecheck.announce_due``
+        self.announced = True
 
     def to_list(self) -> list[Any]:
         return [
@@ -110,12 +114,13 @@ class Reading:
             self.status,
             self.deadline,
             self.role,
+            self.announced,
         ]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Reading:
         r = cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
-        r.status, r.deadline, r.role = v[7], v[8], v[9]
+        r.status, r.deadline, r.role, r.announced = v[7], v[8], v[9], v[10]
         return r
 
 
@@ -183,15 +188,26 @@ class FeverRecheck:
     """Recheck state of one community: per subject/device key, recent plausible readings and open
     rechecks, plus the deadlines of open rechecks (a heap derived from the store)."""
 
-    __slots__ = ("_deadlines", "_instants", "_keys", "_prefix", "_seq", "_store")
+    __slots__ = (
+        "_announce",
+        "_deadlines",
+        "_instants",
+        "_keys",
+        "_prefix",
+        "_seq",
+        "_store",
+        "adopted",
+    )
 
     def __init__(self, store: KeyedStore[_KeyState] | None = None, prefix: str = "") -> None:
         self._store: KeyedStore[_KeyState] = fever_store() if store is None else store
         self._prefix = prefix
         self._keys: set[str] = set()  # store keys of this community
         self._deadlines: list[tuple[int, int, str, Reading]] = []
+        self._announce: list[tuple[int, int, str, Reading]] = []
         self._instants: dict[tuple[str, int], str] = {}  # (device, t) -> key, named readings
         self._seq = 0
+        self.adopted: list[FeverOutcome] = []
 
     # -- restore
     def restored(self, store_key: str) -> None:
@@ -206,6 +222,9 @@ class FeverRecheck:
             if r.status == OPEN:
                 self._seq += 1
                 heapq.heappush(self._deadlines, (r.deadline, self._seq, store_key, r))
+            if not r.announced:
+                self._seq += 1
+                heapq.heappush(self._announce, (r.event_time, self._seq, store_key, r))
         if not key.startswith("device:"):
             for r in state.recent:
                 self._instants[(r.device_id, r.event_time)] = key
@@ -221,26 +240,30 @@ class FeverRecheck:
 
     def observe(self, key: str, reading: Reading, window_ms: int) -> FeverOutcome | str | None:
         """Add a plausible reading; returns what it decided, ``DUPLICATE`` for a second copy
-        of a measurement already seen, or None."""
+        of a measurement already seen, or None. What moving a subject-less reading to this
+        subject decided (``_adopt``) is left in ``adopted``."""
         store_key = self._prefix + key
         store = self._store
         t = reading.event_time
         if not key.startswith("device:"):
-            self._adopt(store_key, reading)
+            self._adopt(store_key, key, reading, window_ms)
         state = store.get(store_key)
         if state is None:
-            state = _KeyState(reading)
+            state = _KeyState(None)
             store[store_key] = state
             self._keys.add(store_key)
-            self._index(key, reading)
-            if reading.high:
-                return self._open(store_key, state, reading, window_ms)
-            return None
-        for r in state.recent:
-            if r.event_time == t and r.device_id == reading.device_id:
-                return DUPLICATE
-        store.touch(store_key)
+        else:
+            for r in state.recent:
+                if r.event_time == t and r.device_id == reading.device_id:
+                    return DUPLICATE
+            store.touch(store_key)
+        return self._decide(store_key, key, state, reading, window_ms)
+
+    def _decide(
+        self, store_key: str, key: str, state: _KeyState, reading: Reading, window_ms: int
+    ) -> FeverOutcome | None:
         self._index(key, reading)
+        t = reading.event_time
         in_order = t >= state.max_t
         if in_order:
             state.max_t = t
@@ -293,9 +316,11 @@ class FeverRecheck:
         if not key.startswith("device:"):
             self._instants[(reading.device_id, reading.event_time)] = key
 
-    def _adopt(self, store_key: str, reading: Reading) -> None:
+    def _adopt(self, store_key: str, key: str, reading: Reading, window_ms: int) -> None:
         """A named reading whose instant was seen first without a subject (the gate's reading
-        before its scan): move that reading from the device's sequence to the subject's."""
+        before its scan): move that reading from the device's sequence to the subject's and
+        decide it there as if it had come with the subject (outcomes in ``adopted``; its own
+        FEVER_RECHECK was raised already)."""
         device_key = self._prefix + "device:" + reading.device_id
         store = self._store
         dstate = store.get(device_key)
@@ -307,7 +332,6 @@ class FeverRecheck:
         if not moved:
             return
         dstate.recent = [r for r in dstate.recent if r.event_time != t]
-        open_moved = [r for r in dstate.undecided if r.event_time == t]
         dstate.undecided = [r for r in dstate.undecided if r.event_time != t]
         if dstate.recent or dstate.undecided:
             store.touch(device_key)
@@ -323,26 +347,48 @@ class FeverRecheck:
             store.touch(store_key)
         for r in moved:
             r.subject_id = reading.subject_id
-            if r in open_moved or r.status in _UNDECIDED:
-                state.undecided.append(r)
-                if r.status == OPEN:
-                    self._seq += 1
-                    heapq.heappush(self._deadlines, (r.deadline, self._seq, store_key, r))
-            state.recent.append(r)
-            state.max_t = max(state.max_t, r.event_time)
-        state.recent.sort(key=lambda r: r.event_time)
-        del state.recent[:-MAX_READINGS_PER_KEY]
+            if r.high and r.status == CONFIRMED and r.role == "FEVER_CONFIRMED":
+                r.status, r.role = OPEN, "FEVER_RECHECK"  # a device-only pairing: undone
+            elif r.high and r.status in (MISSED, CONFIRMED):
+                r.status = OPEN
+            outcome = self._decide(store_key, key, state, r, window_ms)
+            if outcome is None or (outcome.alert_type == "FEVER_RECHECK" and outcome.first is r):
+                continue
+            self.adopted.append(outcome._replace(opened=False))
 
     def _open(
         self, store_key: str, state: _KeyState, reading: Reading, window_ms: int
-    ) -> FeverOutcome:
+    ) -> FeverOutcome | None:
         reading.status = OPEN
         reading.role = "FEVER_RECHECK"
         reading.deadline = reading.event_time + window_ms
         state.undecided.append(reading)
         self._seq += 1
         heapq.heappush(self._deadlines, (reading.deadline, self._seq, store_key, reading))
+        if not reading.announced:
+            self._seq += 1
+            heapq.heappush(self._announce, (reading.event_time, self._seq, store_key, reading))
+            return None
         return FeverOutcome("FEVER_RECHECK", reading, None)
+
+    def announce_due(self, until_ms: int) -> list[Reading]:
+        """Deferred high readings (``announced`` False: handheld ones) at or before
+        ``until_ms`` that no earlier reading has decided since: their FEVER_RECHECK is due."""
+        due: list[Reading] = []
+        heap = self._announce
+        store = self._store
+        while heap and heap[0][0] <= until_ms:
+            _, _, store_key, reading = heapq.heappop(heap)
+            state = store.get(store_key)
+            if (
+                not reading.announced
+                and state is not None
+                and any(r is reading for r in state.undecided)
+            ):
+                reading.announced = True
+                store.touch(store_key)
+                due.append(reading)
+        return due
 
     def close_due(self, until_ms: int) -> list[Reading]:
         """Open rechecks whose window ended at or before ``until_ms``: marked MISSED and returned.

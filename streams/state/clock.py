@@ -2,10 +2,10 @@
 
 Each *source* (a device: a gate scanner, an infrared gate, a handheld gun, the reporting app)
 has a progress — the highest event time seen from it. The community's time is the *lower
-median* of the progress of its live sources (those within ``idle_ms`` of the most advanced
-one), and it never goes back. So one fast clock cannot move a community: with three devices,
-the one eight hours ahead is the top value and the median is a real one; with two, the lower
-one counts. A source that stops sending drops out of the median after ``idle_ms``.
+median* of the progress of its live sources (those not more than ``idle_ms`` behind the
+community's time), and it never goes back. So one fast clock cannot move a community: with
+three devices, the one eight hours ahead is the top value and the median is a real one; with
+two, the lower one counts. A source that stops sending drops out of the median after ``idle_ms``.
 
 Two more guards against bad clocks (issue 9, defect 2):
 
@@ -89,8 +89,12 @@ class EventClock:
         if value is None:
             return None
         progress = sorted(value.sources.values())
-        top = progress[-1]
-        live = [p for p in progress if p >= top - self.idle_ms]
+        now = value.time
+        # sources that fell more than idle_ms behind the community's time (stopped sending, or
+        # a clock hours slow) do not hold it back; a fast one is one value of the median
+        live = progress if now is None else [p for p in progress if p >= now - self.idle_ms]
+        if not live:
+            live = progress
         derived = live[(len(live) - 1) // 2]
         if value.time is None or derived > value.time:
             value.time = derived

@@ -110,21 +110,21 @@ class DeviceHealth:
             return
         silent_ms = rules.device_silent_s * MS_PER_SECOND
         found = devices.newly_silent(until_ms, silent_ms)
-        found.sort(key=lambda d: d.device_id)
-        for dev in found:
+        found.sort(key=lambda f: (f[0].device_id, f[1]))
+        for dev, since in found:
             alerter.emit(
                 alerts,
                 alert_type=A.DEVICE_SILENT,
                 severity=A.WARNING,
                 community_id=cid,
-                cause=f"{dev.device_id}|{dev.last_seen}",
+                cause=f"{dev.device_id}|{since}",
                 sources=[],
-                event_time=dev.last_seen + silent_ms,
-                created_at=dev.last_seen + silent_ms if created_at is None else created_at,
+                event_time=since + silent_ms,
+                created_at=since + silent_ms if created_at is None else created_at,
                 gate_id=dev.gate_id,
                 device_id=dev.device_id,
                 details={
-                    "last_seen": str(dev.last_seen),
+                    "last_seen": str(since),
                     "silent_min": f"{rules.device_silent_s / 60:g}",
                 },
             )

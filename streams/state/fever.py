@@ -6,7 +6,9 @@ the flow's alerts (FEVER_RECHECK, FEVER_CONFIRMED, FEVER_CLEARED); ``close`` dec
 rechecks whose window the community's *event time* has passed — beyond the allowed lateness, so
 a recheck that is still on its way can decide it first — FEVER_RECHECK_MISSED; ``expire`` drops
 old readings. The flow's alerts are episode alerts (not window-suppressed): each recheck has its
-own, with ids from its readings, so two people's fevers at one device are never merged.
+own, with ids from its measurements (device and instant), so two people's fevers at one device
+are never merged, and a gate's scan and its reading of one instant give the same ids whichever
+arrives first.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ _SEVERITY = {
     A.FEVER_CONFIRMED: A.CRITICAL,
     A.FEVER_CLEARED: A.INFO,
 }
+
+
+def measurement(r: Reading) -> str:
+    """The identity of a measurement for alert ids: device and instant, not the event that
+    carried it (a gate's scan and its reading of one instant are one measurement, and whichever
+    arrives first must give the alert the same id)."""
+    return f"{r.device_id}@{r.event_time}"
 
 
 class FeverState:
@@ -67,13 +76,20 @@ class FeverState:
         subject_id: str | None,
         created_at: int,
         late: bool,
+        handheld: bool = False,
     ) -> str:
         """Feed one plausible reading; returns its role for its scan's decision reasons
         (FEVER_RECHECK, FEVER_CONFIRMED, FEVER_CLEARED or empty)."""
         fever = self._recheck(cid)
         key = fever.key_for(subject_id, device_id, t)
         reading = Reading(event_id, t, temperature_c, high, gate_id, device_id, subject_id)
+        if handheld and high:
+            reading.announced = False
         outcome = fever.observe(key, reading, rules.recheck_window_s * MS_PER_SECOND)
+        if fever.adopted:
+            for adopted in fever.adopted:
+                self._alert(alerts, alerter, rules, cid, adopted, created_at, late)
+            fever.adopted.clear()
         if outcome is DUPLICATE:
             return self.role_of(cid, key, device_id, t)
         if isinstance(outcome, FeverOutcome):
@@ -126,7 +142,7 @@ class FeverState:
             alert_type=outcome.alert_type,
             severity=_SEVERITY[outcome.alert_type],
             community_id=cid,
-            cause="|".join(sources),
+            cause="|".join(measurement(r) for r in (first, second) if r is not None),
             sources=sources,
             event_time=last.event_time,
             created_at=created_at,
@@ -149,13 +165,23 @@ class FeverState:
         fever = self._by_cid.get(cid)
         if fever is None:
             return
+        for r in fever.announce_due(until_ms - 1):
+            self._alert(
+                alerts,
+                alerter,
+                rules,
+                cid,
+                FeverOutcome(A.FEVER_RECHECK, r, None),
+                r.event_time if created_at is None else created_at,
+                False,
+            )
         for r in fever.close_due(until_ms - 1):
             alerter.emit(
                 alerts,
                 alert_type=A.FEVER_RECHECK_MISSED,
                 severity=A.WARNING,
                 community_id=cid,
-                cause=r.event_id,
+                cause=measurement(r),
                 sources=[r.event_id],
                 event_time=r.deadline,
                 created_at=r.deadline if created_at is None else created_at,

@@ -6,13 +6,14 @@ order within the allowed lateness: a decision depends only on events more than t
 before it (a subject scans at most once per ``2 × lateness``; a household's exits are that far
 apart; fever rechecks are handheld readings, which get no decision). A gate scan with a
 temperature also publishes the gate's reading of the same instant, like the project's simulator
-(issue 9, defect 5). One scanner's clock can run eight hours fast (its Kafka timestamps are
-right), and a few events are delivered twice.
+(issue 9, defect 5). One scanner's clock (a gate without a thermometer) runs eight hours fast
+(its Kafka timestamps are right), and a few events are delivered twice.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,13 @@ H = 60 * MIN
 LATENESS_MS = 300 * S
 
 
+_NS = uuid.UUID("0b6a3f0e-3c1f-4f43-9d8b-51d1c7f0a001")
+
+
+def _uuid(name: str) -> str:
+    return str(uuid.uuid5(_NS, name))
+
+
 @dataclass
 class Community:
     community_id: str
@@ -39,7 +47,7 @@ class Community:
 @dataclass
 class Day:
     communities: list[Community]
-    items: list[Item]  # in event-time order (``event_order``)
+    items: list[Item]  # in event-time order (``reference_order``)
 
     def engine(self, **kwargs: Any) -> RuleEngine:
         e = RuleEngine(allowed_lateness_s=LATENESS_MS // S, **kwargs)
@@ -142,8 +150,9 @@ def community_day(
                 else:
                     temp = round(rng.gauss(36.3, 0.3), 1)
             seq += 1
-            eid = f"{cid[:8]}-s{seq:05d}"
-            fast = fast_clock and device_id.endswith("-02") and ci == 0
+            eid = _uuid(f"{cid}-s{seq}")
+            # G-03's scanner (no thermometer) runs eight hours fast in the first community
+            fast = fast_clock and device_id.endswith("-03") and ci == 0
             stamped = t + 8 * H if fast else t
             scan = {
                 "event_id": eid,
@@ -167,7 +176,7 @@ def community_day(
                 (
                     READING,
                     {
-                        "event_id": eid + "-t",
+                        "event_id": _uuid(eid + "-t"),
                         "community_id": cid,
                         "gate_id": gate_id,
                         "device_id": device_id,
@@ -191,7 +200,7 @@ def community_day(
                     (
                         READING,
                         {
-                            "event_id": eid + "-h",
+                            "event_id": _uuid(eid + "-h"),
                             "community_id": cid,
                             "gate_id": gate_id,
                             "device_id": f"H{ci}-01",
@@ -211,7 +220,7 @@ def community_day(
                 (
                     REPORT,
                     {
-                        "event_id": f"{cid[:8]}-r{n}",
+                        "event_id": _uuid(f"{cid}-r{n}"),
                         "community_id": cid,
                         "resident_id": observed if n != 1 else c.residents[2]["resident_id"],
                         "report_date": day,
@@ -225,17 +234,22 @@ def community_day(
     if duplicates and out:
         for i in rng.sample(range(len(out)), k=min(3, len(out))):
             out.append(out[i])
-    out.sort(key=event_order)
+    out.sort(key=reference_order)
     return Day(comms, out)
+
+
+def reference_order(item: Item) -> tuple[int, int, str]:
+    """Event-time order with the fast clock's events at the time the engine clamps them to."""
+    return event_order(item, 120 * S)
 
 
 def arrival_order(items: Iterable[Item], rng: random.Random, max_delay_ms: int) -> list[Item]:
     """The events as they might arrive: each one delayed by up to ``max_delay_ms`` after its
     Kafka timestamp (so two events swap only if their times are closer than that)."""
+    items = list(items)
     keyed = [
         (ts if ts is not None else ev["event_time"]) + rng.randrange(max_delay_ms + 1)
         for _, ev, ts in items
     ]
     order = sorted(range(len(keyed)), key=lambda i: (keyed[i], i))
-    items = list(items)
     return [items[i] for i in order]

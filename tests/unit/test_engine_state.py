@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from streams.engine import Item, Output, RuleEngine, event_order
-from tests.unit.community_day import T0, H, community_day
+from streams.engine import Item, Output, RuleEngine
+from tests.unit.community_day import T0, H, community_day, reference_order
 
 Changelog = dict[tuple[str, str], bytes]
 
@@ -32,7 +32,7 @@ def _batches(items: list[Item], seed: int) -> list[list[Item]]:
     i = 0
     while i < len(items):
         n = rng.randint(1, 25)
-        out.append(sorted(items[i : i + n], key=event_order))
+        out.append(sorted(items[i : i + n], key=reference_order))
         i += n
     return out
 

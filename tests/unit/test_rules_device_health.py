@@ -73,10 +73,10 @@ def test_silent_device_alerted_once_per_episode() -> None:
     devices.seen("c", "D-01", "G-01", -MIN).watched = True
     devices.seen("c", "D-01", "G-01", 0)
     assert devices.newly_silent(10 * MIN, 10 * MIN) == []
-    assert [d.device_id for d in devices.newly_silent(10 * MIN + 1, 10 * MIN)] == ["D-01"]
+    assert [d.device_id for d, _ in devices.newly_silent(10 * MIN + 1, 10 * MIN)] == ["D-01"]
     assert devices.newly_silent(20 * MIN, 10 * MIN) == []
     devices.seen("c", "D-01", "G-01", 21 * MIN)
-    assert [d.device_id for d in devices.newly_silent(32 * MIN, 10 * MIN)] == ["D-01"]
+    assert [d.device_id for d, _ in devices.newly_silent(32 * MIN, 10 * MIN)] == ["D-01"]
 
 
 def test_silence_of_an_on_demand_handheld_is_not_an_alert() -> None:
