@@ -43,6 +43,8 @@ class BatchPublisher:
         self._partitions: dict[str, int] = {}
         # murmur2 is pure Python in aiokafka (~10 µs a key); subjects and communities repeat
         self._key_partition: dict[tuple[str, bytes], int] = {}
+        #: (topic, partition, records, delivery future) of every batch of the last publish
+        self.last_batches: list[tuple[str, int, int, Any]] = []
 
     async def partition_count(self, topic: str) -> int:
         n = self._partitions.get(topic)
@@ -71,13 +73,19 @@ class BatchPublisher:
                         cache[(topic, key)] = partition
             groups.setdefault((topic, partition), []).append((key, value, headers, ts))
         futures: list[Any] = []
+        self.last_batches = []
         producer = self._producer
         for (topic, partition), items in groups.items():
             batch = producer.create_batch()
+            n = 0
             for key, value, headers, ts in items:
                 if batch.append(key=key, value=value, timestamp=ts, headers=list(headers)) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    self.last_batches.append((topic, partition, n, futures[-1]))
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=ts, headers=list(headers))
+                    n = 0
+                n += 1
             futures.append(await producer.send_batch(batch, topic, partition=partition))
+            self.last_batches.append((topic, partition, n, futures[-1]))
         return futures

@@ -269,9 +269,8 @@ class DecideStage:
         router = self._router
         return lambda community_id: router.partition_of(community_id) == p
 
-    async def _setup(self, p: int) -> None:
-        """Make task *p* ready: its producer (fencing a previous owner), its state restored from
-        the changelog to the end, its inputs positioned at the committed offsets."""
+    async def _prepare(self, p: int) -> DecideTask:
+        """Task *p*'s engine and producer; waiting for the producer id is the fence."""
         task = self.tasks.get(p)
         if task is None:
             engine = self._engine_factory(p, self.owns_for(p))
@@ -284,43 +283,57 @@ class DecideStage:
                 transaction_timeout_ms=int(self._s.transaction_timeout_s * 2000),
             )
             await task.producer.start()
-            await _wait_for_producer_id(task.producer)  # the fence: a zombie's txn is aborted
+            await _wait_for_producer_id(task.producer)  # a zombie's open txn is aborted now
             task.publisher = BatchPublisher(task.producer)
         else:
             task.publisher = self._shared_publisher
-        state = task.state
-        if state is not None and self._restore_state:
-            tp = TopicPartition(self._changelog_topic, p)
-            done = await restore_partitions(
-                self._restorer, {tp: (task.changelog_position, state.restore)}
-            )
-            task.changelog_position = done[tp].end_offset
-            task.restored_records += done[tp].records
-            task.restore_seconds += done[tp].seconds
-            if done[tp].records:
+        return task
+
+    async def _setup(self, partitions: list[int]) -> None:
+        """Make tasks ready: producers (fencing earlier owners) side by side, then every
+        task's changelog partition read to its end in one restore, then the inputs seeked to
+        the committed offsets and resumed."""
+        tasks = await asyncio.gather(*(self._prepare(p) for p in partitions))
+        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {}
+        for task in tasks:
+            state = task.state
+            if state is not None and self._restore_state:
+                tp = TopicPartition(self._changelog_topic, task.partition)
+                targets[tp] = (task.changelog_position, state.restore)
+        done = await restore_partitions(self._restorer, targets)
+        for tp, result in done.items():
+            task = self.tasks[tp.partition]
+            task.changelog_position = result.end_offset
+            task.restored_records += result.records
+            task.restore_seconds += result.seconds
+            if result.records:
                 log.info(
                     "task %d state restored 状态已恢复: %d changelog records in %.2fs",
-                    p,
-                    done[tp].records,
-                    done[tp].seconds,
+                    tp.partition,
+                    result.records,
+                    result.seconds,
                 )
-        for tp in self._task_tps(p):
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-        self._consumer.resume(*self._task_tps(p))
-        task.ready = True
+        for task in tasks:
+            p = task.partition
+            for tp in self._task_tps(p):
+                committed = await self._consumer.committed(tp)
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+            self._consumer.resume(*self._task_tps(p))
+            task.ready = True
 
     async def _setup_pending(self) -> None:
-        for tp in sorted(self._assignment, key=lambda tp: tp.partition):
-            p = tp.partition
-            task = self.tasks.get(p)
-            if task is None or not task.ready:
-                if task is not None and task.fenced:
-                    continue
-                await self._setup(p)
+        pending = sorted(
+            {
+                tp.partition
+                for tp in self._assignment
+                if (t := self.tasks.get(tp.partition)) is None or not (t.ready or t.fenced)
+            }
+        )
+        if pending:
+            await self._setup(pending)
 
     async def _close_producer(self, task: DecideTask) -> None:
         if task.producer is not None:
@@ -482,11 +495,20 @@ class DecideStage:
         publisher = task.publisher
 
         async def txn() -> None:
+            sent: list[tuple[str, int, int, Any]] = []
             async with producer.transaction():
                 if b.records:
                     await publisher.publish(b.records)
+                    sent = publisher.last_batches
                 if b.offsets:
                     await producer.send_offsets_to_transaction(b.offsets, self._s.decide_group)
+            # committed: the task's state now includes everything up to its own last changelog
+            # record, so a resume after a rebalance only reads what someone else wrote after it
+            for topic, _, n, future in sent:
+                if topic == self._changelog_topic and future.done() and not future.exception():
+                    task.changelog_position = max(
+                        task.changelog_position, future.result().offset + n
+                    )
 
         await asyncio.wait_for(txn(), self._s.transaction_timeout_s)
 

@@ -102,14 +102,14 @@ class Traffic(threading.Thread):
         self._producer = RecordProducer(settings, acks="all")
         self._make = make
         self._rate = rate
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.sent: dict[str, float] = {}  # event_id -> wall-clock seconds sent
         self._lock = threading.Lock()
 
     def run(self) -> None:
         began = time.time()
         n = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             due = int((time.time() - began) * self._rate)
             while n < due:
                 scan = self._make()
@@ -129,7 +129,7 @@ class Traffic(threading.Thread):
                 self.sent[record["event_id"]] = time.time()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
 
     def sent_between(self, start: float, end: float) -> list[str]:
@@ -143,7 +143,7 @@ class Watch(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self._settings = settings
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.decisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.decided_at: dict[str, float] = {}
         self.alerts: list[dict[str, Any]] = []
@@ -166,7 +166,7 @@ class Watch(threading.Thread):
         ]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 polled = consumer.poll(timeout_ms=200)
             except Exception:  # a broker restart: keep watching
@@ -185,7 +185,7 @@ class Watch(threading.Thread):
         consumer.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
 
     def wait_for(self, what: str, cond: Callable[[Watch], bool], timeout_s: float = 60) -> None:
@@ -217,6 +217,16 @@ def decided_share(
         return 1.0
     ok = sum(1 for e, t in sent if watch.decided_at.get(e, float("inf")) - t <= within_s)
     return ok / len(sent)
+
+
+def decision_rate(traffic: Traffic, watch: Watch, start: float, end: float) -> float:
+    """Decisions committed in [start, end) over scans offered in [start, end)."""
+    offered = len(traffic.sent_between(start, end))
+    if not offered:
+        return 1.0
+    with watch._lock:
+        decided = sum(1 for t in watch.decided_at.values() if start <= t < end)
+    return decided / offered
 
 
 def stage_env(settings: Settings) -> dict[str, str]:
