@@ -239,6 +239,15 @@ class DecideStage:
         tasks: their producers close, their engines are kept in case the task comes back."""
         async with self._lock:
             self._assignment.clear()
+            kept = [t for t in self.tasks.values() if t.ready and t.state is not None]
+            if kept:
+                # no transaction is open now: the changelog's end is the end of our own
+                # committed writes, so a task assigned back only reads what others write later
+                tps = [TopicPartition(self._changelog_topic, t.partition) for t in kept]
+                with contextlib.suppress(Exception):
+                    ends = await self._restorer.end_offsets(tps)
+                    for t, tp in zip(kept, tps, strict=True):
+                        t.changelog_position = max(t.changelog_position, ends[tp])
             for task in self.tasks.values():
                 task.ready = False
                 await self._close_producer(task)
@@ -495,20 +504,11 @@ class DecideStage:
         publisher = task.publisher
 
         async def txn() -> None:
-            sent: list[tuple[str, int, int, Any]] = []
             async with producer.transaction():
                 if b.records:
                     await publisher.publish(b.records)
-                    sent = publisher.last_batches
                 if b.offsets:
                     await producer.send_offsets_to_transaction(b.offsets, self._s.decide_group)
-            # committed: the task's state now includes everything up to its own last changelog
-            # record, so a resume after a rebalance only reads what someone else wrote after it
-            for topic, _, n, future in sent:
-                if topic == self._changelog_topic and future.done() and not future.exception():
-                    task.changelog_position = max(
-                        task.changelog_position, future.result().offset + n
-                    )
 
         await asyncio.wait_for(txn(), self._s.transaction_timeout_s)
 

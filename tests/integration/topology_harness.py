@@ -73,8 +73,7 @@ class Town:
         if subject is None:
             household = random.choice(list(self.households))
             subject = random.choice(self.households[household])
-        else:
-            household = subject.rsplit("-", 1)[0]
+        household = subject.rsplit("-", 1)[0]
         record = {
             "event_id": str(uuid.uuid4()),
             "community_id": self.community_of[household],
