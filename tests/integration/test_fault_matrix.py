@@ -345,3 +345,141 @@ class _Labels:
         import uuid
 
         return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------------------- 1 → 3 → 2
+
+
+def _subject_keyed_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old keying, for the control: scans placed by subject, not by community."""
+    from schemas import Codec
+    from streams.publish import OutRecord, partition_for
+    from streams.stages.route import Router
+
+    original = Router.route
+    codec = Codec()
+
+    def route(self: Router, messages: Any) -> Any:
+        records, dead = original(self, messages)
+        moved = []
+        for r in records:
+            headers = dict(r.headers)
+            if headers["src"].endswith(b"gate.scans") and r.value is not None:
+                subject = codec.decode("GateScan", r.value, validate=False)["subject_id"]
+                r = OutRecord(
+                    r.topic, r.key, r.value, partition_for(subject.encode(), self._partitions),
+                    r.headers, r.timestamp_ms,
+                )  # fmt: skip
+            moved.append(r)
+        return moved, dead
+
+    monkeypatch.setattr(Router, "route", route)
+    monkeypatch.setattr(DecideStage, "owns_for", lambda self, p: lambda cid: True)
+
+
+async def _scaling_run(settings: Settings, town: Town, observed: list[str]) -> Watch:
+    """OUT scans of every household while the group goes 1 → 3 → 2 decide members."""
+    members: list[tuple[DecideRuntime, asyncio.Task[None]]] = []
+
+    async def add() -> None:
+        rt = DecideRuntime(settings)
+        await rt.start()
+        members.append((rt, asyncio.create_task(rt.run())))
+
+    async def remove() -> None:
+        rt, task = members.pop()
+        await rt.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    watch = Watch(settings)
+    watch.start()
+    loop = asyncio.get_running_loop()
+    traffic = Traffic(settings, lambda: town.scan(direction="OUT"), 150)
+    try:
+        await add()
+        traffic.start()
+        await asyncio.sleep(8)
+        await add()
+        await add()
+        await asyncio.sleep(12)
+        await remove()
+        await asyncio.sleep(10)
+        await loop.run_in_executor(None, traffic.stop)
+        sent = set(traffic.sent)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not sent <= set(watch.decisions):
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # the last ticks
+    finally:
+        watch.stop()
+        while members:
+            await remove()
+    return watch
+
+
+@pytest.mark.parametrize(
+    "old_keying",
+    [
+        pytest.param(False, id="by community: quotas exact, timers once"),
+        pytest.param(True, id="control: keyed by subject, timers in every task"),
+    ],
+)
+def test_scaling_1_3_2_decide_workers_keeps_quotas_exact_and_timers_once(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch, old_keying: bool
+) -> None:
+    settings = topics
+    town = Town.make(communities=6, households=12)
+    limit = 2
+    town.load(
+        settings,
+        entry_limit_scope="HOUSEHOLD",
+        entry_limit_count=limit,
+        entry_limit_direction="OUT",
+        entry_limit_action="DENY",
+        report_deadline_minute=0,  # every observed resident without a report today is overdue
+    )
+    # one resident of every household under home observation: a REPORT_OVERDUE timer each
+    from fangxian.ingest.produce import RecordProducer
+    from tests.integration.scenario_script import resident as resident_record
+
+    observed = []
+    producer = RecordProducer(settings)
+    today = now_ms() // 86_400_000
+    for household, members in town.households.items():
+        producer.send(
+            "Resident",
+            resident_record(
+                members[0], community=town.community_of[household], household=household,
+                updated_at=now_ms(), status="HOME_OBSERVATION", observation_start=today - 3,
+            ),
+        )  # fmt: skip
+        observed.append(members[0])
+    producer.close()
+    if old_keying:
+        _subject_keyed_route(monkeypatch)
+    watch = asyncio.run(_scaling_run(settings, town, observed))
+
+    allowed: dict[str, int] = {}
+    outs: dict[str, int] = {}
+    for ds in watch.decisions.values():
+        d = ds[0]
+        household = d["subject_id"].rsplit("-", 1)[0]
+        outs[household] = outs.get(household, 0) + 1
+        if d["decision"] == "ALLOW":
+            allowed[household] = allowed.get(household, 0) + 1
+    over = {h: n for h, n in allowed.items() if n > limit}
+    overdue = [a for a in watch.alerts if a["alert_type"] == "REPORT_OVERDUE"]
+    fired: dict[str, int] = {}
+    for a in overdue:
+        fired[a["alert_id"]] = fired.get(a["alert_id"], 0) + 1
+    twice = {k: n for k, n in fired.items() if n > 1}
+    print(f"households over quota: {len(over)}; overdue alerts {len(overdue)}, twice {len(twice)}")
+    if old_keying:
+        assert over or twice, "the control should show the old design failing"
+        return
+    assert over == {}
+    assert all(allowed.get(h, 0) == min(limit, n) for h, n in outs.items())
+    assert twice == {}
+    assert {a["subject_id"] for a in overdue} == set(observed)  # every timer fired, once
