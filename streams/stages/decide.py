@@ -151,6 +151,7 @@ class DecideStage:
         self._router: Router | None = None
         self._budget = DeadLetterBudget(settings.dlq_max_ratio, settings.dlq_min_sample)
         self.tasks: dict[int, DecideTask] = {}
+        self._idle: dict[int, DecideTask] = {}  # engines of tasks another member owns now
         self._assignment: set[TopicPartition] = set()
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -262,7 +263,11 @@ class DecideStage:
             mine = {tp.partition for tp in assigned}
             for p in list(self.tasks):
                 if p not in mine:
-                    del self.tasks[p]  # another member owns it now; its changelog has the state
+                    # another member owns it now; keep the engine idle, so if the task comes
+                    # back only what the other member wrote meanwhile is restored
+                    task = self.tasks.pop(p)
+                    if task.engine is not None and not task.fenced:
+                        self._idle[p] = task
             for p in mine:
                 if p in self.tasks and self.tasks[p].fenced:
                     del self.tasks[p]
@@ -280,8 +285,10 @@ class DecideStage:
 
     async def _prepare(self, p: int) -> DecideTask:
         """Task *p*'s engine and producer; waiting for the producer id is the fence."""
-        task = self.tasks.get(p)
-        if task is None:
+        task = self.tasks.get(p) or self._idle.pop(p, None)
+        if task is not None:
+            self.tasks[p] = task
+        else:
             engine = self._engine_factory(p, self.owns_for(p))
             processor = EventProcessor(self._s, self._codec, engine, self._metrics)
             task = self.tasks[p] = DecideTask(p, engine, processor)
@@ -503,6 +510,8 @@ class DecideStage:
         assert producer is not None and task.publisher is not None
         publisher = task.publisher
 
+        began = time.monotonic()
+
         async def txn() -> None:
             async with producer.transaction():
                 if b.records:
@@ -511,6 +520,9 @@ class DecideStage:
                     await producer.send_offsets_to_transaction(b.offsets, self._s.decide_group)
 
         await asyncio.wait_for(txn(), self._s.transaction_timeout_s)
+        took = time.monotonic() - began
+        if took > 5:
+            log.warning("task %d: a transaction took %.1fs 事务耗时过长", task.partition, took)
 
     async def _at_least_once(self, work: dict[int, TaskBatch]) -> None:
         assert self._shared_publisher is not None
