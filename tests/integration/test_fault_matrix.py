@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from infra.clickhouse_server import ClickHouseServer
 from infra.ports import free_port
 from streams.runtime import DecideRuntime, Runtime
 from streams.stages.decide import DecideStage, TaskBatch
-from tests.integration.scenario_script import temperature_reading
+from tests.integration.scenario_script import Labels, temperature_reading
 from tests.integration.topology_harness import (
     Town,
     Traffic,
@@ -285,7 +286,7 @@ def test_decide_worker_killed_mid_stream_loses_doubles_and_forgets_nothing(
                 time.sleep(2)
                 son_out = town.scan(subject=son, direction="OUT")
                 recheck = temperature_reading(
-                    _Labels(), "recheck", community=hot["community_id"], subject=feverish,
+                    Labels(), "recheck", community=hot["community_id"], subject=feverish,
                     t=now_ms(), temperature_c=37.8,
                 )  # fmt: skip
                 traffic.send("GateScan", son_out)
@@ -338,15 +339,6 @@ def test_decide_worker_killed_mid_stream_loses_doubles_and_forgets_nothing(
             assert total == n, (table, total, n)
 
 
-class _Labels:
-    """Event ids for scripted records without the scenario bookkeeping."""
-
-    def event_id(self, label: str) -> str:
-        import uuid
-
-        return str(uuid.uuid4())
-
-
 # ---------------------------------------------------------------------------- 1 → 3 → 2
 
 
@@ -377,8 +369,9 @@ def _subject_keyed_route(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DecideStage, "owns_for", lambda self, p: lambda cid: True)
 
 
-async def _scaling_run(settings: Settings, town: Town, observed: list[str]) -> Watch:
-    """OUT scans of every household while the group goes 1 → 3 → 2 decide members."""
+async def _scaling_run(settings: Settings, town: Town, outs: dict[str, str]) -> Watch:
+    """One OUT scan of every resident (``outs``: event id → household, filled here), spread
+    over the run, while the group goes 1 → 3 → 2 decide members; IN scans after that."""
     members: list[tuple[DecideRuntime, asyncio.Task[None]]] = []
 
     async def add() -> None:
@@ -396,7 +389,18 @@ async def _scaling_run(settings: Settings, town: Town, observed: list[str]) -> W
     watch = Watch(settings)
     watch.start()
     loop = asyncio.get_running_loop()
-    traffic = Traffic(settings, lambda: town.scan(direction="OUT"), 150)
+    residents = [(h, r) for h, members in town.households.items() for r in members]
+    random.shuffle(residents)
+
+    def make() -> dict[str, Any]:
+        if not residents:
+            return town.scan(direction="IN")
+        household, rid = residents.pop()
+        scan = town.scan(direction="OUT", subject=rid)
+        outs[scan["event_id"]] = household
+        return scan
+
+    traffic = Traffic(settings, make, 60)
     try:
         await add()
         traffic.start()
@@ -430,8 +434,8 @@ def test_scaling_1_3_2_decide_workers_keeps_quotas_exact_and_timers_once(
     topics: Settings, monkeypatch: pytest.MonkeyPatch, old_keying: bool
 ) -> None:
     settings = topics
-    town = Town.make(communities=6, households=12)
-    limit = 2
+    town = Town.make(communities=6, households=300)
+    limit = 1
     town.load(
         settings,
         entry_limit_scope="HOUSEHOLD",
@@ -459,16 +463,14 @@ def test_scaling_1_3_2_decide_workers_keeps_quotas_exact_and_timers_once(
     producer.close()
     if old_keying:
         _subject_keyed_route(monkeypatch)
-    watch = asyncio.run(_scaling_run(settings, town, observed))
+    outs: dict[str, str] = {}
+    watch = asyncio.run(_scaling_run(settings, town, outs))
 
-    allowed: dict[str, int] = {}
-    outs: dict[str, int] = {}
-    for ds in watch.decisions.values():
-        d = ds[0]
-        household = d["subject_id"].rsplit("-", 1)[0]
-        outs[household] = outs.get(household, 0) + 1
-        if d["decision"] == "ALLOW":
-            allowed[household] = allowed.get(household, 0) + 1
+    assert set(outs) <= set(watch.decisions)  # every OUT scan was decided
+    allowed: dict[str, int] = dict.fromkeys(town.households, 0)
+    for event_id, household in outs.items():
+        if watch.decisions[event_id][0]["decision"] == "ALLOW":
+            allowed[household] += 1
     over = {h: n for h, n in allowed.items() if n > limit}
     overdue = [a for a in watch.alerts if a["alert_type"] == "REPORT_OVERDUE"]
     fired: dict[str, int] = {}
@@ -480,6 +482,6 @@ def test_scaling_1_3_2_decide_workers_keeps_quotas_exact_and_timers_once(
         assert over or twice, "the control should show the old design failing"
         return
     assert over == {}
-    assert all(allowed.get(h, 0) == min(limit, n) for h, n in outs.items())
+    assert all(n == limit for n in allowed.values())  # exactly one of the two went out
     assert twice == {}
     assert {a["subject_id"] for a in overdue} == set(observed)  # every timer fired, once
