@@ -26,9 +26,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.core.kafka_security import kafka_client_kwargs
     from infra.topics import create_topics, topic_specs
 
-    created = create_topics(settings.kafka_bootstrap, topic_specs(settings))
+    created = create_topics(
+        settings.kafka_bootstrap, topic_specs(settings), client=kafka_client_kwargs(settings)
+    )
     print(f"topics ready 主题已就绪: {', '.join(created) or '(all existed)'}")
     return 0
 
@@ -130,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Commands defined in their own modules (reference loading, reports, benchmark)."""
     from fangxian import commands
+    from fangxian.acl_cli import add_acl_command
     from fangxian.bench import add_bench_command
     from fangxian.loading import add_load_command
 
     commands.register(sub)
+    add_acl_command(sub)
     add_load_command(sub)
     add_bench_command(sub)
 

@@ -93,7 +93,7 @@ class Settings:
         for f in fields(cls):
             if f.name == "topics":
                 continue
-            raw = _env_or_file(env, "FANGXIAN_" + f.name.upper())
+            raw = env_or_file(env, "FANGXIAN_" + f.name.upper())
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
@@ -116,7 +116,7 @@ class Settings:
         return replace(self, **changes)
 
 
-def _env_or_file(env: Mapping[str, str], name: str) -> str | None:
+def env_or_file(env: Mapping[str, str], name: str) -> str | None:
     """``env[name]``, or the content of the file ``env[name + "_FILE"]`` names, or None."""
     path = env.get(name + "_FILE")
     if path is None:
