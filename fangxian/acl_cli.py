@@ -53,9 +53,7 @@ def add_acl_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     acl = sub.add_parser("acl", help="Kafka 访问控制 ACLs of every principal").add_subparsers(
         dest="sub", required=True
     )
-    acl.add_parser("show", help="print the principal → ACL table").set_defaults(
-        func=cmd_acl_show
-    )
+    acl.add_parser("show", help="print the principal → ACL table").set_defaults(func=cmd_acl_show)
     acl.add_parser(
         "apply", help="create SCRAM users (FANGXIAN_ACL_PASSWORD_<ROLE>) and every ACL"
     ).set_defaults(func=cmd_acl_apply)

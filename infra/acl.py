@@ -99,7 +99,7 @@ class AclTable:
     def acls(self) -> list[ACL]:
         """Every grant as kafka-python ALLOW ACLs (one per operation), in table order."""
         users = self.principals.roles()
-        out = []
+        out: list[ACL] = []
         for role, grants in self.grants.items():
             principal = f"User:{users[role]}"
             for grant in grants:

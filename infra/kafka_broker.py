@@ -357,8 +357,9 @@ class KafkaBroker(Service):
             self._proc = self._launch(classpath, self._data_dir)
             admin = self.admin_kwargs()
             wait_until_ready(
-                lambda: port_is_open(self.port)
-                and broker_answers(f"{LOOPBACK}:{self.port}", **admin),
+                lambda: (
+                    port_is_open(self.port) and broker_answers(f"{LOOPBACK}:{self.port}", **admin)
+                ),
                 proc=self._proc,
                 what="Kafka broker",
                 log_path=self.log_path,

@@ -75,7 +75,8 @@ class Settings:
     dlq_max_ratio: float = 0.5
     dlq_min_sample: int = 1000
     # personal data
-    pseudonym_key: str = field(default="", repr=False)  # HMAC key for resident IDs / phones / plates; required for loads
+    # HMAC key for resident IDs / phones / plates; required for loads
+    pseudonym_key: str = field(default="", repr=False)
     retention_days: int = 90
     default_timezone: str = "Asia/Shanghai"
     # event time
