@@ -166,9 +166,7 @@ def _ops(role: str, name: str) -> set[ACLOperation]:
             {ACLOperation.READ, ACLOperation.WRITE},
             id="dispatch reads and writes alert.actions",
         ),
-        pytest.param(
-            "loader", "p.reference.staff", {ACLOperation.WRITE}, id="loader writes staff"
-        ),
+        pytest.param("loader", "p.reference.staff", {ACLOperation.WRITE}, id="loader writes staff"),
     ],
 )
 def test_acl_table(role: str, name: str, ops: set[ACLOperation]) -> None:
