@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -36,7 +36,9 @@ from kafka.errors import KafkaError
 from fangxian.core.settings import Settings
 from infra.ports import LOOPBACK, free_port, port_is_open
 from infra.process import Service, ServiceStartError, spawn, terminate, wait_until_ready
-from infra.tls import CertificateFiles, make_test_certificates
+
+if TYPE_CHECKING:
+    from infra.tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +390,8 @@ class KafkaBroker(Service):
         format_args: list[str] = []
         if self.security is not None:
             if self.security.tls:
+                from infra.tls import make_test_certificates  # cryptography: a dev dependency
+
                 self.tls_port = tls_port
                 self._certificates = make_test_certificates(data_dir / "tls")
             security_props = security_properties(
