@@ -23,7 +23,7 @@ DEPLOY_DOC = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
 
 LONG_RUNNING = ["kafka", "clickhouse", "worker", "prometheus", "grafana"]
 SETTINGS_ENV = {"FANGXIAN_" + f.name.upper() for f in fields(Settings) if f.name != "topics"}
-# read by `fangxian acl apply` (fangxian/acl_cli.py), not by Settings
+# read by `fangxian acl apply` (fangxian/cli/acl.py), not by Settings
 ACL_PASSWORD_ENV = re.compile(r"^FANGXIAN_ACL_PASSWORD_[A-Z]+$")
 KAFKA_START = ROOT / "infra/kafka/compose-start.sh"
 ENV_EXAMPLE = ROOT / ".env.example"

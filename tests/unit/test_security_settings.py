@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kafka.admin import ACLOperation, ResourceType
 
-from fangxian.acl_cli import role_passwords
+from fangxian.cli.acl import role_passwords
 from fangxian.core.kafka_security import KafkaSecurityError, for_principal, kafka_client_kwargs
 from fangxian.core.settings import Settings, Topics
 from infra.acl import acl_table

@@ -49,7 +49,7 @@ def cmd_acl_apply(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_acl_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     acl = sub.add_parser("acl", help="Kafka 访问控制 ACLs of every principal").add_subparsers(
         dest="sub", required=True
     )
