@@ -11,11 +11,15 @@ from schemas.topics import RECORD_OF_KIND
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from fangxian.ingest.loading import read_kind
+    from fangxian.ingest.loading import LoadError, read_kind
     from fangxian.ingest.produce import RecordProducer
     from schemas import Codec, InvalidEvent
 
-    result = read_kind(args.kind, Path(args.file), settings)
+    try:
+        result = read_kind(args.kind, Path(args.file), settings)
+    except LoadError as err:
+        print(f"✗ 无法导入 cannot load {args.file}: {err}")
+        return 2
     for problem in result.errors:
         print(
             f"✗ 第{problem.line}行 line {problem.line} [{problem.field}] "
