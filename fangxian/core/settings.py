@@ -78,6 +78,8 @@ class Settings:
     # HMAC key for resident IDs / phones / plates; required for loads
     pseudonym_key: str = field(default="", repr=False)
     retention_days: int = 90
+    # who a staff tool (contacts, report, forget) records in the audit log; "" = the OS login
+    staff_id: str = ""
     default_timezone: str = "Asia/Shanghai"
     # event time
     allowed_lateness_s: int = 300
