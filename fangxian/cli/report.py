@@ -45,9 +45,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(text)
     if args.publish:
+        from fangxian.core.kafka_security import kafka_client_kwargs
         from streams.daily_reports import kafka_producer, publish_report
 
-        producer = kafka_producer(settings.kafka_bootstrap)
+        producer = kafka_producer(settings.kafka_bootstrap, **kafka_client_kwargs(settings))
         try:
             publish_report(report, producer, settings.topics.reports_daily)
         finally:

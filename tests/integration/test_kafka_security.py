@@ -481,3 +481,20 @@ def test_aiokafka_consumer_of_the_sink_gets_its_topics(
             await consumer.stop()
 
     assert asyncio.run(consume()) == [b"alert"]
+
+
+def test_the_loader_cli_producer_logs_in_with_its_settings(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    """fangxian load's RecordProducer takes its credentials from Settings (the helper)."""
+    from fangxian.ingest.produce import RecordProducer
+    from schemas import contract
+
+    loader = as_role(secure_kafka, secure_topics, "loader")
+    producer = RecordProducer(loader, acks="all")
+    try:
+        producer.send("Resident", contract.examples("Resident")[0])
+    finally:
+        producer.close()
+    topic = secure_topics.topics.residents
+    assert len(read_all(secure_topics, topic, partitions_of(secure_topics, topic))) == 1
