@@ -22,28 +22,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fangxian.core.settings import Settings
-from fangxian.produce import RecordProducer
-from fangxian.simulator import CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.ingest.produce import RecordProducer
+from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.sim.model import NOT_SIMULATED
 from schemas.contract import ALERT_TYPES
+from schemas.labels import DECISION_ZH
+from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
-from streams.notify import DECISION_ZH, alert_line, should_notify
+from streams.notify import alert_line, should_notify
 from streams.processor import BatchResult
 
 log = logging.getLogger(__name__)
 
 DEMO_KEY = "fangxian-demo-key-not-for-production"
-REFERENCE_ORDER = (
-    ("rules", "CommunityRules"),
-    ("residents", "Resident"),
-    ("passes", "VisitorPass"),
-    ("vehicles", "Vehicle"),
-)
 
 
 def load_reference(producer: RecordProducer, sim: CommunitySimulator) -> int:
     records = sim.reference_records()
     sent = 0
-    for kind, record_name in REFERENCE_ORDER:
+    for kind, record_name in RECORD_OF_KIND.items():  # load order: rules first
         for record in records.get(kind, []):
             producer.send(record_name, record)
             sent += 1
@@ -255,7 +252,7 @@ def _print_summary(console: Console, counts: dict[str, Any]) -> None:
     print("告警 alerts by type:")
     for alert_type, n in sorted(console.alerts.items()):
         print(f"  {alert_type:<26} {n}")
-    missing = [t for t in ALERT_TYPES if t != "OTHER" and t not in console.alerts]
+    missing = [t for t in ALERT_TYPES if t not in NOT_SIMULATED and t not in console.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

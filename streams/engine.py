@@ -20,7 +20,7 @@ changelog and ``restore`` come from the stores — docs/topology.md):
 | ``Alerter`` | ``suppress`` (community|alert type|key) |
 
 Event time (issue 9): each community's time is derived from the progress of its sources
-(``EventClock``: lower median of live devices, never backwards, recomputed once per batch). An
+(``EventClock``: the most advanced verified device, never backwards, once per batch). An
 event stamped more than ``max_clock_skew_s`` after its Kafka timestamp is clamped to that
 timestamp and raises DEVICE_CLOCK_SKEW (its decision is still made). An event more than
 ``allowed_lateness_s`` behind its community's time is *late*: counted (``stats['late_events']``,
@@ -392,7 +392,7 @@ class RuleEngine:
             self._skew_alert(ev, cid, rules, t, broker_ts, created_at, out)
             t = broker_ts
         touched.add(cid)
-        late = self.clock.observe(cid, device_id, t)
+        late = self.clock.observe(cid, device_id, t, broker_ts is not None and broker_ts > 0)
         if late:
             out.late += 1
             out.late_event_ids.append(ev["event_id"])

@@ -11,9 +11,11 @@ Out-of-order input is handled in event time: a high reading that arrives after a
 reading of the same subject within its window is cleared by it, and a normal reading earlier than
 an open recheck does not decide it. Two readings of one instant from one device are one
 measurement (a gate that puts ``temperature_c`` on the scan and also publishes the reading): the
-second is a duplicate and decides nothing. Without a subject the device keys the sequence, and
-then only a second high reading can decide it (confirm): a normal reading from the same gate is
-most likely the next person, so it never clears a stranger's fever.
+second is a duplicate and decides nothing. A reading without a subject belongs to the subject of
+a scan of the same instant on the same device (whichever arrives first); failing that the
+device keys it, and subject-less readings decide nothing about each other: the next reading of
+a gate is most likely the next person, so it neither clears nor confirms a stranger's fever —
+the recheck request stands until a recheck naming the person comes, or is missed.
 
 State: one ``KeyedStore`` (``fever``) shared by every community's ``FeverRecheck``; key
 ``community|subject-or-device``; the deadline heap and the instant index are derived from it
@@ -271,13 +273,11 @@ class FeverRecheck:
         recent.append(reading)
         if len(recent) > MAX_READINGS_PER_KEY:
             del recent[0]
-        # without a subject, a normal reading is the next person: it clears nobody
-        can_clear = not key.startswith("device:")
-        first = (
-            _undecided_before(state.undecided, t, window_ms)
-            if state.undecided and (reading.high or can_clear)
-            else None
-        )
+        if key.startswith("device:"):
+            # without a subject, the next reading of the device is most likely the next
+            # person: subject-less readings decide nothing about each other
+            return self._open(store_key, state, reading, window_ms) if reading.high else None
+        first = _undecided_before(state.undecided, t, window_ms) if state.undecided else None
         if first is not None:
             state.undecided.remove(first)
             if reading.high:
@@ -292,8 +292,6 @@ class FeverRecheck:
             return None
         # In event time, did a recheck of this reading arrive before it did?
         later = None if in_order else _earliest_after(recent, reading, t, window_ms)
-        if later is not None and not later.high and not can_clear:
-            later = None
         if later is None:
             return self._open(store_key, state, reading, window_ms)
         reading.role = "FEVER_RECHECK"
@@ -347,9 +345,7 @@ class FeverRecheck:
             store.touch(store_key)
         for r in moved:
             r.subject_id = reading.subject_id
-            if r.high and r.status == CONFIRMED and r.role == "FEVER_CONFIRMED":
-                r.status, r.role = OPEN, "FEVER_RECHECK"  # a device-only pairing: undone
-            elif r.high and r.status in (MISSED, CONFIRMED):
+            if r.high and r.status == MISSED:
                 r.status = OPEN
             outcome = self._decide(store_key, key, state, r, window_ms)
             if outcome is None or (outcome.alert_type == "FEVER_RECHECK" and outcome.first is r):

@@ -480,8 +480,13 @@ def test_injected_rules_mapping_is_reread_per_batch() -> None:
         ),
         pytest.param(
             [[reading("a", 0, 38.0, None)], [reading("b", MIN, 38.3, None)]],
-            ["FEVER_RECHECK", "FEVER_CONFIRMED"],
-            id="without subject the same device rechecks",
+            ["FEVER_RECHECK", "FEVER_RECHECK"],
+            id="without subject two readings of a gate are two people: two recheck requests",
+        ),
+        pytest.param(
+            [[reading("a", 0, 38.0, None)], [reading("b", MIN, 36.5, None)]],
+            ["FEVER_RECHECK"],
+            id="without subject the next person's normal reading clears nobody",
         ),
         pytest.param(
             [[reading("a", 0, 38.0)], [reading("a", 0, 38.0)]],

@@ -30,8 +30,8 @@ What a day contains (background, rates are per scan unless noted):
 top, listed in ``CommunitySimulator.scenarios`` with the event ids that should cause it; see
 ``scripted_day()`` for a run that satisfies its time requirements. Two things in that mode are
 not background-like: the run opens with the daily reports of the resident whose observation
-ended yesterday (event times on the preceding days, as a consumer would find them in the
-retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
+ended yesterday (event times on the preceding days, as a consumer would find them in
+the retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
 happens in the scripted community within ``alert_suppression_s`` of the scripted one (the
 rule engine suppresses repeats per device).
 """
@@ -44,178 +44,43 @@ import itertools
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from fangxian.identity import (
-    Pseudonymiser,
+from fangxian.core.codes import (
     credit_code_check_char,
     organisation_code_check_char,
     resident_id_check_char,
 )
-from schemas import contract
-
-__all__ = [
-    "ALERT_TYPES",
-    "DEFAULT_RULES",
-    "DEFAULT_START_MS",
-    "SCRIPTED_DURATION_S",
-    "CommunitySimulator",
-    "Scenario",
-    "ScriptedRun",
-    "scripted_day",
-]
+from fangxian.core.privacy import Pseudonymiser
+from fangxian.sim.model import (
+    _DAY_MS,
+    _HOUR_MS,
+    _PLATE_SERIAL,
+    AMBIENT_C,
+    COUNTIES,
+    DEFAULT_CURFEW,
+    DEFAULT_DAY,
+    DEFAULT_RULES,
+    DEFAULT_START_MS,
+    EVENTS_PER_SCAN,
+    HOURLY_PROFILE,
+    SCRIPTED_DURATION_S,
+    SCRIPTED_START,
+    SYMPTOMS,
+    TIMEZONE,
+    Event,
+    Scenario,
+    _Community,
+    _Gate,
+    _Pass,
+    _Resident,
+    _uuid4,
+    _Vehicle,
+)
+from fangxian.sim.scenario import _ScenarioPlanner
 
 log = logging.getLogger(__name__)
-
-Event = dict[str, Any]
-
-ALERT_TYPES = (
-    "FEVER_RECHECK",
-    "FEVER_CONFIRMED",
-    "FEVER_CLEARED",
-    "FEVER_RECHECK_MISSED",
-    "TEMPERATURE_IMPLAUSIBLE",
-    "DEVICE_SILENT",
-    "DEVICE_DRIFT",
-    "HEALTH_CODE_RED",
-    "HEALTH_CODE_YELLOW",
-    "QUARANTINE_BREACH",
-    "UNKNOWN_SUBJECT",
-    "PASS_INVALID",
-    "VEHICLE_UNREGISTERED",
-    "FACE_CONSENT_MISSING",
-    "CURFEW_VIOLATION",
-    "ENTRY_LIMIT_EXCEEDED",
-    "SYMPTOMS_REPORTED",
-    "FEVER_REPORTED",
-    "REPORT_OVERDUE",
-    "OBSERVATION_COMPLETED",
-)
-
-# CommunityRules defaults, exactly as the contract's table.
-DEFAULT_RULES: dict[str, Any] = contract.field_defaults("CommunityRules")  # the contract's
-
-TIMEZONE = "Asia/Shanghai"
-DEFAULT_DAY = dt.date(2020, 2, 10)
-DEFAULT_START_MS = int(
-    dt.datetime.combine(DEFAULT_DAY, dt.time(), tzinfo=ZoneInfo(TIMEZONE)).timestamp() * 1000
-)
-# scripted_day(): 05:40 → 10:20 local covers the end of a 22:00–06:00 curfew, the morning peak
-# and the 10:00 report deadline.
-SCRIPTED_START = dt.time(5, 40)
-SCRIPTED_DURATION_S = 4 * 3600 + 40 * 60
-DEFAULT_CURFEW = (22 * 60, 6 * 60)
-
-# County (GB/T 2260) → plate prefix letters used there; Fuzhou, Xiamen and Beijing districts.
-COUNTIES: tuple[tuple[str, str, str], ...] = (
-    ("350102", "闽", "A"),  # 福州市鼓楼区
-    ("110105", "京", "NPQ"),  # 北京市朝阳区
-    ("350100", "闽", "A"),  # 福州市
-    ("350203", "闽", "D"),  # 厦门市思明区
-    ("110108", "京", "FGH"),  # 北京市海淀区
-    ("350104", "闽", "A"),  # 福州市仓山区
-    ("110101", "京", "ABC"),  # 北京市东城区
-    ("350111", "闽", "A"),  # 福州市晋安区
-)
-# Typical February daytime air temperature, for the devices' ambient readings.
-AMBIENT_C = {"闽": 13.0, "京": 0.0}
-
-# Relative arrival rate per local hour (mean 1.0 after normalisation): morning and evening peaks.
-# fmt: off
-HOURLY_PROFILE_RAW = (
-    0.10, 0.05, 0.03, 0.03, 0.05, 0.25, 0.70, 2.20, 2.40, 1.30, 0.90, 1.00,
-    1.10, 0.90, 0.80, 0.90, 1.20, 2.10, 2.30, 1.40, 0.90, 0.50, 0.30, 0.15,
-)
-# fmt: on
-HOURLY_PROFILE = tuple(w * 24 / sum(HOURLY_PROFILE_RAW) for w in HOURLY_PROFILE_RAW)
-# background events per scan (the scan, plus ~45 % with a temperature reading); rate_per_s
-# counts all events, so the scan rate is rate_per_s / this.
-EVENTS_PER_SCAN = 1.45
-
-SYMPTOMS = contract.SYMPTOMS
-_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_PLATE_SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-_DAY_MS = 86_400_000
-_HOUR_MS = 3_600_000
-_MASK128 = (1 << 128) - 1
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & _MASK128
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def _uuid4(rng: random.Random) -> str:
-    """Same text as ``str(uuid.UUID(int=rng.getrandbits(128), version=4))``, ~3x faster."""
-    h = "%032x" % ((rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A scripted situation and the alert it should raise (``event_ids``: its source events)."""
-
-    alert_type: str
-    community_id: str
-    at_ms: int
-    event_ids: tuple[str, ...]
-    subject_id: str | None = None
-    device_id: str | None = None
-    note: str = ""
-
-
-@dataclass
-class _Resident:
-    resident_id: str
-    household_id: str
-    status: str
-    face_consent: bool
-    health_code: str
-    observation_start: int | None
-    key_groups: list[str]
-
-
-@dataclass
-class _Gate:
-    gate_id: str
-    device_id: str  # INFRARED_GATE, also the scanner
-    handheld_id: str  # INFRARED_HANDHELD used for rechecks
-
-
-@dataclass
-class _Pass:
-    pass_id: str
-    host_resident_id: str
-    valid_from: int
-    valid_until: int
-    max_entries: int
-    revoked: bool
-
-    def valid_at(self, t: int) -> bool:
-        return not self.revoked and self.valid_from <= t < self.valid_until
-
-
-@dataclass
-class _Vehicle:
-    vehicle_id: str
-    owner_resident_id: str | None
-    valid_until: int | None
-
-
-@dataclass
-class _Community:
-    index: int
-    community_id: str
-    province: str
-    ambient_c: float
-    gates: list[_Gate]
-    residents: list[_Resident]
-    passes: list[_Pass]
-    vehicles: list[_Vehicle]
-    staff_ids: list[str]
-    rules: dict[str, Any]
-    restricted: bool
-    active: list[_Resident] = field(default_factory=list)  # may walk through the gates
-    confined: list[_Resident] = field(default_factory=list)  # under observation or isolation
 
 
 @dataclass(frozen=True)
@@ -368,8 +233,8 @@ class CommunitySimulator:
             if code not in codes:
                 r.health_code = code
         observing = [r for r in residents if r.status == "HOME_OBSERVATION"]
-        # yesterday was the last day of this one's observation period (completed once the
-        # period is over: issue 9)
+        # yesterday was the last day of this one's observation period (completed once
+        # the period is over, issue 9)
         observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"]
         return residents
 
@@ -890,356 +755,6 @@ class CommunitySimulator:
             lambda: rng.randbytes(rng.randint(1, 64)),
         )
         return [makers[i % len(makers)]() for i in range(n)]
-
-
-class _ScenarioPlanner:
-    """Plans one situation per alert type inside a run window (used by ``events``).
-
-    Situations go into ``pending`` (merged with the background by event time); home-observation
-    reports they replace go into ``skip_reports`` so the background does not file them too.
-    """
-
-    def __init__(
-        self, sim: CommunitySimulator, rng: random.Random, end_ms: int, silent_from: int | None
-    ) -> None:
-        self.sim, self.rng, self.end_ms, self.silent_from = sim, rng, end_ms, silent_from
-        self.pending: list[tuple[int, int, str, Event]] = []
-        self.skip_reports: set[tuple[str, int]] = set()
-        self.history: list[Event] = []  # reports from before the run, in time order
-        self.face_quiet: tuple[str, int, int] | None = None
-        self.scenarios: list[Scenario] = []
-        # the window for scripted scans: after the first minute, and early enough that a
-        # missed recheck's window (300 s) closes before the run ends
-        self.lo, self.hi = sim.start_ms + 60_000, end_ms - 420_000
-        self.c0 = sim.communities[0]
-        self.restricted = next((c for c in sim.communities if c.restricted), None)
-        self.observer = sim.communities[1 % len(sim.communities)]
-
-    # --- what the window must contain --------------------------------------------------------
-
-    def _curfew_time(self) -> int | None:
-        c = self.restricted
-        if c is None or c.rules["curfew_start_minute"] is None:
-            return None
-        start, end = c.rules["curfew_start_minute"], c.rules["curfew_end_minute"]
-        for t in range(self.lo, self.hi, 60_000):
-            minute = (t + self.sim._offset_ms(t)) // 60_000 % 1440
-            if (start <= minute < end) if start < end else (minute >= start or minute < end):
-                return t + 20_000
-        return None
-
-    def _deadline(self) -> int | None:
-        sim, minute = self.sim, self.observer.rules["report_deadline_minute"]
-        lo, hi = sim.start_ms, self.end_ms - 60_000
-        for day in range(sim.local_day(lo), sim.local_day(hi) + 1):
-            at = sim._local_ms(day, minute)
-            if lo <= at <= hi:
-                return at
-        return None
-
-    # --- event builders ----------------------------------------------------------------------
-
-    def _push(self, name: str, event: Event) -> str:
-        self.pending.append((event["event_time"], len(self.pending), name, event))
-        return str(event["event_id"])
-
-    def _add(self, alert_type: str, c: _Community, at: int, ids: Sequence[str], **kw: Any) -> None:
-        self.scenarios.append(Scenario(alert_type, c.community_id, at, tuple(ids), **kw))
-
-    def _entry(
-        self, c: _Community, gate: _Gate, at: int, r: _Resident, temp: float, code: str = "GREEN"
-    ) -> list[str]:
-        """A resident walks in: the gate device measures, then the scan carries the reading."""
-        reading = self.sim._reading(self.rng, c, gate, at, temp, subject_id=r.resident_id)
-        return [
-            self._push("TemperatureReading", reading),
-            self._resident_scan(c, gate, at, r, "IN", temp, code),
-        ]
-
-    def _resident_scan(
-        self,
-        c: _Community,
-        gate: _Gate,
-        at: int,
-        r: _Resident,
-        direction: str,
-        temp: float | None = None,
-        code: str = "GREEN",
-        method: str = "QR",
-    ) -> str:
-        scan = self.sim._scan(
-            self.rng,
-            c,
-            gate,
-            at,
-            direction=direction,
-            subject_type="RESIDENT",
-            subject_id=r.resident_id,
-            household_id=r.household_id,
-            method=method,
-            health_code=code,
-            face_consent=r.face_consent,
-            temperature_c=temp,
-        )
-        return self._push("GateScan", scan)
-
-    def _other_scan(
-        self, at: int, subject_type: str, subject_id: str, method: str, code: str, direction: str
-    ) -> str:
-        c0 = self.c0
-        scan = self.sim._scan(
-            self.rng,
-            c0,
-            c0.gates[0],
-            at,
-            direction=direction,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            method=method,
-            health_code=code,
-        )
-        return self._push("GateScan", scan)
-
-    def _report(
-        self, c: _Community, r: _Resident, at: int, temp: float, symptoms: list[str]
-    ) -> str:
-        day = self.sim.local_day(at)
-        self.skip_reports.add((r.resident_id, day))
-        report = self.sim._health_report(
-            self.rng, c, r, at, day, temperature_c=temp, symptoms=symptoms
-        )
-        return self._push("HealthReport", report)
-
-    # --- the plan ----------------------------------------------------------------------------
-
-    def plan(self) -> list[Scenario]:
-        curfew_at, deadline = self._curfew_time(), self._deadline()
-        problems = []
-        if self.hi - self.lo < 1_200_000:
-            problems.append("a run of at least 28 minutes")
-        if curfew_at is None:
-            problems.append("curfew minutes of a restricted community")
-        if deadline is None:
-            problems.append("a report deadline (10:00 local) at least a minute before the end")
-        if self.silent_from is None:
-            problems.append("room for a device to stay silent past device_silent_s")
-        if problems:
-            raise ValueError(
-                "ensure_every_alert_type needs " + ", ".join(problems) + "; scripted_day() "
-                "runs 05:40–10:20 local / 运行时间窗不足以触发全部告警类型"
-            )
-        assert curfew_at is not None and deadline is not None and self.silent_from is not None
-        step = (self.hi - self.lo) // 14
-        slots = iter(range(self.lo, self.hi, step))
-        self._fevers(slots)
-        self._devices(self.silent_from)
-        self._gate_refusals(slots)
-        self._restrictions(curfew_at, next(slots))
-        self._reports(deadline, next(slots))
-        self.scenarios.sort(key=lambda s: (s.at_ms, s.alert_type))
-        return self.scenarios
-
-    def _fevers(self, slots: Iterator[int]) -> None:
-        c0, rng = self.c0, self.rng
-        gate = c0.gates[1]  # neither the drifting nor the silent device
-        for alert, first, recheck in (
-            ("FEVER_CONFIRMED", 37.8, 38.0),
-            ("FEVER_CLEARED", 37.5, 36.6),
-            ("FEVER_RECHECK_MISSED", 37.6, None),
-        ):
-            at, r = next(slots), rng.choice(c0.active)
-            ids = self._entry(c0, gate, at, r, first)
-            kw = {"subject_id": r.resident_id, "device_id": gate.device_id}
-            if alert == "FEVER_CONFIRMED":
-                self._add("FEVER_RECHECK", c0, at, ids, note=f"gate reads {first} °C", **kw)
-            note = f"gate {first} °C, no recheck within recheck_window_s"
-            if recheck is not None:
-                handheld = self.sim._reading(
-                    rng, c0, gate, at + 120_000, recheck, subject_id=r.resident_id, handheld=True
-                )
-                ids.append(self._push("TemperatureReading", handheld))
-                note = f"gate {first} °C, handheld recheck 2 min later {recheck} °C"
-            self._add(alert, c0, at, ids, note=note, **kw)
-        at, r = next(slots), rng.choice(c0.active)
-        ids = self._entry(c0, gate, at, r, 33.4)
-        self._add(
-            "TEMPERATURE_IMPLAUSIBLE",
-            c0,
-            at,
-            ids[:1],
-            subject_id=r.resident_id,
-            device_id=gate.device_id,
-            note="33.4 °C: forehead cooled by the wind",
-        )
-
-    def _devices(self, silent_from: int) -> None:
-        """One device goes quiet (after one last reading); one reads 1.5 °C below its neighbour
-        every 30 s for longer than the drift window."""
-        sim, rng, c0 = self.sim, self.rng, self.c0
-        silent_gate = c0.gates[-1]
-        last = sim._reading(rng, c0, silent_gate, silent_from - 1_000, 36.4)
-        self._add(
-            "DEVICE_SILENT",
-            c0,
-            silent_from + 600_000,
-            [self._push("TemperatureReading", last)],
-            device_id=silent_gate.device_id,
-            note="last event just before silent_from",
-        )
-        c = sim.communities[-1]
-        drifting = c.gates[0]
-        peers = [g for g in c.gates[1:] if g is not silent_gate]
-        end = min(self.hi, self.lo + (DEFAULT_RULES["drift_window_s"] + 120) * 1000)
-        ids = []
-        for t in range(self.lo, end, 30_000):
-            low = sim._reading(rng, c, drifting, t, round(rng.gauss(34.85, 0.15), 1))
-            ids.append(self._push("TemperatureReading", low))
-            for peer in peers:
-                normal = sim._reading(rng, c, peer, t, round(rng.gauss(36.35, 0.15), 1))
-                self._push("TemperatureReading", normal)
-        self._add(
-            "DEVICE_DRIFT",
-            c,
-            end,
-            ids,
-            device_id=drifting.device_id,
-            note="1.5 °C below the community's other gate devices for the drift window",
-        )
-
-    def _gate_refusals(self, slots: Iterator[int]) -> None:
-        sim, rng, c0 = self.sim, self.rng, self.c0
-        gate = c0.gates[0]
-        for alert, code in (("HEALTH_CODE_RED", "RED"), ("HEALTH_CODE_YELLOW", "YELLOW")):
-            at, r = next(slots), rng.choice(c0.active)
-            ids = self._entry(c0, gate, at, r, 36.5, code)
-            self._add(alert, c0, at, ids[1:], subject_id=r.resident_id, note=f"{code} health code")
-        at = next(slots)
-        r = next(x for x in c0.confined if x.status == "CENTRALIZED_ISOLATION")
-        ids = [self._resident_scan(c0, gate, at, r, "OUT", code="RED")]
-        self._add(
-            "QUARANTINE_BREACH",
-            c0,
-            at,
-            ids,
-            subject_id=r.resident_id,
-            note="resident in centralized isolation scans OUT",
-        )
-        at = next(slots)
-        outsider = sim._pseudonymiser.token("outsider", f"scripted-{sim.seed}")
-        ids = [self._other_scan(at, "RESIDENT", outsider, "QR", "GREEN", "IN")]
-        self._add(
-            "UNKNOWN_SUBJECT",
-            c0,
-            at,
-            ids,
-            subject_id=outsider,
-            note="resident code not in this community's register",
-        )
-        at = next(slots)
-        revoked = next(p for p in c0.passes if p.revoked)
-        ids = [self._other_scan(at, "VISITOR", revoked.pass_id, "QR", "GREEN", "IN")]
-        self._add("PASS_INVALID", c0, at, ids, subject_id=revoked.pass_id, note="revoked pass")
-        at = next(slots)
-        stranger = sim._pseudonymiser.token("plate", f"{c0.province}Z9Z9Z9")
-        ids = [self._other_scan(at, "VEHICLE", stranger, "PLATE", "UNKNOWN", "IN")]
-        self._add(
-            "VEHICLE_UNREGISTERED", c0, at, ids, subject_id=stranger, note="plate not registered"
-        )
-        at = next(slots)
-        r = next(x for x in c0.active if not x.face_consent)
-        ids = [self._resident_scan(c0, gate, at, r, "OUT", method="FACE")]
-        window = DEFAULT_RULES["alert_suppression_s"] * 1000
-        self.face_quiet = (c0.community_id, at - window, at + window)
-        self._add(
-            "FACE_CONSENT_MISSING",
-            c0,
-            at,
-            ids,
-            subject_id=r.resident_id,
-            note="face scan, no face consent in the register",
-        )
-
-    def _restrictions(self, curfew_at: int, slot: int) -> None:
-        c = self.restricted
-        assert c is not None
-        gate, rng = c.gates[0], self.rng
-        r = rng.choice(c.active)
-        ids = [self._resident_scan(c, gate, curfew_at, r, "OUT")]
-        self._add(
-            "CURFEW_VIOLATION",
-            c,
-            curfew_at,
-            ids,
-            subject_id=r.resident_id,
-            note="OUT during the curfew",
-        )
-        members: dict[str, list[_Resident]] = {}
-        for x in c.active:
-            members.setdefault(x.household_id, []).append(x)
-        leaver, follower = next(m for m in members.values() if len(m) >= 2)[:2]
-        at = min(max(slot, curfew_at + 60_000), self.hi - 600_000)
-        self._resident_scan(c, gate, at, leaver, "OUT")
-        ids = [self._resident_scan(c, gate, at + 600_000, follower, "OUT")]
-        self._add(
-            "ENTRY_LIMIT_EXCEEDED",
-            c,
-            at + 600_000,
-            ids,
-            subject_id=follower.resident_id,
-            note="second member of the household out 10 min after the first",
-        )
-
-    def _reports(self, deadline: int, slot: int) -> None:
-        sim, observer = self.sim, self.observer
-        days = DEFAULT_RULES["observation_days"]
-        today = sim.local_day(sim.start_ms)
-        completing_c, completing = next(
-            (c, r)
-            for c in sim.communities
-            for r in c.residents
-            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days
-        )
-        # the days of its period, as a consumer finds them in the retained topic
-        for day in range(today - days, today):
-            at = sim._local_ms(day, 480 + self.rng.uniform(0, 90))
-            self.history.append(
-                sim._health_report(
-                    self.rng, completing_c, completing, at, day, temperature_c=36.5, symptoms=[]
-                )
-            )
-        ids = [self._report(completing_c, completing, slot, 36.4, [])]
-        self._add(
-            "OBSERVATION_COMPLETED",
-            completing_c,
-            slot,
-            ids,
-            subject_id=completing.resident_id,
-            note=f"the day after the period; its {days} daily reports come first as history",
-        )
-        deadline_day = sim.local_day(deadline)
-        observing = [
-            r
-            for r in observer.residents
-            if r.status == "HOME_OBSERVATION"
-            and r.observation_start is not None
-            and r.observation_start <= deadline_day < r.observation_start + days
-            and r is not completing
-        ]
-        overdue, symptomatic, feverish = observing[:3]
-        self.skip_reports.add((overdue.resident_id, deadline_day))
-        self._add(
-            "REPORT_OVERDUE",
-            observer,
-            deadline,
-            [],
-            subject_id=overdue.resident_id,
-            note="home observation, no report by the deadline (no source event)",
-        )
-        at = max(self.lo, min(deadline, self.hi) - 900_000)
-        ids = [self._report(observer, symptomatic, at, 36.8, ["DRY_COUGH", "FATIGUE"])]
-        self._add("SYMPTOMS_REPORTED", observer, at, ids, subject_id=symptomatic.resident_id)
-        ids = [self._report(observer, feverish, at + 120_000, 37.9, [])]
-        self._add("FEVER_REPORTED", observer, at + 120_000, ids, subject_id=feverish.resident_id)
 
 
 def scripted_day(
