@@ -208,10 +208,12 @@ class RuleEngine:
         """(store, key, encoded value or None) of every key changed since the last call, in
         store then key order (the same events give the same changelog)."""
         changes: list[tuple[str, str, bytes | None]] = []
+        append = changes.append
         for name in sorted(self._stores):
             store = self._stores[name]
             if store.has_changes():
-                changes.extend((name, key, raw) for key, raw in store.take_changes())
+                for key, raw in store.take_changes():
+                    append((name, key, raw))
         return changes
 
     def restore(self, store: str, key: str, raw: bytes | None) -> None:

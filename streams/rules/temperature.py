@@ -193,6 +193,7 @@ class FeverRecheck:
     __slots__ = (
         "_announce",
         "_deadlines",
+        "_get",
         "_instants",
         "_keys",
         "_prefix",
@@ -203,6 +204,7 @@ class FeverRecheck:
 
     def __init__(self, store: KeyedStore[_KeyState] | None = None, prefix: str = "") -> None:
         self._store: KeyedStore[_KeyState] = fever_store() if store is None else store
+        self._get = self._store.getter()
         self._prefix = prefix
         self._keys: set[str] = set()  # store keys of this community
         self._deadlines: list[tuple[int, int, str, Reading]] = []
@@ -249,7 +251,7 @@ class FeverRecheck:
         t = reading.event_time
         if not key.startswith("device:"):
             self._adopt(store_key, key, reading, window_ms)
-        state = store.get(store_key)
+        state = self._get(store_key)
         if state is None:
             state = _KeyState(None)
             store[store_key] = state
@@ -321,10 +323,14 @@ class FeverRecheck:
         FEVER_RECHECK was raised already)."""
         device_key = self._prefix + "device:" + reading.device_id
         store = self._store
-        dstate = store.get(device_key)
+        dstate = self._get(device_key)
         if dstate is None:
             return
         t = reading.event_time
+        if not any(r.event_time == t for r in dstate.recent) and not any(
+            r.event_time == t for r in dstate.undecided
+        ):
+            return
         moved = [r for r in dstate.recent if r.event_time == t]
         moved += [r for r in dstate.undecided if r.event_time == t and r not in moved]
         if not moved:

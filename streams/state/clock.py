@@ -63,12 +63,13 @@ def _decode(raw: bytes) -> CommunityTime:
 class EventClock:
     """Community event time from per-source progress (see the module docstring)."""
 
-    __slots__ = ("lateness_ms", "max_skew_ms", "store")
+    __slots__ = ("_get", "lateness_ms", "max_skew_ms", "store")
 
     def __init__(self, *, lateness_ms: int, max_skew_ms: int) -> None:
         self.lateness_ms = lateness_ms
         self.max_skew_ms = max_skew_ms
         self.store: KeyedStore[CommunityTime] = KeyedStore("clock", encode=_encode, decode=_decode)
+        self._get = self.store.getter()
 
     def time(self, community_id: str) -> int | None:
         value = self.store.get(community_id)
@@ -83,7 +84,7 @@ class EventClock:
         """Record progress of ``source`` at ``t`` (``verified``: checked against its Kafka
         timestamp); True if ``t`` is late for the community."""
         store = self.store
-        value = store.get(community_id)
+        value = self._get(community_id)
         if value is None:
             value = CommunityTime()
             store[community_id] = value
