@@ -353,10 +353,16 @@ class FeverRecheck:
             r.subject_id = reading.subject_id
             if r.high and r.status == MISSED:
                 r.status = OPEN
+            announced = r.announced
+            r.announced = True  # decided now, under its subject
             outcome = self._decide(store_key, key, state, r, window_ms)
-            if outcome is None or (outcome.alert_type == "FEVER_RECHECK" and outcome.first is r):
+            if outcome is None:
                 continue
-            self.adopted.append(outcome._replace(opened=False))
+            if outcome.alert_type == "FEVER_RECHECK" and outcome.first is r:
+                if not announced:
+                    self.adopted.append(outcome)
+                continue
+            self.adopted.append(outcome._replace(opened=outcome.opened and not announced))
 
     def _open(
         self, store_key: str, state: _KeyState, reading: Reading, window_ms: int
