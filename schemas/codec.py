@@ -43,6 +43,7 @@ from schemas.errors import (
     WRONG_RECORD,
     InvalidEvent,
 )
+from schemas.fastread import FastRead, compile_reader
 from schemas.validate import VALIDATORS, Datum, Validator
 
 __all__ = [
@@ -118,6 +119,7 @@ class _Reader:
     defaults: dict[str, Any]
     field_count: int
     exact_types: tuple[tuple[str, type], ...]
+    fast: FastRead | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,8 @@ class _Plan:
     reader: dict[str, Any] | None  # None: same schema, no resolution needed
     validate: Validator
     rejection: tuple[str, str] | None = None  # (reason, detail) when it can never be read
+    # The compiled reader of the current schema (no resolution); fastavro when it refuses.
+    fast: FastRead | None = None
 
 
 def _parse_writer(schema: Schema) -> _Writer:
@@ -224,6 +228,7 @@ class Codec:
                 defaults={f["name"]: f["default"] for f in source["fields"] if "default" in f},
                 field_count=len(source["fields"]),
                 exact_types=_exact_types(writer.schema),
+                fast=compile_reader(writer.schema),
             )
             self._plans[name] = {}
 
@@ -301,22 +306,20 @@ class Codec:
             plan = self._plan(record_name, payload)
         if plan.rejection is not None:
             raise InvalidEvent(*plan.rejection)
-        fo = BytesIO(payload)
-        fo.seek(HEADER_SIZE)
-        try:
-            datum = schemaless_reader(fo, plan.writer, plan.reader)
-        # Bytes from the network can make the reader fail in many ways (EOF, bad UTF-8,
-        # enum index out of range, unresolvable enum symbol): each is a dead letter.
-        except Exception as err:
-            raise _truncated_or_mismatch(err, fo, len(payload)) from err
-        if fo.tell() != len(payload):
-            raise InvalidEvent(
-                SCHEMA_MISMATCH,
-                f"{len(payload) - fo.tell()} trailing bytes after the {record_name} record",
-            )
+        datum: dict[str, Any]
+        fast = plan.fast
+        if fast is None:
+            datum = _read_with_fastavro(plan, record_name, payload)
+        else:
+            try:
+                datum = fast(payload, HEADER_SIZE)
+            # It refuses anything unusual (see schemas.fastread); fastavro then decides, so
+            # a bad message gets exactly the reason and detail it always got.
+            except Exception:
+                datum = _read_with_fastavro(plan, record_name, payload)
         if validate:
-            plan.validate(cast(Datum, datum))
-        return cast(dict[str, Any], datum)
+            plan.validate(datum)
+        return datum
 
     def writer_record_name(self, payload: bytes) -> str:
         """Full name of the record type ``payload`` was written as, without decoding the body."""
@@ -360,9 +363,28 @@ class Codec:
         return plan
 
 
+def _read_with_fastavro(plan: _Plan, record_name: str, payload: bytes) -> dict[str, Any]:
+    fo = BytesIO(payload)
+    fo.seek(HEADER_SIZE)
+    try:
+        datum = schemaless_reader(fo, plan.writer, plan.reader)
+    # Bytes from the network can make the reader fail in many ways (EOF, bad UTF-8,
+    # enum index out of range, unresolvable enum symbol): each is a dead letter.
+    except Exception as err:
+        raise _truncated_or_mismatch(err, fo, len(payload)) from err
+    if fo.tell() != len(payload):
+        raise InvalidEvent(
+            SCHEMA_MISMATCH,
+            f"{len(payload) - fo.tell()} trailing bytes after the {record_name} record",
+        )
+    return cast(dict[str, Any], datum)
+
+
 def _plan_for(reader: _Reader, writer: _Writer) -> _Plan:
     if writer.fingerprint == reader.writer.fingerprint:
-        return _Plan(writer=reader.writer.parsed, reader=None, validate=reader.validate)
+        return _Plan(
+            writer=reader.writer.parsed, reader=None, validate=reader.validate, fast=reader.fast
+        )
     rejection: tuple[str, str] | None = None
     if writer.fullname != reader.writer.fullname:
         rejection = (
