@@ -140,7 +140,7 @@ def compare(
         "decode_no_validate": lambda c: time_decode(c, mix.payloads, validate=False),
         "encode": lambda c: time_encode(c, mix.outputs),
     }
-    for label, codec in codecs.items():  # warm the plans and caches
+    for codec in codecs.values():  # warm the plans and caches
         for measure in measures.values():
             measure(codec)
     for _ in range(rounds):
