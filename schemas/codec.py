@@ -44,6 +44,7 @@ from schemas.errors import (
     InvalidEvent,
 )
 from schemas.fastread import FastRead, compile_reader
+from schemas.fastwrite import FastWrite, compile_writer
 from schemas.validate import VALIDATORS, Datum, Validator
 
 __all__ = [
@@ -120,6 +121,7 @@ class _Reader:
     field_count: int
     exact_types: tuple[tuple[str, type], ...]
     fast: FastRead | None
+    fast_write: FastWrite | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,15 +222,17 @@ class Codec:
         for name, source in sources.items():
             writer = _parse_writer(source)
             self._add_writer(writer, source)
+            header = MARKER + writer.fingerprint
             self._readers[name] = _Reader(
                 name=name,
                 writer=writer,
-                header=MARKER + writer.fingerprint,
+                header=header,
                 validate=VALIDATORS.get(name, _no_checks),
                 defaults={f["name"]: f["default"] for f in source["fields"] if "default" in f},
                 field_count=len(source["fields"]),
                 exact_types=_exact_types(writer.schema),
                 fast=compile_reader(writer.schema),
+                fast_write=compile_writer(writer.schema, header),
             )
             self._plans[name] = {}
 
@@ -269,6 +273,19 @@ class Codec:
         not fit the schema (missing, extra or mistyped fields).
         """
         reader = self._reader(record_name)
+        fast = reader.fast_write
+        if fast is not None:
+            try:
+                message = fast(datum)
+            # It refuses any datum that is not exactly of the schema's types (see
+            # schemas.fastwrite); the checks and fastavro below then decide as they always did.
+            except Exception:
+                pass
+            else:
+                # Written means every field was there with its exact type: only the values
+                # are left to check.
+                reader.validate(datum)
+                return message
         _require_exact_types(record_name, datum, reader.exact_types)
         try:
             if len(datum) < reader.field_count:
