@@ -27,9 +27,9 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from fangxian.bench.ceiling import measure_ceiling
+from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
-from fangxian.bench.latency import measure_latency
+from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
 from fangxian.bench.worker import WorkerError, WorkerProcess
@@ -255,22 +255,31 @@ def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
     cfg = run.config
     topics = prefixed(run.base.topics, "lat.", (*EVENT_FIELDS, *OUTPUT_FIELDS))
     settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url("latency"))
-    ensure_topics(settings)
+    # broker-stamped scans and decisions: scan→decision on the broker's clock
+    stamped = (topics.gate_scans, topics.gate_decisions)
+    ensure_topics(settings, extra_config={name: LOG_APPEND_TIME for name in stamped})
     worker = WorkerProcess(settings, run.log_path("latency"))
     try:
         worker.start()
         worker.wait_state("loaded", 600)
         worker.command("go")
         worker.wait_state("running", 60)
-        loads = asyncio.run(
-            measure_latency(
-                settings, run.codec, workload.scans[:20_000], cfg.loads, duration_s=cfg.load_seconds
-            )
+        loads = measure_latency(
+            settings,
+            run.codec,
+            workload.scans[:20_000],
+            cfg.loads,
+            duration_s=cfg.load_seconds,
+            lag_snapshot=worker.metrics,
         )
     finally:
         report = worker.stop()
     return {
         "worker": "subprocess (python -m fangxian.bench.worker), sink chdb",
+        "load_generator": "subprocess (python -m fangxian.bench.loadgen), confluent-kafka",
+        "reader": "thread in the harness, confluent-kafka",
+        "log_append_time_topics": list(stamped),
+        "clocks": CLOCKS,
         "load_seconds": cfg.load_seconds,
         "loads": loads,
         "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
@@ -368,11 +377,12 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         }
         _phase(
             errors,
-            "ceiling",
+            "ceilings",
             results,
-            "ceiling",
-            lambda: asyncio.run(measure_ceiling(run.base, run.codec, expected)),
+            "ceilings",
+            lambda: measure_ceilings(run.base, run.codec, expected),
         )
+        results.update(results.pop("ceilings", {}))
         out_dir = config.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         profile = out_dir / f"bench-{run.stamp}-profile" if config.profile else None
@@ -436,6 +446,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         results["skipped"] = run.skipped
         results["errors"] = errors
         results["ratios"] = ratios(results)
+        results["ratio_decide_to_raw_ceiling"] = results["ratios"]["ratio_decide_to_raw_ceiling"]
         json_path = out_dir / f"bench-{run.stamp}.json"
         json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
@@ -468,12 +479,19 @@ def _two_workers(
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
-    """pipeline / ceiling for each sink."""
-    ceiling = (results.get("ceiling") or {}).get("events_per_s")
-    return {
-        f"pipeline_{sink}_over_ceiling": ratio((figures or {}).get("events_per_s"), ceiling)
-        for sink, figures in (results.get("pipeline") or {}).items()
-    }
+    """Each throughput over the best raw ceiling (the fastest client's consume + Avro read)."""
+    best = (results.get("raw_ceiling") or {}).get("best_events_per_s")
+    out: dict[str, float | None] = {}
+    for client, figures in (results.get("validating_decode") or {}).items():
+        out[f"validating_decode_{client}_over_raw_ceiling"] = ratio(
+            (figures or {}).get("events_per_s"), best
+        )
+    for sink, figures in (results.get("pipeline") or {}).items():
+        out[f"pipeline_{sink}_over_raw_ceiling"] = ratio((figures or {}).get("events_per_s"), best)
+    out["ratio_decide_to_raw_ceiling"] = ratio(
+        (results.get("decide") or {}).get("events_per_s"), best
+    )
+    return out
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -484,10 +502,12 @@ def summary_table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<44} {value if value is not None else '—'}")
 
     row("events 事件数", (results.get("workload") or {}).get("events"))
-    row(
-        "ceiling 上限 (consume+decode), events/s",
-        (results.get("ceiling") or {}).get("events_per_s"),
-    )
+    raw = results.get("raw_ceiling") or {}
+    for client in CLIENTS:
+        if client in raw:
+            row(f"raw ceiling 原始上限 {client}, events/s", (raw[client] or {}).get("events_per_s"))
+    for client, figures in (results.get("validating_decode") or {}).items():
+        row(f"  + validating decode 校验解码 {client}", (figures or {}).get("events_per_s"))
     for sink, figures in (results.get("pipeline") or {}).items():
         row(f"pipeline 全流程 {sink}, events/s", (figures or {}).get("events_per_s"))
         row(
@@ -502,10 +522,15 @@ def summary_table(results: dict[str, Any]) -> str:
         row("  speedup vs 1 worker", two.get("speedup_vs_one"))
     for load in results.get("latency") or []:
         row(
-            f"latency 延迟 @ {load['offered_per_s']:.0f}/s p50/p95/p99/max ms",
-            f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
-            f" (missing {load['missing']})",
+            f"latency 延迟 @ {load['offered_per_s']:.0f}/s (achieved {load['achieved_per_s']:.0f})",
+            f"missing {load['missing']}",
         )
+        for clock in ("client", "broker", "decide_lag"):
+            figures = load.get(clock) or {}
+            row(
+                f"  {clock} p50/p95/p99 ms",
+                " / ".join(str(figures.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms")),
+            )
     for r in results.get("rss") or []:
         row(
             f"peak RSS 峰值内存 {r['residents']} residents, MB",

@@ -7,6 +7,8 @@ consumers do not share its GIL. Protocol — JSON lines on stdout, commands on s
   waits for ``go``;
 - on ``go`` it joins the consumer group and runs; the first processed batch prints
   ``{"state": "first_batch", "t": <epoch s>}``;
+- on ``metrics`` (while running) it prints ``{"state": "metrics", "decision_lag": …}``, the
+  decision-lag histogram so far;
 - on ``stop`` (or end of stdin) it stops cleanly and prints ``{"state": "stopped", …}`` with
   its peak RSS and metrics. With ``--profile PREFIX`` the run between ``go`` and ``stop`` is
   profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``.
@@ -83,6 +85,22 @@ def metric_totals(metrics: Metrics) -> dict[str, Any]:
     return {"rows_written": rows, "sink_flush_s": flush_s, "flushes": flushes, "events": events}
 
 
+def lag_histogram(metrics: Metrics) -> dict[str, Any]:
+    """The decision-lag histogram as ``fangxian.bench.stats.Histogram`` (cumulative buckets)."""
+    buckets: list[list[float]] = []
+    count = total = 0.0
+    for family in metrics.decision_lag_seconds.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append([float(sample.labels["le"]), sample.value])
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    buckets.sort()
+    return {"buckets": buckets, "count": count, "sum": total}
+
+
 # --- the child -------------------------------------------------------------------------------
 
 
@@ -140,9 +158,12 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # a crash surfaces here (and in the harness via the exit code)
-        if waiter in done and waiter.result() == "stop":
-            break
         if waiter in done:
+            command = waiter.result()
+            if command == "stop":
+                break
+            if command == "metrics":
+                _emit("metrics", decision_lag=lag_histogram(runtime.metrics))
             waiter = asyncio.create_task(commands.get())
     if profiler is not None:
         profiler.stop()
@@ -251,6 +272,13 @@ class WorkerProcess:
                 raise WorkerError(f"worker exited before {state!r}; log {self.log_path}")
             self.states[str(line.get("state"))] = line
         return self.states[state]
+
+    def metrics(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The running worker's decision-lag histogram now (``lag_histogram``)."""
+        self.states.pop("metrics", None)
+        self.command("metrics")
+        histogram: dict[str, Any] = self.wait_state("metrics", timeout_s)["decision_lag"]
+        return histogram
 
     def command(self, text: str) -> None:
         assert self._proc is not None and self._proc.stdin is not None
