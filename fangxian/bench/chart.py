@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 
 LATENCY_CLOCKS = ("client", "broker", "decide_lag")
 LATENCY_KEYS = ("p50_ms", "p99_ms")
-_STYLE = {"client": "-", "broker": "--", "decide_lag": ":"}
+_COLOUR = {"client": "#4c72b0", "broker": "#dd8452", "decide_lag": "#55a868"}
+_LINE = {"p50": ("--", "o"), "p99": ("-", "s")}
 CLIENT_LABELS = {"confluent_kafka": "confluent-kafka", "aiokafka": "aiokafka"}
 
 
@@ -72,8 +73,9 @@ def render_chart(results: dict[str, Any], path: Path) -> Path:
             points = [(x, y) for x, y in zip(loads, values, strict=True) if y is not None]
             if points:
                 xs, ys = zip(*points, strict=True)
-                style = _STYLE[label.split()[0]]
-                right.plot(xs, ys, style, marker="o", label=label)
+                clock, key = label.split()
+                line, marker = _LINE[key]
+                right.plot(xs, ys, line, marker=marker, color=_COLOUR[clock], label=label)
         right.set_xscale("log")
         right.set_yscale("log")
         right.legend(fontsize=7)

@@ -11,7 +11,7 @@ import pytest
 from kafka import TopicPartition
 
 from fangxian.bench import add_bench_command, config_from_args
-from fangxian.bench.ceiling import best_client
+from fangxian.bench.ceiling import best_client, fastest
 from fangxian.bench.chart import latency_series, render_chart, throughput_bars
 from fangxian.bench.harness import BenchConfig, caught_up, ratios, summary_table
 from fangxian.bench.latency import _Load, load_figures
@@ -132,6 +132,15 @@ def test_no_raw_ceiling_means_no_ratios() -> None:
 )
 def test_best_client(per_client: dict[str, Any], expected: tuple[Any, Any]) -> None:
     assert best_client(per_client) == expected
+
+
+def test_fastest_run_is_the_ceiling_and_every_run_is_kept() -> None:
+    runs = [
+        {"events_per_s": 9.0, "complete": False},
+        {"events_per_s": 5.0, "complete": True},
+        {"events_per_s": 7.0, "complete": True},
+    ]
+    assert fastest(runs) == {"events_per_s": 7.0, "complete": True, "runs": [9.0, 5.0, 7.0]}
 
 
 def test_throughput_bars_in_fixed_order() -> None:
