@@ -197,8 +197,8 @@ def measure_ceilings(
     out: dict[str, Any] = {}
     for key, per_client in runs.items():
         out[key] = {client: fastest(client_runs) for client, client_runs in per_client.items()}
-    client, value = best_client(out["raw_ceiling"])
-    out["raw_ceiling"]["best"] = client
+    best, value = best_client(out["raw_ceiling"])
+    out["raw_ceiling"]["best"] = best
     out["raw_ceiling"]["best_events_per_s"] = value
     log.info("ceilings: %s", out)
     return out
