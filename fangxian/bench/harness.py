@@ -29,6 +29,7 @@ from kafka.admin import KafkaAdminClient
 
 from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
+from fangxian.bench.gctune import DEFAULT
 from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
@@ -74,6 +75,9 @@ class BenchConfig:
     skip_rss: bool = False
     skip_two_workers: bool = False
     profile: bool = False
+    #: collector setups of the bench workers (fangxian.bench.gctune); the first is used by
+    #: every phase, and with more than one a ``gc`` phase compares them all
+    worker_gc: tuple[str, ...] = (DEFAULT,)
     out_dir: Path = Path("bench-results")
     kafka_heap: str = "1g"
 
@@ -197,10 +201,17 @@ def _pipeline(
     expected: int,
     *,
     profile: Path | None = None,
+    gc_mode: str | None = None,
 ) -> dict[str, Any]:
     """Start workers on the settings, let them drain the event topics, stop them."""
+    gc_mode = gc_mode or run.config.worker_gc[0]
     workers = [
-        WorkerProcess(s, run.log_path(f"{name}-{i}"), profile_prefix=profile if i == 0 else None)
+        WorkerProcess(
+            s,
+            run.log_path(f"{name}-{i}"),
+            profile_prefix=profile if i == 0 else None,
+            gc_mode=gc_mode,
+        )
         for i, s in enumerate(settings_list)
     ]
     reports: list[dict[str, Any] | None] = []
@@ -238,6 +249,8 @@ def _pipeline(
         "sink_rows_per_s_while_flushing": rate(total_rows, flush_s) if len(workers) == 1 else None,
         "peak_rss_mb": [kb_to_mb((r or {}).get("vmhwm_kb")) for r in reports],
         "profiled": profile is not None,  # pyinstrument slows the worker: not a clean figure
+        "gc_mode": gc_mode,
+        "gc": [(r or {}).get("gc") for r in reports],
     }
     log.info("pipeline %s: %s", name, figures)
     return figures
@@ -251,14 +264,17 @@ def _first_batch_time(worker: WorkerProcess) -> float | None:
         return None
 
 
-def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
+def _latency(
+    run: _Run, workload: Workload, *, prefix: str = "lat.", gc_mode: str | None = None
+) -> dict[str, Any]:
     cfg = run.config
-    topics = prefixed(run.base.topics, "lat.", (*EVENT_FIELDS, *OUTPUT_FIELDS))
-    settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url("latency"))
+    gc_mode = gc_mode or cfg.worker_gc[0]
+    topics = prefixed(run.base.topics, prefix, (*EVENT_FIELDS, *OUTPUT_FIELDS))
+    settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url(prefix.strip(".")))
     # broker-stamped scans and decisions: scan→decision on the broker's clock
     stamped = (topics.gate_scans, topics.gate_decisions)
     ensure_topics(settings, extra_config={name: LOG_APPEND_TIME for name in stamped})
-    worker = WorkerProcess(settings, run.log_path("latency"))
+    worker = WorkerProcess(settings, run.log_path(prefix.strip(".")), gc_mode=gc_mode)
     try:
         worker.start()
         worker.wait_state("loaded", 600)
@@ -270,7 +286,7 @@ def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
             workload.scans[:20_000],
             cfg.loads,
             duration_s=cfg.load_seconds,
-            lag_snapshot=worker.metrics,
+            snapshot=worker.metrics,
         )
     finally:
         report = worker.stop()
@@ -280,6 +296,7 @@ def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
         "reader": "thread in the harness, confluent-kafka",
         "log_append_time_topics": list(stamped),
         "clocks": CLOCKS,
+        "gc_mode": gc_mode,
         "load_seconds": cfg.load_seconds,
         "loads": loads,
         "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
@@ -443,6 +460,14 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                     results["rss"].append(results.pop(f"rss_{n}"))
         else:
             run.skipped.append("rss (--skip-rss)")
+        if len(config.worker_gc) > 1:
+            _phase(
+                errors,
+                "gc",
+                results,
+                "gc_experiment",
+                lambda: _gc_experiment(run, workload, ends, expected),
+            )
         results["skipped"] = run.skipped
         results["errors"] = errors
         results["ratios"] = ratios(results)
@@ -476,6 +501,29 @@ def _two_workers(
     figures["sink"] = sink
     figures["speedup_vs_one"] = ratio(figures["events_per_s"], single)
     return figures
+
+
+def _gc_experiment(
+    run: _Run, workload: Workload, ends: dict[TopicPartition, int], expected: int
+) -> dict[str, Any]:
+    """Each collector setup in turn: the chdb pipeline, then latency (unless skipped), each on
+    a fresh group (and fresh latency topics)."""
+    out: dict[str, Any] = {}
+    for mode in run.config.worker_gc:
+        figures: dict[str, Any] = {
+            "pipeline": _pipeline(
+                run,
+                f"gc-{mode}",
+                [run.fresh(clickhouse_url=run.chdb_url(f"gc-{mode}"))],
+                ends,
+                expected,
+                gc_mode=mode,
+            )
+        }
+        if not run.config.skip_latency:
+            figures["latency"] = _latency(run, workload, prefix=f"lat-{mode}.", gc_mode=mode)
+        out[mode] = figures
+    return out
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:

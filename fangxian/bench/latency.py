@@ -12,7 +12,7 @@ decision to its scan by ``event_id``. Per load:
   fetch, decide, produce — without the load generator's or the reader's delays;
 - ``decide_lag``: the worker's own ``fangxian_decision_lag_seconds`` histogram over the load
   (per batch: oldest message's broker timestamp → decisions handed to the producer), as
-  bucket-estimated percentiles.
+  bucket-estimated percentiles; and ``gc``, the worker's collector pauses during the load.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def measure_latency(
     loads: Sequence[float],
     *,
     duration_s: float,
-    lag_snapshot: Callable[[], Histogram] | None = None,
+    snapshot: Callable[[], dict[str, Any]] | None = None,
     warmup_s: float = 2.0,
     drain_s: float = 15.0,
 ) -> list[dict[str, Any]]:
@@ -222,12 +222,16 @@ def measure_latency(
                 base = new_base()
                 load = _Load(id_prefix(base))
                 reader.load = load
-                before = lag_snapshot() if lag_snapshot else None
+                before = snapshot() if snapshot else None
                 sent = run_loadgen(settings, templates, offered, duration_s, base, scratch)
                 _drain(reader, sent["sent"], drain_s)
-                after = lag_snapshot() if lag_snapshot else None
-                lag = histogram_delta(after, before) if after and before else None
+                after = snapshot() if snapshot else None
+                lag = None
+                if after and before:
+                    lag = histogram_delta(after["decision_lag"], before["decision_lag"])
                 figures = load_figures(offered, sent, load, lag)
+                if after:
+                    figures["gc"] = after.get("gc")  # the worker's collector pauses in the load
                 log.info("latency at %.0f/s: %s", offered, figures)
                 results.append(figures)
                 time.sleep(1.0)

@@ -7,11 +7,12 @@ consumers do not share its GIL. Protocol — JSON lines on stdout, commands on s
   waits for ``go``;
 - on ``go`` it joins the consumer group and runs; the first processed batch prints
   ``{"state": "first_batch", "t": <epoch s>}``;
-- on ``metrics`` (while running) it prints ``{"state": "metrics", "decision_lag": …}``, the
-  decision-lag histogram so far;
+- on ``metrics`` (while running) it prints ``{"state": "metrics", "decision_lag": …, "gc": …}``,
+  the decision-lag histogram so far and the collector's pauses since the previous ``metrics``;
 - on ``stop`` (or end of stdin) it stops cleanly and prints ``{"state": "stopped", …}`` with
   its peak RSS and metrics. With ``--profile PREFIX`` the run between ``go`` and ``stop`` is
-  profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``.
+  profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``; ``--gc MODE`` sets the
+  collector up once the reference data is loaded (``fangxian.bench.gctune``).
 
 ``WorkerProcess`` is the harness side of that protocol.
 """
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from fangxian.bench.gctune import DEFAULT, MODES, GcProbe, apply_mode
 from fangxian.bench.rss import peak_rss_kb
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings, Topics
@@ -115,8 +117,9 @@ def _stdin_commands(loop: asyncio.AbstractEventLoop, commands: asyncio.Queue[str
     loop.call_soon_threadsafe(commands.put_nowait, "stop")
 
 
-async def _child(settings: Settings, profile_prefix: str | None) -> None:
+async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = DEFAULT) -> None:
     first: list[float] = []
+    probe = GcProbe().install()
 
     def on_result(result: BatchResult) -> None:
         if result.events and not first:
@@ -133,11 +136,13 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
     )
     await runtime.store.start()
     await runtime.store.ready.wait()
+    gc_setup = apply_mode(gc_mode)  # the reference data is loaded: what stays, stays
     _emit(
         "loaded",
         seconds=round(time.monotonic() - began, 2),
         vmhwm_kb=peak_rss_kb(),
         reference={kind: len(recs) for kind, recs in runtime.store.records.items()},
+        gc=gc_setup,
     )
     while (command := await commands.get()) != "go":
         if command == "stop":
@@ -151,6 +156,7 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
     await runtime.worker.start()
+    probe.reset()
     task = asyncio.create_task(runtime.run())
     _emit("running", t=time.time())
     waiter = asyncio.create_task(commands.get())
@@ -163,7 +169,9 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
             if command == "stop":
                 break
             if command == "metrics":
-                _emit("metrics", decision_lag=lag_histogram(runtime.metrics))
+                # gc pauses since the last snapshot
+                _emit("metrics", decision_lag=lag_histogram(runtime.metrics), gc=probe.report())
+                probe.reset()
             waiter = asyncio.create_task(commands.get())
     if profiler is not None:
         profiler.stop()
@@ -180,6 +188,8 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         "stopped",
         vmhwm_kb=peak_rss_kb(),
         committed_events=runtime.worker.committed_events,
+        gc=probe.report(),
+        gc_mode=gc_mode,
         **metric_totals(runtime.metrics),
     )
 
@@ -188,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fangxian.bench.worker")
     parser.add_argument("settings_json")
     parser.add_argument("--profile", help="write a pyinstrument profile to PREFIX.txt/.html")
+    parser.add_argument("--gc", choices=MODES, default=DEFAULT, help="collector setup (gctune)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_child(settings_from_json(args.settings_json), args.profile))
+    asyncio.run(_child(settings_from_json(args.settings_json), args.profile, args.gc))
     return 0
 
 
@@ -220,8 +231,14 @@ class WorkerProcess:
     """One ``python -m fangxian.bench.worker`` child in its own process group."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, *, profile_prefix: Path | None = None
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        profile_prefix: Path | None = None,
+        gc_mode: str = DEFAULT,
     ) -> None:
+        self.gc_mode = gc_mode
         self.settings = settings
         self.log_path = log_path
         self._profile_prefix = profile_prefix
@@ -238,6 +255,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "fangxian.bench.worker", settings_to_json(self.settings)]
         if self._profile_prefix is not None:
             argv += ["--profile", str(self._profile_prefix)]
+        argv += ["--gc", self.gc_mode]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as err:
@@ -274,11 +292,11 @@ class WorkerProcess:
         return self.states[state]
 
     def metrics(self, timeout_s: float = 30.0) -> dict[str, Any]:
-        """The running worker's decision-lag histogram now (``lag_histogram``)."""
+        """The running worker's decision-lag histogram now (``lag_histogram``) and its gc
+        pauses since the previous call (``gc``)."""
         self.states.pop("metrics", None)
         self.command("metrics")
-        histogram: dict[str, Any] = self.wait_state("metrics", timeout_s)["decision_lag"]
-        return histogram
+        return self.wait_state("metrics", timeout_s)
 
     def command(self, text: str) -> None:
         assert self._proc is not None and self._proc.stdin is not None

@@ -240,6 +240,12 @@ def _parse(*argv: str) -> argparse.Namespace:
         pytest.param(("--quick", "--events", "5000"), {"events": 5000}, id="options beat quick"),
         pytest.param(("--loads", "100,200"), {"loads": (100.0, 200.0)}, id="offered loads"),
         pytest.param(
+            ("--worker-gc", "default,freeze-tuned"),
+            {"worker_gc": ("default", "freeze-tuned")},
+            id="gc modes to compare",
+        ),
+        pytest.param((), {"worker_gc": ("default",)}, id="the default collector"),
+        pytest.param(
             ("--skip-rss", "--skip-server", "--skip-latency"),
             {"skip_rss": True, "skip_server": True, "skip_latency": True},
             id="skips",
@@ -258,6 +264,7 @@ def test_command_line_options(argv: tuple[str, ...], expected: dict[str, Any]) -
         pytest.param(("--loads", "0,100"), id="a zero load"),
         pytest.param(("--loads", "fast"), id="not a number"),
         pytest.param(("--rss-residents", "-5"), id="a negative count"),
+        pytest.param(("--worker-gc", "off"), id="an unknown gc mode"),
     ],
 )
 def test_command_line_refuses_bad_lists(argv: tuple[str, ...]) -> None:
