@@ -506,24 +506,37 @@ def _two_workers(
 def _gc_experiment(
     run: _Run, workload: Workload, ends: dict[TopicPartition, int], expected: int
 ) -> dict[str, Any]:
-    """Each collector setup in turn: the chdb pipeline, then latency (unless skipped), each on
-    a fresh group (and fresh latency topics)."""
+    """Each collector setup in turn (in the order given, repeats allowed): the chdb pipeline,
+    then latency (unless skipped), each on a fresh group (and fresh latency topics)."""
     out: dict[str, Any] = {}
-    for mode in run.config.worker_gc:
+    for label in gc_labels(run.config.worker_gc):
+        mode = label.split()[0]
         figures: dict[str, Any] = {
             "pipeline": _pipeline(
                 run,
-                f"gc-{mode}",
-                [run.fresh(clickhouse_url=run.chdb_url(f"gc-{mode}"))],
+                f"gc-{label.replace(' #', '-')}",
+                [run.fresh(clickhouse_url=run.chdb_url(f"gc-{label.replace(' #', '-')}"))],
                 ends,
                 expected,
                 gc_mode=mode,
             )
         }
         if not run.config.skip_latency:
-            figures["latency"] = _latency(run, workload, prefix=f"lat-{mode}.", gc_mode=mode)
-        out[mode] = figures
+            prefix = f"lat-{label.replace(' #', '-')}."
+            figures["latency"] = _latency(run, workload, prefix=prefix, gc_mode=mode)
+        out[label] = figures
     return out
+
+
+def gc_labels(modes: Sequence[str]) -> list[str]:
+    """One label per run of the gc phase: the mode, then ``mode #2``… when it repeats (a
+    repeated, alternating list such as default,freeze,default,freeze evens out machine load)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for mode in modes:
+        seen[mode] = seen.get(mode, 0) + 1
+        labels.append(mode if seen[mode] == 1 else f"{mode} #{seen[mode]}")
+    return labels
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:

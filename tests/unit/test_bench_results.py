@@ -13,7 +13,7 @@ from kafka import TopicPartition
 from fangxian.bench import add_bench_command, config_from_args
 from fangxian.bench.ceiling import best_client, fastest
 from fangxian.bench.chart import latency_series, render_chart, throughput_bars
-from fangxian.bench.harness import BenchConfig, caught_up, ratios, summary_table
+from fangxian.bench.harness import BenchConfig, caught_up, gc_labels, ratios, summary_table
 from fangxian.bench.latency import _Load, load_figures
 from fangxian.bench.loadgen import event_id, id_prefix, new_base, seq_of
 from fangxian.bench.stats import histogram_delta, histogram_summary
@@ -132,6 +132,21 @@ def test_no_raw_ceiling_means_no_ratios() -> None:
 )
 def test_best_client(per_client: dict[str, Any], expected: tuple[Any, Any]) -> None:
     assert best_client(per_client) == expected
+
+
+@pytest.mark.parametrize(
+    ("modes", "labels"),
+    [
+        pytest.param(("default", "freeze"), ["default", "freeze"], id="each once"),
+        pytest.param(
+            ("default", "freeze", "default", "freeze"),
+            ["default", "freeze", "default #2", "freeze #2"],
+            id="repeats get numbered",
+        ),
+    ],
+)
+def test_gc_labels(modes: tuple[str, ...], labels: list[str]) -> None:
+    assert gc_labels(modes) == labels
 
 
 def test_fastest_run_is_the_ceiling_and_every_run_is_kept() -> None:
