@@ -57,6 +57,7 @@ def test_probe_times_every_collection_by_generation() -> None:
     assert report["gen0"]["collections"] >= 1
     assert report["gen2"]["collections"] >= 2
     assert report["gen2"]["max_ms"] <= report["gen2"]["total_ms"]
+    assert 0 <= report["gen2"]["cpu_max_ms"] <= report["gen2"]["cpu_total_ms"]
     probe.reset()
     assert probe.report()["gen2"]["collections"] == 0
     assert probe not in gc.callbacks
