@@ -25,6 +25,7 @@ from fangxian.bench.stats import rate
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent, contract
 from schemas.codec import HEADER_SIZE, strip_logical_types
+from schemas.topics import record_of_topic
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,7 @@ Handler = Callable[[str, bytes], Any]
 
 
 def _record_of(settings: Settings) -> dict[str, str]:
-    t = settings.topics
-    return {
-        t.gate_scans: "GateScan",
-        t.temperature_readings: "TemperatureReading",
-        t.health_reports: "HealthReport",
-    }
+    return record_of_topic(settings.topics, "event")
 
 
 def fastavro_reader(record_names: Mapping[str, str]) -> Handler:

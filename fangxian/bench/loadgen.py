@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fangxian.core.settings import Topics
-from fangxian.produce import route
+from fangxian.ingest.produce import route
 from schemas import Codec
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from fangxian.bench import add_bench_command, config_from_args
 from fangxian.bench.ceiling import best_client, fastest
 from fangxian.bench.chart import latency_series, render_chart, throughput_bars
 from fangxian.bench.harness import BenchConfig, caught_up, gc_labels, ratios, summary_table
@@ -19,6 +18,7 @@ from fangxian.bench.loadgen import event_id, id_prefix, new_base, seq_of
 from fangxian.bench.stats import histogram_delta, histogram_summary
 from fangxian.bench.worker import lag_histogram, settings_from_json, settings_to_json
 from fangxian.bench.workload import prefixed
+from fangxian.cli.bench import config_from_args, register
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, contract
@@ -243,7 +243,7 @@ def test_worker_reports_its_decision_lag_histogram() -> None:
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_bench_command(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     return parser.parse_args(["bench", *argv])
 
 
