@@ -561,11 +561,15 @@ def summary_table(results: dict[str, Any]) -> str:
 
     row("events 事件数", (results.get("workload") or {}).get("events"))
     raw = results.get("raw_ceiling") or {}
+
+    def per_cpu(figures: dict[str, Any]) -> str:
+        return f"{figures.get('events_per_s')} ({figures.get('events_per_cpu_s')} per CPU-s)"
+
     for client in CLIENTS:
         if client in raw:
-            row(f"raw ceiling 原始上限 {client}, events/s", (raw[client] or {}).get("events_per_s"))
+            row(f"raw ceiling 原始上限 {client}, events/s", per_cpu(raw[client] or {}))
     for client, figures in (results.get("validating_decode") or {}).items():
-        row(f"  + validating decode 校验解码 {client}", (figures or {}).get("events_per_s"))
+        row(f"  + validating decode 校验解码 {client}", per_cpu(figures or {}))
     for sink, figures in (results.get("pipeline") or {}).items():
         row(f"pipeline 全流程 {sink}, events/s", (figures or {}).get("events_per_s"))
         row(

@@ -155,7 +155,12 @@ def test_fastest_run_is_the_ceiling_and_every_run_is_kept() -> None:
         {"events_per_s": 5.0, "complete": True},
         {"events_per_s": 7.0, "complete": True},
     ]
-    assert fastest(runs) == {"events_per_s": 7.0, "complete": True, "runs": [9.0, 5.0, 7.0]}
+    assert fastest(runs) == {
+        "events_per_s": 7.0,
+        "complete": True,
+        "runs": [9.0, 5.0, 7.0],
+        "runs_per_cpu_s": [None, None, None],
+    }
 
 
 def test_throughput_bars_in_fixed_order() -> None:
