@@ -32,13 +32,24 @@ def apply_mode(mode: str) -> dict[str, Any]:
     if mode not in MODES:
         raise ValueError(f"unknown gc mode {mode!r}; known: {', '.join(MODES)}")
     frozen = 0
+    tracked = len(gc.get_objects())
     if mode in (FREEZE, FREEZE_TUNED):
         gc.collect()
         gc.freeze()
         frozen = gc.get_freeze_count()
     if mode == FREEZE_TUNED:
         gc.set_threshold(*TUNED_THRESHOLDS)
-    return {"mode": mode, "frozen_objects": frozen, "thresholds": list(gc.get_threshold())}
+    return {
+        "mode": mode,
+        "tracked_objects": tracked,
+        "frozen_objects": frozen,
+        "thresholds": list(gc.get_threshold()),
+    }
+
+
+def tracked_objects() -> dict[str, int]:
+    """Objects a full collection walks now, and those frozen out of its reach."""
+    return {"tracked_objects": len(gc.get_objects()), "frozen_objects": gc.get_freeze_count()}
 
 
 class GcProbe:

@@ -250,6 +250,8 @@ def _pipeline(
         "profiled": profile is not None,  # pyinstrument slows the worker: not a clean figure
         "gc_mode": gc_mode,
         "gc": [(r or {}).get("gc") for r in reports],
+        "gc_objects_loaded": [state.get("gc") for state in loaded],
+        "gc_objects_at_stop": [(r or {}).get("gc_objects") for r in reports],
     }
     log.info("pipeline %s: %s", name, figures)
     return figures

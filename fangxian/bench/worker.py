@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from fangxian.bench.gctune import DEFAULT, MODES, GcProbe, apply_mode
+from fangxian.bench.gctune import DEFAULT, MODES, GcProbe, apply_mode, tracked_objects
 from fangxian.bench.rss import peak_rss_kb
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings, Topics
@@ -190,6 +190,7 @@ async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = 
         committed_events=runtime.worker.committed_events,
         gc=probe.report(),
         gc_mode=gc_mode,
+        gc_objects=tracked_objects(),
         **metric_totals(runtime.metrics),
     )
 

@@ -35,6 +35,7 @@ def test_apply_mode(mode: str, frozen: bool, thresholds: list[int] | None) -> No
     setup = out["setup"]
     assert setup["mode"] == mode
     assert (setup["frozen_objects"] > 1000) is frozen
+    assert setup["tracked_objects"] > 1000
     assert setup["thresholds"] == (thresholds or out["before"])
 
 
