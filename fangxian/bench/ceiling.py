@@ -5,7 +5,8 @@ aiokafka (``getmany``) — the event topics are read from the start with a fresh
 group, once with a plain fastavro read of each body (the *raw ceiling*: consume + Avro read, no
 validation) and once with ``Codec.decode`` (the project's validating decode). Time runs from the
 first batch to the last message. Runs alternate between the clients so both see the same
-machine load.
+machine load. ``consume_only`` (the body untouched) is the client alone. Each figure is also
+given per CPU second of this process (all its threads, librdkafka's included).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def fastavro_reader(record_names: Mapping[str, str]) -> Handler:
         return schemaless_reader(fo, parsed[name], None)
 
     return read
+
+
+def _ignore(name: str, value: bytes) -> None:
+    """Consume only: the client's own cost, the body untouched."""
 
 
 def codec_decoder(codec: Codec) -> Handler:
@@ -178,20 +183,25 @@ def best_client(per_client: Mapping[str, Mapping[str, Any]]) -> tuple[str | None
 def measure_ceilings(
     settings: Settings, codec: Codec, expected: int, *, rounds: int = 2
 ) -> dict[str, Any]:
-    """``raw_ceiling`` and ``validating_decode`` per client, plus the best raw ceiling.
+    """``raw_ceiling`` and ``validating_decode`` per client, plus the best raw ceiling; and
+    ``consume_only`` (the body not even read), the client alone.
 
     Each of the four is run ``rounds`` times, the clients' order alternating between rounds;
     a client's figure is its fastest complete run (a ceiling is what the client *can* do on a
     shared machine), and every run's events/s is kept under ``runs``."""
     plain = fastavro_reader(_record_of(settings))
     decode = codec_decoder(codec)
+    handlers: dict[str, Handler] = {
+        "consume_only": _ignore,
+        "raw_ceiling": plain,
+        "validating_decode": decode,
+    }
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "raw_ceiling": {c: [] for c in CLIENTS},
-        "validating_decode": {c: [] for c in CLIENTS},
+        key: {c: [] for c in CLIENTS} for key in handlers
     }
     for round_no in range(rounds):
         order = CLIENTS if round_no % 2 == 0 else tuple(reversed(CLIENTS))
-        for key, handler in (("raw_ceiling", plain), ("validating_decode", decode)):
+        for key, handler in handlers.items():
             for client in order:
                 if client == CONFLUENT:
                     figures = consume_confluent(settings, expected, handler)

@@ -567,6 +567,8 @@ def summary_table(results: dict[str, Any]) -> str:
     def per_cpu(figures: dict[str, Any]) -> str:
         return f"{figures.get('events_per_s')} ({figures.get('events_per_cpu_s')} per CPU-s)"
 
+    for client, figures in (results.get("consume_only") or {}).items():
+        row(f"consume only 仅消费 {client}, events/s", per_cpu(figures or {}))
     for client in CLIENTS:
         if client in raw:
             row(f"raw ceiling 原始上限 {client}, events/s", per_cpu(raw[client] or {}))
