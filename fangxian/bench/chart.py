@@ -20,7 +20,11 @@ CLIENT_LABELS = {"confluent_kafka": "confluent-kafka", "aiokafka": "aiokafka"}
 def throughput_bars(results: dict[str, Any]) -> list[tuple[str, float]]:
     """(label, events/s) for every throughput figure the run has, in a fixed order."""
     bars: list[tuple[str, float]] = []
-    for key, label in (("raw_ceiling", "raw ceiling"), ("validating_decode", "+ codec")):
+    for key, label in (
+        ("consume_only", "consume only"),
+        ("raw_ceiling", "raw ceiling"),
+        ("validating_decode", "+ codec"),
+    ):
         for client, figures in (results.get(key) or {}).items():
             if isinstance(figures, dict) and figures.get("events_per_s"):
                 bars.append(
