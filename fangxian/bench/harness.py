@@ -29,7 +29,6 @@ from kafka.admin import KafkaAdminClient
 
 from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
-from fangxian.bench.gctune import DEFAULT
 from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
@@ -44,6 +43,7 @@ from fangxian.bench.workload import (
     produce_encoded,
     reference_pairs,
 )
+from fangxian.core.gctune import DEFAULT
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
@@ -74,7 +74,7 @@ class BenchConfig:
     skip_rss: bool = False
     skip_two_workers: bool = False
     profile: bool = False
-    #: collector setups of the bench workers (fangxian.bench.gctune); the first is used by
+    #: collector setups of the bench workers (fangxian.core.gctune); the first is used by
     #: every phase, and with more than one a ``gc`` phase compares them all
     worker_gc: tuple[str, ...] = (DEFAULT,)
     out_dir: Path = Path("bench-results")

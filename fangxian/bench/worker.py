@@ -12,7 +12,7 @@ consumers do not share its GIL. Protocol — JSON lines on stdout, commands on s
 - on ``stop`` (or end of stdin) it stops cleanly and prints ``{"state": "stopped", …}`` with
   its peak RSS and metrics. With ``--profile PREFIX`` the run between ``go`` and ``stop`` is
   profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``; ``--gc MODE`` sets the
-  collector up once the reference data is loaded (``fangxian.bench.gctune``).
+  collector up once the reference data is loaded (``fangxian.core.gctune``).
 
 ``WorkerProcess`` is the harness side of that protocol.
 """
@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from fangxian.bench.gctune import DEFAULT, MODES, GcProbe, apply_mode, tracked_objects
 from fangxian.bench.rss import peak_rss_kb
+from fangxian.core.gctune import DEFAULT, MODES, GcProbe, apply_mode, tracked_objects
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings, Topics
 from infra.process import terminate

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fangxian.bench.gctune import MODES as GC_MODES
+from fangxian.core.gctune import MODES as GC_MODES
 from fangxian.core.settings import Settings
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fangxian.bench.gctune import FREEZE_TUNED, MODES, TUNED_THRESHOLDS, GcProbe
+from fangxian.core.gctune import FREEZE_TUNED, MODES, TUNED_THRESHOLDS, GcProbe
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from fangxian.bench.gctune import FREEZE_TUNED, MODES, TUNED_THRESHOLDS, GcProbe
 def test_apply_mode(mode: str, frozen: bool, thresholds: list[int] | None) -> None:
     # in a child process: freezing and thresholds are process-wide
     code = (
-        "import gc, json; from fangxian.bench.gctune import apply_mode; "
+        "import gc, json; from fangxian.core.gctune import apply_mode; "
         f"before = list(gc.get_threshold()); setup = apply_mode({mode!r}); "
         "print(json.dumps({'setup': setup, 'before': before}))"
     )
@@ -40,7 +40,7 @@ def test_apply_mode(mode: str, frozen: bool, thresholds: list[int] | None) -> No
 
 
 def test_unknown_mode_is_refused() -> None:
-    from fangxian.bench.gctune import apply_mode
+    from fangxian.core.gctune import apply_mode
 
     with pytest.raises(ValueError, match="unknown gc mode"):
         apply_mode("off")

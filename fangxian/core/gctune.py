@@ -1,6 +1,8 @@
-"""Garbage-collector settings a bench worker can run with, and a probe of its pauses.
+"""Garbage-collector setups for a long-running stage, and a probe of the collector's pauses.
 
-Modes (``--worker-gc``):
+A stage that holds reference data calls ``apply_mode(FREEZE)`` once that data is loaded (the
+decide stage should; ``fangxian bench --worker-gc`` measures the setups on the bench worker —
+figures in docs/benchmark.md). Modes:
 
 - ``default``: CPython's own (thresholds 700, 10, 10);
 - ``freeze``: after the reference data is loaded, ``gc.collect()`` then ``gc.freeze()``: the
