@@ -61,13 +61,13 @@ def latency_series(
 
 def render_chart(results: dict[str, Any], path: Path) -> Path:
     """Write the chart to ``path`` (PNG) and return it."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.2))
     bars = throughput_bars(results)
     if bars:
         labels = [label for label, _ in bars]
         heights = [value for _, value in bars]
         drawn = left.bar(range(len(heights)), heights, color="#4c72b0")
-        left.set_xticks(range(len(heights)), labels, fontsize=8)
+        left.set_xticks(range(len(heights)), labels, fontsize=7, rotation=30, ha="right")
         left.bar_label(drawn, fmt="%.0f", fontsize=8)
     left.set_ylabel("events/s")
     left.set_title("Throughput (one worker unless noted)")
