@@ -20,6 +20,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "VisitorPass": ("passes", "pass_id"),
     "Vehicle": ("vehicles", "vehicle_id"),
     "CommunityRules": ("rules", "community_id"),
+    "StaffMember": ("staff", "staff_id"),
+    "DutyShift": ("duty", "shift_id"),
+    "EscalationPolicy": ("escalation", "community_id"),
 }
 
 

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 DAY_MS = 24 * 3600 * 1000
 EVENT_RETENTION_DAYS = 7
 DEAD_LETTER_RETENTION_DAYS = 30
-REFERENCE_FIELDS = frozenset({"residents", "passes", "vehicles", "rules"})
+REFERENCE_FIELDS = frozenset(
+    {"residents", "passes", "vehicles", "rules", "staff", "duty", "escalation"}
+)
 DEAD_LETTER_FIELD = "dead_letters"
 CREATE_TIMEOUT_MS = 30_000
 

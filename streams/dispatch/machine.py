@@ -29,6 +29,7 @@ from streams.dispatch.roster import Policy, Roster, Staff, Step
 NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
 OPEN, ACKNOWLEDGED, RESOLVED, SILENCED = "OPEN", "ACKNOWLEDGED", "RESOLVED", "SILENCED"
 SMS: Final = "sms"
+REQUESTS: Final = {"ACK_REQUESTED": ACKNOWLEDGED, "RESOLVE_REQUESTED": RESOLVED}
 
 
 def action_id(*parts: object) -> str:
@@ -109,6 +110,7 @@ class DispatchMachine:
         # (community, gate, type) → leader whose first message has not gone yet
         self._groups: dict[tuple[str, str, str], str] = {}
         self.in_doubt_resends = 0
+        self._requests: list[Mapping[str, Any]] = []
 
     # -- records ------------------------------------------------------------------------------
     def _record(
@@ -191,12 +193,21 @@ class DispatchMachine:
         return [record]
 
     # -- the fold --------------------------------------------------------------------------------
-    def apply(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def apply(self, record: Mapping[str, Any], live: bool = True) -> list[dict[str, Any]]:
         """Fold one ``alert.actions`` record in (idempotent). Returns derived records to
-        produce: an acknowledgement of a group leader acknowledges its members too."""
+        produce (already applied): the ACKNOWLEDGED / RESOLVED of a request from the endpoint,
+        and those of a group leader's members. While restoring (``live=False``) nothing is
+        derived; ``settle`` derives what is still missing once the log has been read."""
         kind = record["action"]
         alert_id = record["alert_id"]
         detail = record.get("detail", {})
+        if kind in REQUESTS:
+            if not live:
+                self._requests.append(record)
+                return []
+            staff = (record.get("staff_ids") or [""])[0]
+            via = detail.get("via", "link")
+            return self.close(REQUESTS[kind], alert_id, staff, int(record["created_at"]), via)
         if kind == SILENCED and alert_id not in self.alerts:
             self.silenced.add(alert_id)
             return []
@@ -222,7 +233,7 @@ class DispatchMachine:
             state.status = kind
             state.closed_by = ",".join(record.get("staff_ids", []))
             state.closed_at = int(record["created_at"])
-            if state.is_leader:
+            if state.is_leader and live:
                 return [
                     self._record(
                         kind,
@@ -265,6 +276,27 @@ class DispatchMachine:
             and state.severity not in self.roster.policy(state.community_id).immediate_severities
         ):
             self._groups[(state.community_id, state.gate_id or "", state.alert_type)] = alert_id
+
+    def settle(self) -> list[dict[str, Any]]:
+        """After a restore: requests not yet turned into ACKNOWLEDGED / RESOLVED, and members
+        of closed leaders still open (the process died between those writes), applied."""
+        out: list[dict[str, Any]] = []
+        for request in self._requests:
+            out.extend(self.apply(request))
+        self._requests.clear()
+        for state in list(self.alerts.values()):
+            leader = self.alerts.get(state.leader)
+            if state.status == OPEN and leader is not None and leader.status != OPEN:
+                record = self._record(
+                    leader.status,
+                    state,
+                    leader.closed_at,
+                    staff_ids=[s for s in leader.closed_by.split(",") if s],
+                    detail={"via_leader": leader.alert_id},
+                )
+                self.apply(record)
+                out.append(record)
+        return out
 
     def release_in_doubt(self) -> int:
         """After a restore: deliveries with SENDING but no outcome may or may not have reached
@@ -417,3 +449,31 @@ class DispatchMachine:
             return []
         record = self._record(kind, state, now_ms, staff_ids=[staff_id], detail={"via": via})
         return [record, *self.apply(record)]
+
+
+def request_record(
+    kind: str, alert_id: str, staff_id: str, partition: int, now_ms: int
+) -> dict[str, Any]:
+    """What the acknowledge endpoint writes (``ACK_REQUESTED`` / ``RESOLVE_REQUESTED``): it
+    does not hold the alert, so the alert's own fields are left blank; the dispatcher that
+    holds it answers with the complete ACKNOWLEDGED / RESOLVED."""
+    if kind not in REQUESTS:
+        raise ValueError(f"not a request kind: {kind}")
+    return {
+        "action_id": action_id(alert_id, kind, staff_id, now_ms),
+        "alert_id": alert_id,
+        "community_id": "",
+        "action": kind,
+        "alert_type": "",
+        "severity": "INFO",
+        "gate_id": None,
+        "level": 0,
+        "staff_ids": [staff_id],
+        "channel": None,
+        "delivery_id": None,
+        "attempt": 0,
+        "group_count": 1,
+        "detail": {"partition": str(partition), "via": "link"},
+        "alert_event_time": 0,
+        "created_at": now_ms,
+    }
