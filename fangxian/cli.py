@@ -131,9 +131,11 @@ def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Commands defined in their own modules (reference loading, reports, benchmark)."""
     from fangxian import commands
     from fangxian.bench import add_bench_command
+    from fangxian.dispatching import add_dispatch_command
     from fangxian.loading import add_load_command
 
     commands.register(sub)
+    add_dispatch_command(sub)
     add_load_command(sub)
     add_bench_command(sub)
 

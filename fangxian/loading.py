@@ -48,6 +48,10 @@ def _rules_from_json(path: Path) -> LoadResult:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.dispatching import ROSTER_RECORDS, cmd_load_roster
+
+    if args.kind in ROSTER_RECORDS:
+        return cmd_load_roster(args, settings)
     result = read_kind(args.kind, Path(args.file), settings)
     for problem in result.errors:
         print(
@@ -90,7 +94,9 @@ def add_load_command(sub: argparse._SubParsersAction) -> None:
     load = sub.add_parser(
         "load", help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON)"
     )
-    load.add_argument("kind", choices=sorted(RECORD_OF_KIND))
+    from fangxian.dispatching import ROSTER_RECORDS
+
+    load.add_argument("kind", choices=sorted([*RECORD_OF_KIND, *ROSTER_RECORDS]))
     load.add_argument("file", help="CSV (UTF-8 or GB18030; Chinese or English headers) or JSON")
     load.add_argument("--dry-run", action="store_true", help="validate only, produce nothing")
     load.set_defaults(func=cmd_load)

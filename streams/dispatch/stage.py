@@ -39,6 +39,7 @@ from sinks.channels.config import load_channels
 from sinks.channels.delivery import RetryPolicy, Sender
 from streams.dispatch.acklink import AckSigner
 from streams.dispatch.ackweb import ack_app
+from streams.dispatch.action_sink import ActionSink
 from streams.dispatch.contacts import ContactBox
 from streams.dispatch.machine import Delivery, DispatchMachine
 from streams.dispatch.message import compose
@@ -363,8 +364,25 @@ class DispatcherStage:
             await self._produce(self.machine.finish(delivery, outcome.ok, self._clock_ms(), detail))
 
 
-async def serve(settings: Settings, channels: dict[str, Channel] | None = None) -> None:
+async def serve(
+    settings: Settings,
+    channels: dict[str, Channel] | None = None,
+    *,
+    with_action_sink: bool = True,
+) -> None:
+    """Run the dispatcher (and, unless told not to, the ``alert.actions`` → ClickHouse loop)
+    until SIGTERM/SIGINT."""
     stage = DispatcherStage(settings, channels)
+    sink: ActionSink | None = None
+    extra: list[asyncio.Task[None]] = []
+    if with_action_sink:
+        from sinks import migrate, open_writer
+
+        writer = open_writer(settings.clickhouse_url)
+        migrate(writer, retention_days=settings.retention_days)
+        sink = ActionSink(settings, writer)
+        await sink.start()
+        extra.append(asyncio.create_task(sink.run()))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -380,6 +398,10 @@ async def serve(settings: Settings, channels: dict[str, Channel] | None = None) 
     finally:
         stopper.cancel()
         await stage.stop()
+        if sink is not None:
+            await sink.stop()
+        for task in extra:
+            task.cancel()
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
