@@ -207,7 +207,12 @@ class DispatcherStage:
                     except InvalidEvent as err:
                         log.error("skipping undecodable %s record %s: %s", kind, key, err)
                         continue
-                getattr(self.roster, f"apply_{kind}")(key, record)
+                apply = {
+                    "staff": self.roster.apply_staff,
+                    "duty": self.roster.apply_shift,
+                    "escalation": self.roster.apply_policy,
+                }[kind]
+                apply(key, record)
 
     # -- assignment -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:
