@@ -29,6 +29,7 @@ from streams.dispatch.roster import Policy, Roster, Staff, Step
 NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
 OPEN, ACKNOWLEDGED, RESOLVED, SILENCED = "OPEN", "ACKNOWLEDGED", "RESOLVED", "SILENCED"
 SMS: Final = "sms"
+UNROUTED: Final = "unrouted"
 REQUESTS: Final = {"ACK_REQUESTED": ACKNOWLEDGED, "RESOLVE_REQUESTED": RESOLVED}
 
 
@@ -58,6 +59,7 @@ class AlertState:
     attempts: dict[str, int] = field(default_factory=dict)  # delivery_id → last SENDING attempt
     inflight: set[str] = field(default_factory=set)
     escalated_items: set[str] = field(default_factory=set)
+    done_items: set[str] = field(default_factory=set)  # every delivery has an outcome
     level: int = 0
 
     @property
@@ -341,6 +343,8 @@ class DispatchMachine:
             if latest >= 1:
                 items.append(f"r{latest}")
         for item in items:
+            if item in state.done_items:
+                continue  # the roster is not asked again for an item that is over
             due, step, offset_s = _item_due(policy, state, item)
             due = policy.quiet_release_ms(due, state.severity)
             if due > now_ms:
@@ -352,6 +356,7 @@ class DispatchMachine:
             ]
             if pending:
                 return [d for d in pending if d.delivery_id not in state.inflight]
+            state.done_items.add(item)
         return []
 
     def _deliveries(
@@ -389,6 +394,24 @@ class DispatchMachine:
                         due_ms=due,
                     )
                 )
+        if not out:
+            # no channel for this step (none configured, or SMS and nobody has a phone): a
+            # delivery to UNROUTED fails visibly (DELIVERY_FAILED) instead of nothing happening
+            delivery_id = action_id(state.alert_id, item, UNROUTED)
+            out.append(
+                Delivery(
+                    delivery_id,
+                    state.alert_id,
+                    item,
+                    level,
+                    UNROUTED,
+                    tuple(people),
+                    state.group_count,
+                    state.attempts.get(delivery_id, 0) + 1,
+                    escalation,
+                    due,
+                )
+            )
         return out
 
     # -- a delivery's records ------------------------------------------------------------------

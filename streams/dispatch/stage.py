@@ -321,6 +321,9 @@ class DispatcherStage:
                     pending.append(self._producer_send(record))
         if pending:
             await asyncio.gather(*pending)
+        # ROUTED is in the broker: the messages may start before the offsets are committed
+        # (a crash in between redelivers alerts that are already ROUTED, and they are skipped)
+        self._start_due_deliveries()
         await self._alerts.commit(
             {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         )

@@ -402,3 +402,20 @@ def test_contacts_are_sealed_bound_to_their_record_and_masked() -> None:
 )
 def test_mask_contact(value: str, masked: str) -> None:
     assert mask_contact(value) == masked
+
+
+def test_a_step_without_any_channel_is_a_visible_failed_delivery_not_nothing() -> None:
+    policy = {**POLICY, "steps": [{"level": 1, "after_s": 0, "channels": []}]}
+    m = DispatchMachine(roster(policy))
+    t0 = local_ms(15, 2)
+    m.on_alert(alert("a1", t0), 0, t0)
+    (delivery,) = m.due(t0)
+    assert delivery.channel == "unrouted"
+
+
+def test_default_channels_serve_a_step_that_names_none() -> None:
+    policy = {**POLICY, "steps": [{"level": 1, "after_s": 0, "channels": []}]}
+    m = DispatchMachine(roster(policy), default_channels=["webhook:console"])
+    t0 = local_ms(15, 2)
+    m.on_alert(alert("a1", t0), 0, t0)
+    assert [d.channel for d in m.due(t0)] == ["webhook:console"]
