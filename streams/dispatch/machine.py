@@ -60,6 +60,7 @@ class AlertState:
     inflight: set[str] = field(default_factory=set)
     escalated_items: set[str] = field(default_factory=set)
     done_items: set[str] = field(default_factory=set)  # every delivery has an outcome
+    wake_ms: int = 0  # nothing can be due before this (0: look at the next tick)
     level: int = 0
 
     @property
@@ -220,6 +221,7 @@ class DispatchMachine:
         if state is None:
             return []  # an action on an alert this instance does not hold (another partition)
         delivery = record.get("delivery_id")
+        state.wake_ms = 0
         if kind == "SENDING" and delivery:
             if delivery not in state.outcomes:
                 state.inflight.add(delivery)
@@ -300,6 +302,11 @@ class DispatchMachine:
                 out.append(record)
         return out
 
+    def wake_all(self) -> None:
+        """The roster or a policy changed: due times must be computed again."""
+        for state in self.alerts.values():
+            state.wake_ms = 0
+
     def release_in_doubt(self) -> int:
         """After a restore: deliveries with SENDING but no outcome may or may not have reached
         the channel (the process died in between). They are sent again (an alert is never
@@ -328,7 +335,7 @@ class DispatchMachine:
         """Every delivery that should be handed to a channel now (none that is in flight)."""
         out: list[Delivery] = []
         for state in self.alerts.values():
-            if state.status != OPEN or not state.is_leader:
+            if state.status != OPEN or not state.is_leader or state.wake_ms > now_ms:
                 continue
             out.extend(self._due_of(state, now_ms))
         return out
@@ -337,17 +344,21 @@ class DispatchMachine:
         policy = self.roster.policy(state.community_id)
         items = self._items(policy)
         last_offset = policy.steps[-1].after_s
+        next_repeat = -1
         if policy.repeat_interval_s > 0:
             elapsed_s = (now_ms - state.routed_at) // 1000 - last_offset
             latest = min(policy.max_repeats, max(0, elapsed_s // policy.repeat_interval_s))
             if latest >= 1:
                 items.append(f"r{latest}")
+            if latest < policy.max_repeats:
+                next_repeat = latest + 1
         for item in items:
             if item in state.done_items:
                 continue  # the roster is not asked again for an item that is over
             due, step, offset_s = _item_due(policy, state, item)
             due = policy.quiet_release_ms(due, state.severity)
             if due > now_ms:
+                state.wake_ms = due
                 return []
             pending = [
                 d
@@ -357,6 +368,11 @@ class DispatchMachine:
             if pending:
                 return [d for d in pending if d.delivery_id not in state.inflight]
             state.done_items.add(item)
+        if next_repeat > 0:
+            due, _, _ = _item_due(policy, state, f"r{next_repeat}")
+            state.wake_ms = policy.quiet_release_ms(due, state.severity)
+        else:
+            state.wake_ms = 2**62  # the chain is over: only a record can change that
         return []
 
     def _deliveries(

@@ -213,6 +213,7 @@ class DispatcherStage:
                     "escalation": self.roster.apply_policy,
                 }[kind]
                 apply(key, record)
+                self.machine.wake_all()
 
     # -- assignment -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:

@@ -419,3 +419,16 @@ def test_default_channels_serve_a_step_that_names_none() -> None:
     t0 = local_ms(15, 2)
     m.on_alert(alert("a1", t0), 0, t0)
     assert [d.channel for d in m.due(t0)] == ["webhook:console"]
+
+
+def test_a_shorter_policy_loaded_later_takes_effect_for_open_alerts() -> None:
+    r = roster()
+    m = DispatchMachine(r)
+    t0 = local_ms(15, 2)
+    m.on_alert(alert("a1", t0), 0, t0)
+    step_through(m, t0)
+    assert m.due(t0 + 2 * MIN) == []
+    steps = [{**POLICY["steps"][0]}, {**POLICY["steps"][1], "after_s": 60}]
+    r.apply_policy(COMMUNITY, {**POLICY, "steps": steps})
+    m.wake_all()
+    assert {d.level for d in m.due(t0 + 2 * MIN)} == {2}
