@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from fangxian.core.settings import Settings
-from fangxian.reporting.daily import Scope, build_report
 from infra.fake_bots import FakeBots
 from sinks import migrate, open_writer
+from sinks.reports.daily import Scope, build_report
 from streams.dispatch.action_sink import ActionSink
 from streams.dispatch.stage import DispatcherStage
 from tests.integration.dispatch_harness import (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fangxian.ingest.roster_files import load_duty, load_escalation, load_staff
 from schemas import Codec, contract
 from streams.dispatch.contacts import ContactBox
-from streams.dispatch.roster_files import load_duty, load_escalation, load_staff
 
 BOX = ContactBox("unit-test-roster-key")
 C = "91350100M000100Y43"

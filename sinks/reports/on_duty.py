@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fangxian.reporting.sqltime import epoch_ms_expr
-from sinks.base import Writer
+from sinks.base import Reader
+from sinks.reports.sqltime import epoch_ms_expr
 
 # (key, 中文, English) in report order
 ON_DUTY_FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -42,12 +42,12 @@ class OnDutyFigures:
 
 
 def on_duty_figures(
-    writer: Writer, condition: str, params: dict[str, Any], start_s: int, end_s: int
+    reader: Reader, condition: str, params: dict[str, Any], start_s: int, end_s: int
 ) -> list[OnDutyFigures]:
     """Per community of the scope (``condition`` over ``community_id``), alerts routed in
     ``[start_s, end_s)`` UTC seconds."""
-    db = writer.database
-    ms = epoch_ms_expr("created_at", writer.server_version())
+    db = reader.database
+    ms = epoch_ms_expr("created_at", reader.server_version())
     sql = (
         "SELECT cid, count() AS routed, countIf(acked > 0) AS acknowledged,"
         " countIf(acked = 0 AND resolved = 0) AS open,"
@@ -68,7 +68,7 @@ def on_duty_figures(
         "  HAVING n_routed > 0 AND routed_at >= %(od_start)s AND routed_at < %(od_end)s"
         " ) GROUP BY cid ORDER BY cid"
     )
-    rows = writer.query(sql, {**params, "od_start": start_s * 1000, "od_end": end_s * 1000})
+    rows = reader.query(sql, {**params, "od_start": start_s * 1000, "od_end": end_s * 1000})
     return [
         OnDutyFigures(
             community_id=str(c),

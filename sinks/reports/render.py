@@ -11,14 +11,14 @@ import io
 import json
 from html import escape
 
-from fangxian.reporting.daily import (
+from sinks.reports.daily import (
     DECISION_LABELS,
     FIGURES,
     SEVERITY_LABELS,
     SYMPTOM_LABELS,
     DailyReport,
 )
-from fangxian.reporting.on_duty import ON_DUTY_FIGURES
+from sinks.reports.on_duty import ON_DUTY_FIGURES
 
 TITLE_ZH = "社区疫情信息报表"
 TITLE_EN = "Community epidemic report"
