@@ -217,19 +217,32 @@ def test_dingtalk_rate_limit_opens_the_breaker_for_the_block() -> None:
 
 
 def test_client_side_rate_limit_waits_instead_of_hitting_the_server_limit() -> None:
+    now = [0.0]
     slept: list[float] = []
 
     async def body(bots: FakeBots, session: aiohttp.ClientSession) -> list[Outcome]:
         async def sleep(s: float) -> None:
             slept.append(s)
-            await asyncio.sleep(min(s, 1.1))
+            now[0] += s
 
-        sender = Sender({"t": make("feishu", bots)}, session, retry=FAST, sleep=sleep)
+        sender = Sender(
+            {"t": make("feishu", bots)}, session, retry=FAST, clock=lambda: now[0], sleep=sleep
+        )
         return [await sender.deliver("t", message()) for _ in range(7)]
 
-    outcomes = run(body)
+    outcomes = run(body, FakeBotConfig(feishu_per_second=1000))
     assert all(o.ok for o in outcomes)
-    assert slept and max(slept) > 0.5, "the 6th send within a second waited"
+    assert slept == [1.0], "the 6th send waited for the next second of Feishu's 5/s window"
+
+
+def test_control_without_the_client_limit_feishu_answers_9499() -> None:
+    async def body(bots: FakeBots, session: aiohttp.ClientSession) -> list[Outcome]:
+        sender = Sender({"t": make("feishu", bots)}, session, retry=RetryPolicy(max_tries=1))
+        sender.limiters["t"].count = 1000
+        return [await sender.deliver("t", message()) for _ in range(3)]
+
+    outcomes = run(body, FakeBotConfig(feishu_per_second=2))
+    assert [o.code for o in outcomes] == ["", "", "9499"]
 
 
 def test_breaker_opens_after_repeated_failures_and_half_opens_later() -> None:
