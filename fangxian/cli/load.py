@@ -64,11 +64,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser(
-        "load", help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON)"
+        "load",
+        help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON); "
+        "值班名册 staff/duty (CSV) or escalation (JSON)",
     )
-    from fangxian.dispatching import ROSTER_RECORDS
-
-    load.add_argument("kind", choices=sorted([*RECORD_OF_KIND, *ROSTER_RECORDS]))
+    load.add_argument("kind", choices=sorted(KINDS))
     load.add_argument("file", help="CSV (UTF-8 or GB18030; Chinese or English headers) or JSON")
     load.add_argument("--dry-run", action="store_true", help="validate only, produce nothing")
     load.set_defaults(func=cmd_load)
