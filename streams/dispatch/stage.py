@@ -81,8 +81,10 @@ class DispatcherStage:
         *,
         clock_ms: Callable[[], int] = _wall_ms,
         retry: RetryPolicy | None = None,
+        idempotent_producer: bool = True,
     ) -> None:
         self._s = settings
+        self._idempotent = idempotent_producer  # False for brokers without it (Tansu)
         self._clock_ms = clock_ms
         self._codec = Codec()
         self._channels = (
@@ -112,7 +114,10 @@ class DispatcherStage:
     async def start(self) -> None:
         s = self._s
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            bootstrap_servers=s.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=self._idempotent,
+            linger_ms=0,
         )
         await self._producer.start()
         self._session = aiohttp.ClientSession()
