@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEMO_ROSTER_KEY = "fangxian-demo-roster-key-not-for-production"
 DEMO_ACK_KEY = "fangxian-demo-ack-key-not-for-production"
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/ack\?\S+")
+SHOWN_DELIVERIES = 12  # the console shows the first ones; the summary counts them all
 
 
 def roster_records(
@@ -135,7 +136,11 @@ class DemoDispatch:
         text = str(item.payload.get("text", {}).get("content", ""))
         mentions = item.payload.get("text", {}).get("mentioned_list", [])
         headline = text.split("\n", 1)[0]
-        print(f"📨 企业微信群 WeCom ← @{','.join(mentions) or '-'}: {headline}", flush=True)
+        shown = len(self.bots.received)
+        if shown < SHOWN_DELIVERIES:
+            print(f"📨 企业微信群 WeCom ← @{','.join(mentions) or '-'}: {headline}", flush=True)
+        elif shown == SHOWN_DELIVERIES:
+            print("📨 … 后续消息见汇总 further messages are counted in the summary", flush=True)
         links = LINK.findall(text)
         if links and not self.acknowledged_link:
             self.acknowledged_link = True

@@ -139,7 +139,9 @@ class DispatcherStage:
         )
         self._alerts.subscribe([s.topics.alerts], listener=_Assignment(self))
         await self._alerts.start()
-        self._web = web.AppRunner(ack_app(self._signer, self._publish_request, self._clock_ms))
+        self._web = web.AppRunner(
+            ack_app(self._signer, self._publish_request, self._clock_ms), access_log=None
+        )
         await self._web.setup()
         await web.TCPSite(self._web, s.bind_host, s.ack_port).start()
         log.info(
