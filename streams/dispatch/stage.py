@@ -47,6 +47,10 @@ from streams.dispatch.roster import Roster
 
 log = logging.getLogger(__name__)
 
+#: a delivery that failed for a passing reason waits 30 s, 60 s, 120 s, ... (at most 5 min)
+RETRY_BASE_MS = 30_000
+RETRY_CAP_MS = 300_000
+
 REFERENCE_RECORDS = {"staff": "StaffMember", "duty": "DutyShift", "escalation": "EscalationPolicy"}
 
 
@@ -377,7 +381,15 @@ class DispatcherStage:
         else:
             self.sent += 1
         if delivery.alert_id in self.machine.alerts:
-            await self._produce(self.machine.finish(delivery, outcome.ok, self._clock_ms(), detail))
+            retry_after = (
+                min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (delivery.attempt - 1))
+                if outcome.retryable
+                else None
+            )
+            record = self.machine.finish(
+                delivery, outcome.ok, self._clock_ms(), detail, retry_after_ms=retry_after
+            )
+            await self._produce(record)
 
 
 async def serve(
