@@ -85,9 +85,13 @@ def histogram_quantile(q: float, buckets: Sequence[Sequence[float]]) -> float | 
 
 
 def histogram_summary(histogram: Histogram) -> dict[str, float | None]:
-    """Batches observed, mean and p50/p95/p99 in milliseconds (``None`` when empty)."""
+    """Batches observed, mean and p50/p95/p99 in milliseconds (``None`` when empty), and how
+    many batches were above the highest finite bucket (their percentiles are that bound)."""
     count = histogram["count"]
     summary: dict[str, float | None] = {"batches": count}
+    finite = [(le, n) for le, n in histogram["buckets"] if not math.isinf(le)]
+    # a percentile in the +Inf bucket reads as the top bound: say how many were above it
+    summary["above_top_bucket"] = count - finite[-1][1] if finite else None
     summary["mean_ms"] = round(histogram["sum"] / count * 1000, 2) if count else None
     for q in PERCENTILES:
         value = histogram_quantile(q / 100, histogram["buckets"])

@@ -135,4 +135,8 @@ def test_histogram_delta_and_summary() -> None:
     assert summary["batches"] == 10
     assert summary["mean_ms"] == pytest.approx(50.0)
     assert summary["p50_ms"] == pytest.approx(55.0)
+    assert summary["above_top_bucket"] == 0
+    saturated = {"buckets": [[0.01, 0], [0.1, 1], [INF, 4]], "count": 4, "sum": 9.0}
+    assert histogram_summary(saturated)["above_top_bucket"] == 3
+    assert histogram_summary(saturated)["p99_ms"] == pytest.approx(100.0)
     assert histogram_summary({"buckets": [[INF, 0]], "count": 0, "sum": 0.0})["p99_ms"] is None
