@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +29,12 @@ def test_apply_mode(mode: str, frozen: bool, thresholds: list[int] | None) -> No
         f"before = list(gc.get_threshold()); setup = apply_mode({mode!r}); "
         "print(json.dumps({'setup': setup, 'before': before}))"
     )
-    out = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
     )
+    out = json.loads(done.stdout)
     setup = out["setup"]
     assert setup["mode"] == mode
     assert (setup["frozen_objects"] > 1000) is frozen
