@@ -26,12 +26,14 @@ test-deps: setup bi-install
 test: test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The benchmark harness (not part of the test run); figures in bench-results/.
 bench: test-deps

@@ -22,28 +22,24 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fangxian.core.settings import Settings
-from fangxian.produce import RecordProducer
-from fangxian.simulator import CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.ingest.produce import RecordProducer
+from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
 from schemas.contract import ALERT_TYPES
+from schemas.labels import DECISION_ZH
+from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
-from streams.notify import DECISION_ZH, alert_line, should_notify
+from streams.notify import alert_line, should_notify
 from streams.processor import BatchResult
 
 log = logging.getLogger(__name__)
 
 DEMO_KEY = "fangxian-demo-key-not-for-production"
-REFERENCE_ORDER = (
-    ("rules", "CommunityRules"),
-    ("residents", "Resident"),
-    ("passes", "VisitorPass"),
-    ("vehicles", "Vehicle"),
-)
 
 
 def load_reference(producer: RecordProducer, sim: CommunitySimulator) -> int:
     records = sim.reference_records()
     sent = 0
-    for kind, record_name in REFERENCE_ORDER:
+    for kind, record_name in RECORD_OF_KIND.items():  # load order: rules first
         for record in records.get(kind, []):
             producer.send(record_name, record)
             sent += 1

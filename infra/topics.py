@@ -15,14 +15,15 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from fangxian.core.settings import Settings, Topics
+from schemas.topics import REFERENCE_TOPICS, ROUTE_OF
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 EVENT_RETENTION_DAYS = 7
 DEAD_LETTER_RETENTION_DAYS = 30
-REFERENCE_FIELDS = frozenset({"residents", "passes", "vehicles", "rules"})
-DEAD_LETTER_FIELD = "dead_letters"
+REFERENCE_FIELDS = frozenset(REFERENCE_TOPICS)
+DEAD_LETTER_FIELD = ROUTE_OF["DeadLetter"].topic
 CREATE_TIMEOUT_MS = 30_000
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fangxian.core.codes import credit_code_format_ok
 from schemas.errors import INVALID_VALUE, InvalidEvent
 
 Datum = Mapping[str, Any]
@@ -40,13 +41,6 @@ AMBIENT_MAX_C: Final = 70.0
 
 MINUTES_PER_DAY: Final = 1440
 
-# GB 32100 Unified Social Credit Code: 18 characters over 0-9 and 21 capital letters
-# (no I, O, S, V, Z); the last is a check character.
-CREDIT_CODE_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_CREDIT_CODE_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_CREDIT_CODE_VALUE: Final = {c: i for i, c in enumerate(CREDIT_CODE_ALPHABET)}
-_CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
-
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # What a pseudonymous token must never look like: a resident ID number (GB 11643) or a
@@ -61,18 +55,6 @@ def _invalid(field: str, problem: str, value: object) -> InvalidEvent:
     return InvalidEvent(INVALID_VALUE, f"{field} {problem} (got {value!r:.60})")
 
 
-def credit_code_check_ok(code: str) -> bool:
-    """True if ``code``'s 18th character is the GB 32100 check character of the first 17.
-
-    Some real, registered codes fail this check, so a failure is something to flag, not a
-    reason to reject the event.
-    """
-    if _CREDIT_CODE.fullmatch(code) is None:
-        return False
-    total = sum(_CREDIT_CODE_VALUE[c] * w for c, w in zip(code, _CREDIT_CODE_WEIGHTS, strict=False))
-    return CREDIT_CODE_ALPHABET[(31 - total % 31) % 31] == code[17]
-
-
 def require_uuid(value: object, field: str) -> None:
     """A canonical (lower-case, hyphenated) UUID string: one spelling per idempotency key."""
     if type(value) is not str or _UUID.fullmatch(value) is None:
@@ -80,8 +62,9 @@ def require_uuid(value: object, field: str) -> None:
 
 
 def require_community_id(value: object, field: str = "community_id") -> None:
-    """18 characters of the GB 32100 alphabet; the check character is not enforced."""
-    if type(value) is not str or _CREDIT_CODE.fullmatch(value) is None:
+    """18 characters of the GB 32100 alphabet, county part all digits
+    (``fangxian.core.codes.credit_code_format_ok``); the check character is not enforced."""
+    if type(value) is not str or not credit_code_format_ok(value):
         raise _invalid(field, "is not an 18-character GB 32100 credit code", value)
 
 

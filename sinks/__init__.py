@@ -1,16 +1,19 @@
-"""ClickHouse sinks: one ``Writer`` interface (server or chdb), migrations, the batcher."""
+"""ClickHouse sinks: ``Writer`` (inserts), ``Reader`` (queries), ``Connection`` (both) over a
+server or chdb; migrations; readback and the reports (``sinks/reports/``) on the read side."""
 
-from sinks.base import Writer, open_writer
-from sinks.batcher import TableBatcher
+from sinks.base import Connection, Reader, Writer
+from sinks.connect import open_reader, open_writer
 from sinks.errors import SinkDataError, SinkError, SinkUnavailable
 from sinks.migrate import migrate
 
 __all__ = [
+    "Connection",
+    "Reader",
     "SinkDataError",
     "SinkError",
     "SinkUnavailable",
-    "TableBatcher",
     "Writer",
     "migrate",
+    "open_reader",
     "open_writer",
 ]

@@ -1,4 +1,5 @@
-"""The one interface the worker writes through, and the URL that picks an implementation.
+"""The interfaces to ClickHouse — ``Writer`` (inserts, DDL), ``Reader`` (queries), ``Connection``
+(both) — and the URL that picks an implementation.
 
 ``clickhouse://user:password@host:port/database`` → ``ServerWriter`` (clickhouse-driver, native
 protocol); ``chdb:///abs/path`` or ``chdb://relative/path`` → ``ChdbWriter`` (ClickHouse
@@ -13,8 +14,26 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sinks.errors import SinkError
+
 DEFAULT_DATABASE = "fangxian"
 DEFAULT_PORT = 9000
+
+
+class Reader(Protocol):
+    """Reads ClickHouse tables of ``database``: readback, reports, contacts."""
+
+    database: str
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a ``SELECT``; ``params`` fill ``%(name)s`` placeholders (quoted)."""
+        ...
+
+    def server_version(self) -> tuple[int, ...]:
+        """The engine's version, e.g. ``(18, 16, 1)``."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Writer(Protocol):
@@ -33,15 +52,12 @@ class Writer(Protocol):
         """Run one statement that returns nothing (DDL, ``INSERT ... VALUES`` literals)."""
         ...
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Rows of a ``SELECT``; ``params`` fill ``%(name)s`` placeholders (quoted)."""
-        ...
-
-    def server_version(self) -> tuple[int, ...]:
-        """The engine's version, e.g. ``(18, 16, 1)``."""
-        ...
-
     def close(self) -> None: ...
+
+
+class Connection(Reader, Writer, Protocol):
+    """Both sides, for what must read and write: migrations, ``forget``, the worker's runtime
+    (which migrates before it writes). ``open_writer`` returns one."""
 
 
 @dataclass(frozen=True)
@@ -80,14 +96,13 @@ def parse_url(url: str) -> ServerTarget | ChdbTarget:
     raise ValueError(f"unsupported ClickHouse URL scheme {parts.scheme!r} in {url!r}")
 
 
-def open_writer(url: str, *, settings: Mapping[str, Any] | None = None) -> Writer:
-    """A connected writer for ``url`` (see the module docstring). ``settings`` are ClickHouse
-    query settings for a server writer."""
-    target = parse_url(url)
-    if isinstance(target, ServerTarget):
-        from sinks.server import ServerWriter
-
-        return ServerWriter(target, settings=settings)
-    from sinks.embedded import ChdbWriter
-
-    return ChdbWriter(target)
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"18.16.1"`` → ``(18, 16, 1)``; non-numeric parts end the tuple."""
+    numbers: list[int] = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    if not numbers:
+        raise SinkError(f"unrecognised server version {text!r}")
+    return tuple(numbers)

@@ -19,10 +19,9 @@ import pyarrow as pa
 from chdb import session as chdb_session
 
 from sinks import rows as contract_rows
-from sinks.base import ChdbTarget
+from sinks.base import ChdbTarget, parse_version
 from sinks.errors import SinkUnavailable, chdb_errors_as_sink_errors
 from sinks.rows import Kind
-from sinks.server import parse_version
 
 log = logging.getLogger(__name__)
 

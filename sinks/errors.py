@@ -1,4 +1,4 @@
-"""Sink failures split by kind (STYLE.md lesson 5).
+"""Sink failures split by kind.
 
 - ``SinkDataError``: the server rejected the rows as data (a value it cannot parse, an unknown
   enum symbol, a null where none is allowed). Retrying will not help: dead-letter the rows.
@@ -17,8 +17,6 @@ import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from clickhouse_driver import errors as driver_errors
 
 # Codes whose cause is the inserted data itself (ClickHouse src/Common/ErrorCodes.cpp).
 DATA_ERROR_CODES: frozenset[int] = frozenset(
@@ -108,36 +106,40 @@ def code_in_message(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-_DRIVER_UNAVAILABLE = (
-    driver_errors.NetworkError,
-    driver_errors.SocketTimeoutError,
+# Raised by our own encoding (or pyarrow) before a byte reaches the server: the rows do not fit
+# the column types.
+_CLIENT_SIDE_DATA: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+)
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
     EOFError,
     ConnectionError,
     socket.timeout,
     TimeoutError,
     OSError,
 )
-# Raised by clickhouse-driver (or by our own encoding) before a byte reaches the server: the
-# rows do not fit the column types.
-_CLIENT_SIDE_DATA = (
-    driver_errors.TypeMismatchError,
-    driver_errors.LogicalError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    OverflowError,
-)
 
 
 def from_driver_error(err: BaseException) -> SinkError:
-    """Map a clickhouse-driver (or socket) exception onto the sink error kinds."""
+    """Map a clickhouse-driver (or socket) exception onto the sink error kinds.
+
+    clickhouse-driver is imported here, on the server path only: the chdb path never loads it.
+    """
+    from clickhouse_driver import errors as driver_errors
+
     if isinstance(err, SinkError):
         return err
     if isinstance(err, driver_errors.ServerException):
         return from_code(err.code, str(err))
-    if isinstance(err, _DRIVER_UNAVAILABLE):
+    if isinstance(
+        err, (driver_errors.NetworkError, driver_errors.SocketTimeoutError, *_UNAVAILABLE)
+    ):
         return SinkUnavailable(f"{type(err).__name__}: {err}")
-    if isinstance(err, _CLIENT_SIDE_DATA):
+    client_side = (driver_errors.TypeMismatchError, driver_errors.LogicalError, *_CLIENT_SIDE_DATA)
+    if isinstance(err, client_side):
         return SinkDataError(f"{type(err).__name__}: {err}")
     if isinstance(err, driver_errors.Error):
         return SinkError(f"{type(err).__name__}: {err}", code=getattr(err, "code", None))

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinks.base import Writer
+from sinks.base import Connection
 from sinks.legacy import adapt_for_legacy
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,13 @@ def render(sql: str, *, database: str, retention_days: int) -> str:
     return sql.replace("{database}", database).replace("{retention_days}", str(retention_days))
 
 
-def applied_versions(writer: Writer, database: str) -> set[int]:
+def applied_versions(writer: Connection, database: str) -> set[int]:
     rows = writer.query(f"SELECT version FROM {database}.schema_migrations")
     return {int(row[0]) for row in rows}
 
 
 def migrate(
-    writer: Writer,
+    writer: Connection,
     *,
     retention_days: int = 90,
     database: str | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sinks.base import Writer
+from sinks.base import Reader
 from sinks.legacy import MS_SUFFIX, supports
 from sinks.rows import Column, Kind, columns_of
 
@@ -67,9 +67,9 @@ def _decode(values: list[Any], columns: tuple[Column, ...]) -> dict[str, Any]:
 
 
 def read_contract_rows(
-    writer: Writer, table: str, *, where: str = "", final: bool = True
+    reader: Reader, table: str, *, where: str = "", final: bool = True
 ) -> list[dict[str, Any]]:
     """Every row of ``table`` (optionally filtered by a SQL ``where``) as a contract dict."""
-    sql = contract_select(table, writer.database, writer.server_version(), where=where, final=final)
+    sql = contract_select(table, reader.database, reader.server_version(), where=where, final=final)
     columns = columns_of(table)
-    return [_decode(list(values), columns) for values in writer.query(sql)]
+    return [_decode(list(values), columns) for values in reader.query(sql)]

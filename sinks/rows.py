@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from schemas import topics
 from sinks.errors import SinkError
 
 INGESTED_AT = "ingested_at"
@@ -118,15 +119,8 @@ TABLES: Mapping[str, tuple[Column, ...]] = {
     ),
 }
 
-# Which table holds which contract record.
-TABLE_OF_RECORD: Mapping[str, str] = {
-    "GateScan": "gate_scans",
-    "TemperatureReading": "temperature_readings",
-    "HealthReport": "health_reports",
-    "GateDecision": "gate_decisions",
-    "Alert": "alerts",
-    "DeadLetter": "dead_letters",
-}
+# Which table holds which contract record: the contract table, schemas/topics.py.
+TABLE_OF_RECORD: Mapping[str, str] = topics.TABLE_OF_RECORD
 
 
 class UnknownTable(SinkError):

@@ -10,26 +10,14 @@ from typing import Any
 from clickhouse_driver import Client
 
 from sinks import rows as contract_rows
-from sinks.base import ServerTarget
-from sinks.errors import SinkError, driver_errors_as_sink_errors
+from sinks.base import ServerTarget, parse_version
+from sinks.errors import driver_errors_as_sink_errors
 from sinks.legacy import encode_for_server
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 SEND_RECEIVE_TIMEOUT_S = 60.0
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """``"18.16.1"`` → ``(18, 16, 1)``; non-numeric parts end the tuple."""
-    numbers: list[int] = []
-    for part in text.strip().split("."):
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    if not numbers:
-        raise SinkError(f"unrecognised server version {text!r}")
-    return tuple(numbers)
 
 
 class ServerWriter:

@@ -86,8 +86,8 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _publish_yesterday(settings: Settings) -> None:
-    from fangxian.reporting.publish import kafka_producer, publish_day
     from sinks import open_writer
+    from streams.daily_reports import kafka_producer, publish_day
 
     zone = ZoneInfo(settings.default_timezone)
     yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)

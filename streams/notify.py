@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SEVERITY_ZH = {"CRITICAL": "紧急", "WARNING": "警告", "INFO": "提示"}
-DECISION_ZH = {"ALLOW": "放行", "WARN": "提醒", "RECHECK": "复测", "DENY": "拒绝"}
+from schemas.labels import SEVERITY_ZH
 
 
 def should_notify(alert: dict[str, Any]) -> bool:

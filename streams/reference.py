@@ -24,16 +24,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
+from schemas.topics import REFERENCE_ROUTES
 
 log = logging.getLogger(__name__)
 
 #: reference kind → (record name, Settings.topics attribute)
-KINDS: dict[str, tuple[str, str]] = {
-    "residents": ("Resident", "residents"),
-    "passes": ("VisitorPass", "passes"),
-    "vehicles": ("Vehicle", "vehicles"),
-    "rules": ("CommunityRules", "rules"),
-}
+#: reference kind → (record name, Topics attribute), from the contract table
+KINDS: dict[str, tuple[str, str]] = {str(r.kind): (r.record, r.topic) for r in REFERENCE_ROUTES}
 
 UpdateHook = Callable[[str, str, dict[str, Any] | None], None]
 

@@ -12,7 +12,7 @@ from typing import Any
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
-from sinks import Writer, migrate, open_writer
+from sinks import Connection, migrate, open_writer
 from streams.engine import RuleEngine
 from streams.processor import BatchResult, EventProcessor
 from streams.reference import ReferenceStore
@@ -29,7 +29,7 @@ class Runtime:
         settings: Settings,
         *,
         metrics: Metrics | None = None,
-        writer: Writer | None = None,
+        writer: Connection | None = None,
         on_result: Callable[[BatchResult], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from fangxian.bench.stats import rate
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
+from schemas.topics import record_of_topic
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,7 @@ async def measure_ceiling(
 ) -> dict[str, Any]:
     """Consume the event topics from the start (a fresh consumer group) and decode every
     message, as the worker's processor does; time from the first batch to the last message."""
-    t = settings.topics
-    record_of = {
-        t.gate_scans: "GateScan",
-        t.temperature_readings: "TemperatureReading",
-        t.health_reports: "HealthReport",
-    }
+    record_of = record_of_topic(settings.topics, "event")
     consumer = AIOKafkaConsumer(
         *record_of,
         bootstrap_servers=settings.kafka_bootstrap,

@@ -34,9 +34,6 @@ from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
 from fangxian.bench.worker import WorkerError, WorkerProcess
 from fangxian.bench.workload import (
-    EVENT_FIELDS,
-    OUTPUT_FIELDS,
-    REFERENCE_FIELDS,
     Workload,
     encode_records,
     end_offsets,
@@ -44,11 +41,13 @@ from fangxian.bench.workload import (
     prefill,
     prefixed,
     produce_encoded,
+    reference_pairs,
 )
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
 from schemas import Codec
+from schemas.topics import EVENT_TOPICS, OUTPUT_TOPICS, RECORD_OF_KIND, REFERENCE_TOPICS
 from sinks import migrate, open_writer
 
 log = logging.getLogger(__name__)
@@ -253,7 +252,7 @@ def _first_batch_time(worker: WorkerProcess) -> float | None:
 
 def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
     cfg = run.config
-    topics = prefixed(run.base.topics, "lat.", (*EVENT_FIELDS, *OUTPUT_FIELDS))
+    topics = prefixed(run.base.topics, "lat.", (*EVENT_TOPICS, *OUTPUT_TOPICS))
     settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url("latency"))
     ensure_topics(settings)
     worker = WorkerProcess(settings, run.log_path("latency"))
@@ -281,12 +280,10 @@ def _produce_residents(run: _Run, settings: Settings, workload: Workload, total:
     """The simulator's reference data plus synthetic residents up to ``total``; seconds taken."""
     started = time.monotonic()
     ref = workload.simulator.reference_records()
-    pairs: list[tuple[str, dict[str, Any]]] = [("Resident", r) for r in ref["residents"]]
-    pairs += [("VisitorPass", r) for r in ref["passes"]]
-    pairs += [("Vehicle", r) for r in ref["vehicles"]]
-    pairs += [("CommunityRules", r) for r in ref["rules"]]
+    pairs = reference_pairs(workload.simulator)
     extra = max(0, total - len(ref["residents"]))
-    pairs += [("Resident", r) for r in synthetic_residents(ref["residents"], extra)]
+    resident = RECORD_OF_KIND["residents"]
+    pairs += [(resident, r) for r in synthetic_residents(ref["residents"], extra)]
     encoded = encode_records(run.codec, settings.topics, pairs)
     del pairs
     asyncio.run(produce_encoded(settings.kafka_bootstrap, encoded))
@@ -296,7 +293,7 @@ def _produce_residents(run: _Run, settings: Settings, workload: Workload, total:
 def _rss(
     run: _Run, workload: Workload, ends: dict[TopicPartition, int], residents: int
 ) -> dict[str, Any]:
-    topics = prefixed(run.base.topics, f"rss{residents}.", REFERENCE_FIELDS)
+    topics = prefixed(run.base.topics, f"rss{residents}.", REFERENCE_TOPICS)
     sink, url = run.sink_url(f"rss{residents}")
     settings = run.fresh(topics=topics, clickhouse_url=url)
     ensure_topics(settings)
@@ -359,7 +356,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
             residents=config.residents_per_community,
             seed=config.seed,
         )
-        event_topics = [getattr(run.base.topics, f) for f in EVENT_FIELDS]
+        event_topics = [getattr(run.base.topics, f) for f in EVENT_TOPICS]
         ends = end_offsets(run.broker.bootstrap, event_topics)
         expected = sum(ends.values())
         results["workload"] = {

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fangxian.bench.stats import latency_summary, rate
 from fangxian.core.settings import Settings
-from fangxian.produce import route
+from fangxian.ingest.produce import route
 from schemas import Codec
 
 log = logging.getLogger(__name__)

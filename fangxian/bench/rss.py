@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fangxian.identity import Pseudonymiser
+from fangxian.core.privacy import Pseudonymiser
 
 _PROC = Path("/proc")
 _BENCH_KEY = b"fangxian-bench-not-a-secret"

@@ -16,25 +16,15 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
 from fangxian.core.settings import Settings, Topics
-from fangxian.produce import route
-from fangxian.simulator import CommunitySimulator
+from fangxian.ingest.produce import route
+from fangxian.sim import CommunitySimulator
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
+from schemas.topics import RECORD_OF_KIND
 
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400
-#: reference kinds as ``reference_records()`` keys → record names
-REFERENCE_RECORDS = {
-    "residents": "Resident",
-    "passes": "VisitorPass",
-    "vehicles": "Vehicle",
-    "rules": "CommunityRules",
-}
-EVENT_FIELDS = ("gate_scans", "temperature_readings", "health_reports")
-OUTPUT_FIELDS = ("gate_decisions", "alerts", "dead_letters", "reports_daily")
-REFERENCE_FIELDS = ("residents", "passes", "vehicles", "rules")
-
 #: (topic, key, value) as it goes to Kafka
 Encoded = tuple[str, bytes, bytes]
 
@@ -83,7 +73,7 @@ def encode_records(
 
 def reference_pairs(sim: CommunitySimulator) -> list[tuple[str, dict[str, Any]]]:
     return [
-        (REFERENCE_RECORDS[kind], record)
+        (RECORD_OF_KIND[kind], record)
         for kind, records in sim.reference_records().items()
         for record in records
     ]

@@ -22,7 +22,6 @@ class Metrics(NamedTuple):
     consumer_paused: Gauge
     decisions: Counter
     alerts: Counter
-    alerts_suppressed: Counter
     late_events: Counter
     batch_events: Histogram
     decision_lag_seconds: Histogram
@@ -84,9 +83,6 @@ class Metrics(NamedTuple):
             ),
             alerts=Counter(
                 "fangxian_alerts", "Alerts raised, per type", ["alert_type"], registry=reg
-            ),
-            alerts_suppressed=Counter(
-                "fangxian_alerts_suppressed", "Alerts suppressed as repeats", registry=reg
             ),
             late_events=Counter(
                 "fangxian_late_events",

@@ -1,15 +1,2 @@
-"""Reporting over the ClickHouse tables: the daily community epidemic report (社区疫情信息报表),
-its county roll-up, and the roll-up tables (``sinks/migrations/0003_report_rollups.sql``) it
-reads."""
-
-from fangxian.reporting.daily import DailyReport, Scope, build_report
-from fangxian.reporting.render import render_csv, render_html, render_json
-
-__all__ = [
-    "DailyReport",
-    "Scope",
-    "build_report",
-    "render_csv",
-    "render_html",
-    "render_json",
-]
+"""The people-facing read side that is not a report: contact tracing (``contacts``) and erasure
+(``forget``). The daily report itself is built in ``sinks/reports/``."""

@@ -5,8 +5,8 @@ over the alert type and its cause (source event ids, or subject + window start f
 so replaying the same input yields the same ids and the sinks can de-duplicate.
 
 Messages are written for the person on duty: who (masked), where, what to do. Subject tokens are
-masked (first 4 + ``****`` + last 4) in anything a person reads; the ``subject_id`` field keeps the
-pseudonymous token so records can be joined.
+masked (``fangxian.core.privacy.mask_token``) in anything a person reads; the ``subject_id``
+field keeps the pseudonymous token so records can be joined.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from fangxian.core.privacy import mask_token as mask
+from schemas.labels import DECISION_ZH, SYMPTOM_ZH
 
 # Alert types (enum AlertType in the contract).
 FEVER_RECHECK = "FEVER_RECHECK"
@@ -52,22 +55,9 @@ def alert_id(alert_type: str, cause: str) -> str:
     return str(uuid.uuid5(ALERT_NAMESPACE, alert_type + "|" + cause))
 
 
-def mask(token: str | None) -> str:
-    """Mask a personal token for display: first 4 and last 4 characters kept."""
-    if not token:
-        return "-"
-    if len(token) > 8:
-        return token[:4] + "****" + token[-4:]
-    if len(token) > 2:
-        return token[0] + "****" + token[-1]
-    return "****"
-
-
 _ZH_LABELS: dict[str, str] = {
-    "ALLOW": "放行",
-    "WARN": "放行并提醒",
-    "RECHECK": "暂停通行并复测",
-    "DENY": "禁止通行",
+    **DECISION_ZH,
+    **SYMPTOM_ZH,
     "HOME_OBSERVATION": "居家观察",
     "CENTRALIZED_ISOLATION": "集中隔离",
     "PERSON": "个人",
@@ -84,15 +74,6 @@ _ZH_LABELS: dict[str, str] = {
     "wrong_community": "不属于本小区",
     "entries_used_up": "入场次数已用完",
     "not_registered": "未登记",
-    "FEVER": "发热",
-    "DRY_COUGH": "干咳",
-    "FATIGUE": "乏力",
-    "SORE_THROAT": "咽痛",
-    "SHORTNESS_OF_BREATH": "呼吸困难",
-    "DIARRHEA": "腹泻",
-    "LOSS_OF_TASTE_OR_SMELL": "嗅觉或味觉减退",
-    "MUSCLE_ACHE": "肌肉酸痛",
-    "OTHER": "其他",
 }
 _EN_LABELS: dict[str, str] = {
     "ALLOW": "allow",

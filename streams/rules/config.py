@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from schemas.contract import DECISIONS, LIMIT_DIRECTIONS, LIMIT_SCOPES
+
 log = logging.getLogger(__name__)
 
-DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
-LIMIT_SCOPES = ("NONE", "PERSON", "HOUSEHOLD")
-LIMIT_DIRECTIONS = ("OUT", "IN", "ANY")
 MINUTES_PER_DAY = 1440
 
 _ENUM_FIELDS: dict[str, tuple[str, ...]] = {

@@ -19,11 +19,12 @@ from typing import Any, NamedTuple
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from fangxian.core.codes import CREDIT_CODE_ALPHABET, credit_code_check_char
 from fangxian.core.settings import Settings, Topics
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
-from schemas.validate import CREDIT_CODE_ALPHABET
+from schemas.topics import EVENT_TABLES, ROUTE_OF
 from streams.runtime import Runtime
 from tests.integration.pipeline_harness import PipelineRun, run_pipeline_until
 
@@ -36,33 +37,15 @@ DAY_MS = 24 * HOUR_MS
 EVENT_PARTITIONS = 3
 REFERENCE_PARTITIONS = 2
 
-_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 Record = dict[str, Any]
 Condition = Callable[[Runtime, PipelineRun], bool]
-
-#: event record name → worker row table whose rows say the event was processed
-_EVENT_TABLES = {
-    "GateScan": "gate_scans",
-    "TemperatureReading": "temperature_readings",
-    "HealthReport": "health_reports",
-}
-#: reference record name → (ReferenceStore kind, key field)
-_REFERENCE_KINDS = {
-    "Resident": ("residents", "resident_id"),
-    "VisitorPass": ("passes", "pass_id"),
-    "Vehicle": ("vehicles", "vehicle_id"),
-    "CommunityRules": ("rules", "community_id"),
-}
 
 
 def credit_code(body: str) -> str:
     """A GB 32100 Unified Social Credit Code: the 17-character ``body`` plus its check char."""
     assert len(body) == 17 and all(c in CREDIT_CODE_ALPHABET for c in body), body
-    total = sum(
-        CREDIT_CODE_ALPHABET.index(c) * w for c, w in zip(body, _CREDIT_WEIGHTS, strict=True)
-    )
-    return body + CREDIT_CODE_ALPHABET[(31 - total % 31) % 31]
+    return body + credit_code_check_char(body)
 
 
 class Labels:
@@ -316,14 +299,15 @@ def unprocessed(
     seen: dict[str, set[str]] = {}
     missing: list[str] = []
     for name, record in records:
-        table = _EVENT_TABLES.get(name)
+        table = EVENT_TABLES.get(name)
         if table is not None:
             if table not in seen:
                 seen[table] = {row["event_id"] for row in run.rows(table)}
             if record["event_id"] not in seen[table]:
                 missing.append(f"{name}:{record['event_id']}")
             continue
-        kind, key_field = _REFERENCE_KINDS[name]
+        route = ROUTE_OF[name]
+        kind, key_field = str(route.kind), route.key
         held = runtime.store.records[kind].get(record[key_field])
         # a later version (the rules change) also means this one was read
         if held is None or held["updated_at"] < record["updated_at"]:

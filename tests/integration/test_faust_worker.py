@@ -17,7 +17,7 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from fangxian.core.settings import Settings, Topics
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from infra.ports import free_port
 from schemas import Codec
 from sinks import open_writer

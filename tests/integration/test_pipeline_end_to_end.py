@@ -11,18 +11,13 @@ import pytest
 from kafka import KafkaConsumer
 
 from fangxian.core.settings import Settings
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from schemas import Codec
 from schemas.codec import MARKER
+from schemas.topics import EVENT_TABLES
 from sinks import open_writer
 from sinks.readback import read_contract_rows
 from tests.integration.pipeline_harness import fresh_example, rows_written, run_pipeline_until
-
-EVENT_TABLES = {
-    "GateScan": "gate_scans",
-    "TemperatureReading": "temperature_readings",
-    "HealthReport": "health_reports",
-}
 
 
 @pytest.fixture(params=["chdb", "server"])

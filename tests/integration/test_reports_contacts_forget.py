@@ -25,11 +25,11 @@ from test_reports_scenario import (
 )
 
 from fangxian import cli
-from fangxian.contacts import find_contacts, render_json, render_table
-from fangxian.forget import SUBJECT_TABLES, forget_subject
-from fangxian.identity import mask_token
-from fangxian.reporting import Scope, build_report
+from fangxian.core.privacy import mask_token
+from fangxian.reporting.contacts import find_contacts, render_json, render_table
+from fangxian.reporting.forget import SUBJECT_TABLES, forget_subject
 from sinks import Writer, migrate, open_writer
+from sinks.reports import Scope, build_report
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ from test_reports_scenario import (
 )
 
 from fangxian import cli
-from fangxian.reporting import DailyReport, Scope, build_report
 from sinks import Writer, migrate, open_writer
 from sinks.migrate import load_migrations
+from sinks.reports import DailyReport, Scope, build_report
 
 SCOPES = [
     pytest.param(Scope("community", COMMUNITY_A), lambda c: c == COMMUNITY_A, id="community A"),

@@ -19,7 +19,7 @@ from test_reports_scenario import (
     write_scenario,
 )
 
-from fangxian.identity import mask_token
+from fangxian.core.privacy import mask_token
 from sinks import Writer, migrate, open_writer
 
 QUERIES_MD = Path(__file__).resolve().parents[2] / "docs" / "queries.md"

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from kafka import KafkaConsumer
 
 from fangxian.core.settings import Settings
-from fangxian.reporting.publish import kafka_producer, publish_day
 from sinks import migrate, open_writer
+from streams.daily_reports import kafka_producer, publish_day
 from tests.integration.pipeline_harness import fresh_example
 
 TZ = "Asia/Shanghai"

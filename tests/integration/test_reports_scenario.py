@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fangxian.identity import credit_code_check_char
+from fangxian.core.codes import credit_code_check_char
 from schemas import contract
 from sinks import Writer, migrate, open_writer
 

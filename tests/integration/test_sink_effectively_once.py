@@ -15,19 +15,15 @@ import pytest
 
 from fangxian.core.settings import Settings
 from fangxian.demo import load_reference
-from fangxian.produce import RecordProducer
-from fangxian.reporting.daily import Scope, build_report
-from fangxian.simulator import CommunitySimulator
+from fangxian.ingest.produce import RecordProducer
+from fangxian.sim import CommunitySimulator
 from infra.clickhouse_server import ClickHouseServer
+from schemas.topics import EVENT_TABLES
 from sinks import open_writer
+from sinks.reports.daily import Scope, build_report
 from streams.worker import PipelineWorker
 from tests.integration.pipeline_harness import rows_written, run_pipeline_until
 
-TABLE_OF = {
-    "GateScan": "gate_scans",
-    "TemperatureReading": "temperature_readings",
-    "HealthReport": "health_reports",
-}
 TZ = "Asia/Shanghai"
 
 
@@ -57,7 +53,7 @@ def _produce(
 
 
 def _expected(events: list[tuple[str, dict[str, Any]]]) -> Counter[str]:
-    return Counter(TABLE_OF[name] for name, _ in events)
+    return Counter(EVENT_TABLES[name] for name, _ in events)
 
 
 def _final_counts(url: str) -> dict[str, int]:

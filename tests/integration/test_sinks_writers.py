@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas import contract
-from sinks import SinkDataError, SinkError, TableBatcher, Writer, migrate, open_writer
+from sinks import SinkDataError, SinkError, Writer, migrate, open_writer
 from sinks.legacy import MS_SUFFIX
 from sinks.migrate import load_migrations
 from sinks.readback import read_contract_rows
@@ -146,15 +146,3 @@ def test_writing_before_migrating_is_not_a_data_error(writer: Writer) -> None:
 
 def test_an_empty_write_is_a_no_op(migrated: Writer) -> None:
     assert migrated.write("alerts", []) == 0
-
-
-def test_the_batcher_flushes_one_insert_per_table(migrated: Writer) -> None:
-    batcher = TableBatcher(max_rows=1000, flush_s=1.0)
-    batcher.add("gate_scans", scans(5), now=0.0)
-    batcher.add("gate_decisions", contract.examples("GateDecision"), now=0.0)
-    batcher.add("gate_scans", scans(5, start=5), now=0.5)
-    assert batcher.due(1.0)
-    assert batcher.flush(migrated, now=1.0) == {"gate_scans": 10, "gate_decisions": 2}
-    assert count(migrated, "gate_scans", final=True) == 10
-    assert count(migrated, "gate_decisions", final=True) == 2
-    assert batcher.buffered_rows == 0

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fangxian.core.settings import Settings
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from tests.integration.pipeline_harness import now_ms, rows_written, run_pipeline_until
 from tests.integration.scenario_script import (
     Labels,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from fangxian.bench import add_bench_command, config_from_args
 from fangxian.bench.chart import latency_series, render_chart, throughput_bars
 from fangxian.bench.harness import BenchConfig, caught_up, ratios, summary_table
 from fangxian.bench.worker import settings_from_json, settings_to_json
 from fangxian.bench.workload import prefixed
+from fangxian.cli.bench import config_from_args, register
 from fangxian.core.settings import Settings
 
 A, B = TopicPartition("gate.scans", 0), TopicPartition("gate.scans", 1)
@@ -100,7 +100,7 @@ def test_chart_is_written_even_with_missing_figures(tmp_path: Path) -> None:
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_bench_command(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     return parser.parse_args(["bench", *argv])
 
 

@@ -1,4 +1,4 @@
-"""Check digits, plates, phones, pseudonyms and masks (fangxian.identity)."""
+"""Check digits, plates, phones (fangxian.core.codes); pseudonyms, masks (fangxian.core.privacy)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from fangxian.identity import (
-    Pseudonymiser,
+from fangxian.core.codes import (
     county_code,
     credit_code_check_char,
     credit_code_check_ok,
     credit_code_format_ok,
-    mask_id_number,
-    mask_name,
-    mask_phone,
-    mask_plate,
-    mask_token,
     normalise_id_number,
     normalise_phone,
     normalise_plate,
@@ -25,6 +19,14 @@ from fangxian.identity import (
     plate_ok,
     resident_id_check_char,
     resident_id_check_ok,
+)
+from fangxian.core.privacy import (
+    Pseudonymiser,
+    mask_id_number,
+    mask_name,
+    mask_phone,
+    mask_plate,
+    mask_token,
 )
 
 

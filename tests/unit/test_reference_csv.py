@@ -1,4 +1,4 @@
-"""CSV registers → pseudonymised reference records (fangxian.reference_csv)."""
+"""CSV registers → pseudonymised reference records (fangxian.ingest.reference_csv)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fangxian.identity import Pseudonymiser
-from fangxian.reference_csv import LoadResult, load_passes, load_residents, load_vehicles
+from fangxian.core.privacy import Pseudonymiser
+from fangxian.ingest.reference_csv import LoadResult, load_passes, load_residents, load_vehicles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 PSEUDONYMISER = Pseudonymiser(b"unit-test-key")

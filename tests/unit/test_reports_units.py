@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from fangxian.contacts import Pass, match_contacts, merge_windows
-from fangxian.reporting.daily import DECISIONS, FIGURES, SYMPTOMS, AlertCount, DailyReport, Scope
-from fangxian.reporting.publish import publish_report, report_key
-from fangxian.reporting.render import render_csv, render_html, render_json
-from fangxian.reporting.rollups import SUBJECT_COLUMNS, rollups
-from fangxian.reporting.sqltime import local_day_bounds, parse_duration_s, parse_local_time
+from fangxian.reporting.contacts import Pass, match_contacts, merge_windows
+from sinks.reports.daily import DECISIONS, FIGURES, SYMPTOMS, AlertCount, DailyReport, Scope
+from sinks.reports.render import render_csv, render_html, render_json
+from sinks.reports.rollups import SUBJECT_COLUMNS, rollups
+from sinks.reports.sqltime import local_day_bounds, parse_duration_s, parse_local_time
+from streams.daily_reports import publish_report, report_key
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ SUBJECT = "a1b2c3d4e5f6a7b8c9d0e5f6"
     ("token", "masked"),
     [
         pytest.param("a1b2c3d4e5f6", "a1b2****e5f6", id="keep first four and last four"),
-        pytest.param("abcdefgh", "a****h", id="short token keeps only its ends"),
+        pytest.param("abcdefgh", "****", id="short token fully hidden, its length too"),
+        pytest.param("abc", "****", id="three-char token reveals nothing"),
         pytest.param("ab", "****", id="tiny token fully masked"),
         pytest.param(None, "-", id="no token"),
     ],

@@ -13,9 +13,9 @@ import avro.schema
 import fastavro
 import pytest
 
+from fangxian.core.codes import credit_code_check_ok
 from schemas import Codec, InvalidEvent, contract
 from schemas.codec import HEADER_SIZE, MARKER, canonical_form, fingerprint, strip_logical_types
-from schemas.validate import credit_code_check_ok
 
 # --- an independent CRC-64-AVRO, written from the Avro specification -----------------------
 

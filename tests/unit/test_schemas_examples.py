@@ -10,8 +10,8 @@ import avro.schema
 import fastavro
 import pytest
 
+from fangxian.core.codes import credit_code_check_ok
 from schemas import Codec, contract
-from schemas.validate import credit_code_check_ok
 
 AVRO_DIR = Path(contract.__file__).parent / "avro"
 

@@ -1,4 +1,4 @@
-"""The deterministic community simulator (fangxian.simulator)."""
+"""The deterministic community simulator (fangxian.sim)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ from typing import Any
 
 import pytest
 
-from fangxian.identity import credit_code_check_ok
-from fangxian.simulator import (
+from fangxian.core.codes import credit_code_check_ok
+from fangxian.sim import (
     ALERT_TYPES,
     DEFAULT_RULES,
     CommunitySimulator,
     Scenario,
     ScriptedRun,
-    _uuid4,
     scripted_day,
 )
+from fangxian.sim.model import _uuid4
+from schemas.topics import RECORD_OF_KIND
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 SHANGHAI_OFFSET_MS = 8 * 3_600_000
@@ -53,12 +54,7 @@ CONTRACT_FIELDS = {
     "Vehicle": "vehicle_id community_id owner_resident_id valid_until updated_at",
     "CommunityRules": "community_id " + " ".join(DEFAULT_RULES),
 }
-REFERENCE_RECORD = {
-    "residents": "Resident",
-    "passes": "VisitorPass",
-    "vehicles": "Vehicle",
-    "rules": "CommunityRules",
-}
+REFERENCE_RECORD = RECORD_OF_KIND
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from schemas import contract
+from sinks.base import parse_version
 from sinks.errors import SinkError
 from sinks.legacy import adapt_for_legacy, encode_for_server, is_legacy, supports
 from sinks.migrate import load_migrations, render, split_statements
 from sinks.rows import TABLES
-from sinks.server import parse_version
 
 OLD = (18, 16, 1)
 NEW = (26, 9, 2, 1)

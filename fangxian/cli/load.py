@@ -1,53 +1,20 @@
 """``fangxian load``: a community's register (CSV) or rules (JSON) → the compacted reference
-topics. Validation and pseudonymisation happen here, before anything is produced: the raw
-resident ID, phone or plate never reaches Kafka."""
+topics (``fangxian/ingest/``). Every record is validated before any is produced."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from fangxian.core.settings import Settings
-from fangxian.identity import Pseudonymiser
-from fangxian.produce import RecordProducer
-from fangxian.reference_csv import LoadResult, load_passes, load_residents, load_vehicles
-from schemas import Codec, InvalidEvent
-
-RECORD_OF_KIND = {
-    "residents": "Resident",
-    "passes": "VisitorPass",
-    "vehicles": "Vehicle",
-    "rules": "CommunityRules",
-}
-
-
-def read_kind(kind: str, path: Path, settings: Settings) -> LoadResult:
-    """Parse and validate ``path``; pure apart from reading the file."""
-    if kind == "rules":
-        return _rules_from_json(path)
-    if not settings.pseudonym_key:
-        raise SystemExit(
-            "FANGXIAN_PSEUDONYM_KEY is not set: resident IDs are pseudonymised with a keyed HMAC "
-            "before they leave this machine (未设置假名化密钥 FANGXIAN_PSEUDONYM_KEY)"
-        )
-    pseudonymiser = Pseudonymiser.from_text(settings.pseudonym_key)
-    if kind == "residents":
-        return load_residents(path, pseudonymiser)
-    if kind == "passes":
-        return load_passes(path, pseudonymiser, timezone=settings.default_timezone)
-    return load_vehicles(path, pseudonymiser, timezone=settings.default_timezone)
-
-
-def _rules_from_json(path: Path) -> LoadResult:
-    """One CommunityRules object or a list of them; missing fields take contract defaults."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    records: list[dict[str, Any]] = data if isinstance(data, list) else [data]
-    return LoadResult(records=records)
+from schemas.topics import RECORD_OF_KIND
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.ingest.loading import read_kind
+    from fangxian.ingest.produce import RecordProducer
+    from schemas import Codec, InvalidEvent
+
     result = read_kind(args.kind, Path(args.file), settings)
     for problem in result.errors:
         print(
@@ -86,7 +53,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result.errors else 0
 
 
-def add_load_command(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser(
         "load", help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON)"
     )

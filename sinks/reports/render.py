@@ -11,7 +11,7 @@ import io
 import json
 from html import escape
 
-from fangxian.reporting.daily import (
+from sinks.reports.daily import (
     DECISION_LABELS,
     FIGURES,
     SEVERITY_LABELS,

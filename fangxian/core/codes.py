@@ -1,8 +1,8 @@
-"""Identity and privacy helpers: check digits, plate formats, keyed pseudonyms, masking.
+"""Code checks, one meaning each: resident IDs (GB 11643), unified social credit codes
+(GB 32100, with the GB 11714 organisation code inside), plates (GA 36), mainland phones.
 
-Everything here is pure (no I/O, no clock). Raw ID numbers, phones and plates enter at the ingest
-point (the CSV loaders, the simulator) and leave only as ``Pseudonymiser`` tokens; anything a
-person reads uses the ``mask_*`` helpers.
+Pure (no I/O, no clock). ``schemas/validate.py`` (the codec's value checks), the CSV loaders and
+the simulator all use these; masking and pseudonyms are in ``fangxian/core/privacy.py``.
 
 Standards:
 - Resident ID (GB 11643): 6-digit area code, 8-digit birth date, 3-digit sequence, check char.
@@ -15,8 +15,6 @@ Standards:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import re
 
 __all__ = [
@@ -25,16 +23,10 @@ __all__ = [
     "PLATE_LETTERS",
     "PLATE_PROVINCES",
     "PLATE_SPECIAL_SUFFIXES",
-    "Pseudonymiser",
     "county_code",
     "credit_code_check_char",
     "credit_code_check_ok",
     "credit_code_format_ok",
-    "mask_id_number",
-    "mask_name",
-    "mask_phone",
-    "mask_plate",
-    "mask_token",
     "normalise_id_number",
     "normalise_phone",
     "normalise_plate",
@@ -192,98 +184,3 @@ def normalise_phone(raw: str) -> str:
     if _MOBILE.fullmatch(digits) or _LANDLINE.fullmatch(digits):
         return digits
     raise ValueError("not a mainland phone number / 不是有效的电话号码")
-
-
-# --- pseudonyms ------------------------------------------------------------------------------
-
-TOKEN_HEX_CHARS = 32  # 128 bits: collisions are negligible for any community register
-
-
-def _normalise_for_kind(kind: str, raw: str) -> str:
-    if kind == "phone":
-        return normalise_phone(raw)
-    if kind == "plate":
-        return normalise_plate(raw)
-    return normalise_id_number(raw)
-
-
-class Pseudonymiser:
-    """Keyed pseudonyms: ``token(kind, raw)`` = first 32 hex chars of HMAC-SHA256(key, kind, raw).
-
-    A plain hash of an ID number or phone can be brute-forced (the space is small), a keyed HMAC
-    cannot without the key. The ``kind`` is mixed in so the same digits used as a phone and as
-    an ID (or as a household and a pass number) give unrelated tokens: tokens of different kinds
-    cannot be joined to each other. ``raw`` is normalised first (blanks, case, ``+86``, plate
-    dots) so the same person or plate always gets the same token.
-    """
-
-    __slots__ = ("_key",)
-
-    def __init__(self, key: bytes) -> None:
-        if not isinstance(key, bytes | bytearray) or not key:
-            raise ValueError(
-                "pseudonym key must be non-empty bytes (set FANGXIAN_PSEUDONYM_KEY) / "
-                "假名化密钥不能为空"
-            )
-        self._key = bytes(key)
-
-    @classmethod
-    def from_text(cls, key: str) -> Pseudonymiser:
-        """Build from a text key (e.g. ``Settings.pseudonym_key``), UTF-8 encoded."""
-        return cls(key.encode("utf-8"))
-
-    def __repr__(self) -> str:
-        return "Pseudonymiser(key=<hidden>)"
-
-    def token(self, kind: str, raw: str) -> str:
-        if not kind or "\x00" in kind:
-            raise ValueError("kind must be a non-empty name without NUL / 类型名无效")
-        message = kind.encode("utf-8") + b"\x00" + _normalise_for_kind(kind, raw).encode("utf-8")
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
-
-
-# --- masking ---------------------------------------------------------------------------------
-
-
-def mask_id_number(id_number: str) -> str:
-    """``110105********0123``: first 6 (area) and last 4 kept, 8 stars between."""
-    s = normalise_id_number(id_number)
-    if len(s) <= 10:
-        return "*" * len(s)
-    return s[:6] + "*" * 8 + s[-4:]
-
-
-def mask_phone(phone: str) -> str:
-    """``138****5678``: first 3 and last 4 of the digits kept."""
-    try:
-        digits = normalise_phone(phone)
-    except ValueError:
-        digits = "".join(c for c in phone if c.isdigit())
-    if len(digits) < 8:
-        return "*" * len(digits)
-    return digits[:3] + "****" + digits[-4:]
-
-
-def mask_token(token: str) -> str:
-    """``a1b2****e5f6``: enough to tell tokens apart on a screen, not to look one up."""
-    if len(token) <= 8:
-        return "*" * len(token)
-    return token[:4] + "****" + token[-4:]
-
-
-def mask_name(name: str) -> str:
-    """``张三丰`` → ``张*丰``, ``张三`` → ``张*``, ``欧阳娜娜`` → ``欧**娜``."""
-    s = name.strip()
-    if len(s) <= 1:
-        return "*" * len(s)
-    if len(s) == 2:
-        return s[0] + "*"
-    return s[0] + "*" * (len(s) - 2) + s[-1]
-
-
-def mask_plate(plate: str) -> str:
-    """``闽A·12345`` → ``闽A***45``: province and authority kept, most of the serial hidden."""
-    s = normalise_plate(plate)
-    if len(s) <= 4:
-        return "*" * len(s)
-    return s[:2] + "*" * (len(s) - 4) + s[-2:]

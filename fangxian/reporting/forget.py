@@ -5,7 +5,7 @@ server through ``mutations_sync = 2``; on 18.16, which lacks that setting, we wa
 ``system.mutations``). Dead letters whose original bytes contain the token go too (Avro stores
 strings as plain UTF-8). The roll-up tables hold sets of subject tokens, so every bucket the
 subject touched is deleted and rebuilt from what is left in the base tables, with the view's own
-``SELECT`` (``fangxian.reporting.rollups``).
+``SELECT`` (``sinks.reports.rollups``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fangxian.reporting.rollups import Rollup, rollups
-from sinks.base import Writer
+from sinks.base import Connection
 from sinks.errors import SinkError
+from sinks.reports.rollups import Rollup, rollups
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,14 @@ def _literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _delete(writer: Writer, table: str, condition: str) -> None:
+def _delete(writer: Connection, table: str, condition: str) -> None:
     version = writer.server_version()
     sync = " SETTINGS mutations_sync = 2" if tuple(version[:2]) >= MUTATIONS_SYNC_SINCE else ""
     writer.execute(f"ALTER TABLE {writer.database}.{table} DELETE WHERE {condition}{sync}")
     _wait_for_mutations(writer, table)
 
 
-def _wait_for_mutations(writer: Writer, table: str) -> None:
+def _wait_for_mutations(writer: Connection, table: str) -> None:
     deadline = time.monotonic() + MUTATION_TIMEOUT_S
     while True:
         ((pending,),) = writer.query(
@@ -71,7 +71,7 @@ def _wait_for_mutations(writer: Writer, table: str) -> None:
         time.sleep(0.05)
 
 
-def _buckets(writer: Writer, rollup: Rollup, subject: str) -> list[tuple[str, str]]:
+def _buckets(writer: Connection, rollup: Rollup, subject: str) -> list[tuple[str, str]]:
     inner = rollup.select_where(f"{rollup.subject_column} = %(subject)s", writer.database)
     rows = writer.query(
         f"SELECT DISTINCT community_id, toString({rollup.bucket}) FROM ({inner})",
@@ -85,7 +85,7 @@ def _in_buckets(rollup: Rollup, buckets: Sequence[tuple[str, str]]) -> str:
     return f"(community_id, toString({rollup.bucket})) IN ({keys})"
 
 
-def forget_subject(writer: Writer, subject_id: str, *, dry_run: bool = False) -> ForgetResult:
+def forget_subject(writer: Connection, subject_id: str, *, dry_run: bool = False) -> ForgetResult:
     """Delete every row of ``subject_id``; return how many rows each table lost. With
     ``dry_run`` only count."""
     if len(subject_id) < MIN_TOKEN_LENGTH:

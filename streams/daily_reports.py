@@ -1,4 +1,7 @@
-"""Send a daily report up a level: JSON to the ``reports.daily`` topic (kafka-python)."""
+"""Send a daily report up a level: JSON to the ``reports.daily`` topic (kafka-python).
+
+The worker's Faust crontab (``streams/app.py``) and ``fangxian report --publish`` use this; the
+report itself is built on the read side of the sinks (``sinks/reports/``)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import datetime as dt
 import logging
 from typing import Any, Protocol
 
-from fangxian.reporting.daily import DailyReport
-from fangxian.reporting.render import render_json
+from sinks.base import Reader
+from sinks.reports.daily import DailyReport
+from sinks.reports.render import render_json
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +47,11 @@ def kafka_producer(bootstrap: str) -> Producer:
     return producer
 
 
-def communities_on(writer: Any, start_s: int, end_s: int) -> list[str]:
+def communities_on(reader: Reader, start_s: int, end_s: int) -> list[str]:
     """Every community with a gate scan or a health report in ``[start_s, end_s)`` (epoch s)."""
-    db = writer.database
+    db = reader.database
     window = "event_time >= toDateTime(%(s)s) AND event_time < toDateTime(%(e)s)"
-    rows = writer.query(
+    rows = reader.query(
         f"SELECT DISTINCT community_id FROM {db}.gate_scans WHERE {window} "
         f"UNION ALL SELECT DISTINCT community_id FROM {db}.health_reports WHERE {window}",
         {"s": start_s, "e": end_s},
@@ -56,16 +60,16 @@ def communities_on(writer: Any, start_s: int, end_s: int) -> list[str]:
 
 
 def publish_day(
-    writer: Any, producer: Producer, topic: str, day: dt.date, timezone: str
+    reader: Reader, producer: Producer, topic: str, day: dt.date, timezone: str
 ) -> list[str]:
     """Build and publish the daily report of every community active on ``day``; returns the
     report keys sent. The worker's Faust crontab calls this shortly after local midnight."""
-    from fangxian.reporting.daily import Scope, build_report
-    from fangxian.reporting.sqltime import local_day_bounds
+    from sinks.reports.daily import Scope, build_report
+    from sinks.reports.sqltime import local_day_bounds
 
     keys = []
-    for community_id in communities_on(writer, *local_day_bounds(day, timezone)):
-        report = build_report(writer, Scope("community", community_id), day, timezone)
+    for community_id in communities_on(reader, *local_day_bounds(day, timezone)):
+        report = build_report(reader, Scope("community", community_id), day, timezone)
         publish_report(report, producer, topic)
         keys.append(report_key(report).decode())
     return keys

@@ -10,22 +10,12 @@ from kafka import KafkaProducer
 
 from fangxian.core.settings import Settings, Topics
 from schemas import Codec
-
-#: record name → (Topics attribute, key field)
-ROUTES: dict[str, tuple[str, str]] = {
-    "GateScan": ("gate_scans", "subject_id"),
-    "TemperatureReading": ("temperature_readings", "device_id"),
-    "HealthReport": ("health_reports", "resident_id"),
-    "Resident": ("residents", "resident_id"),
-    "VisitorPass": ("passes", "pass_id"),
-    "Vehicle": ("vehicles", "vehicle_id"),
-    "CommunityRules": ("rules", "community_id"),
-}
+from schemas.topics import topic_and_key
 
 
 def route(topics: Topics, record_name: str, record: dict[str, Any]) -> tuple[str, bytes]:
-    attr, key_field = ROUTES[record_name]
-    return getattr(topics, attr), str(record[key_field]).encode()
+    """Topic and key of ``record`` (the table is ``schemas/topics.py``)."""
+    return topic_and_key(topics, record_name, record)
 
 
 class RecordProducer:

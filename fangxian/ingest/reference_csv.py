@@ -29,18 +29,16 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fangxian.identity import (
-    Pseudonymiser,
+from fangxian.core.codes import (
     credit_code_check_ok,
     credit_code_format_ok,
-    mask_id_number,
-    mask_plate,
     normalise_id_number,
     normalise_phone,
     normalise_plate,
     plate_ok,
     resident_id_check_ok,
 )
+from fangxian.core.privacy import Pseudonymiser, mask_id_number, mask_plate
 
 __all__ = [
     "PASS_COLUMNS",

@@ -27,14 +27,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from schemas import contract
-from sinks.base import Writer
+from schemas import contract, labels
+from sinks.base import Reader
 
 log = logging.getLogger(__name__)
 
 SYMPTOMS = contract.SYMPTOMS
-DECISIONS = ("ALLOW", "WARN", "RECHECK", "DENY")
-SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+DECISIONS = contract.DECISIONS
+SEVERITIES = contract.SEVERITIES
 
 # The scalar figures in report order: key → (中文, English).
 FIGURES: dict[str, tuple[str, str]] = {
@@ -51,24 +51,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "reports_received": ("已健康上报人数", "health reports received"),
     "reports_overdue": ("逾期未上报人数", "health reports overdue"),
 }
-SYMPTOM_LABELS: dict[str, str] = {
-    "FEVER": "发热",
-    "DRY_COUGH": "干咳",
-    "FATIGUE": "乏力",
-    "SORE_THROAT": "咽痛",
-    "SHORTNESS_OF_BREATH": "呼吸困难",
-    "DIARRHEA": "腹泻",
-    "LOSS_OF_TASTE_OR_SMELL": "味觉嗅觉减退",
-    "MUSCLE_ACHE": "肌肉酸痛",
-    "OTHER": "其他",
-}
-DECISION_LABELS: dict[str, str] = {
-    "ALLOW": "放行",
-    "WARN": "提示",
-    "RECHECK": "复测",
-    "DENY": "禁止",
-}
-SEVERITY_LABELS: dict[str, str] = {"INFO": "提示", "WARNING": "警告", "CRITICAL": "严重"}
+SYMPTOM_LABELS = labels.SYMPTOM_ZH
+DECISION_LABELS = labels.DECISION_ZH
+SEVERITY_LABELS = labels.SEVERITY_ZH
 
 ALERT_FIGURES = {
     "fever_rechecks": "FEVER_RECHECK",
@@ -134,11 +119,11 @@ def _one(rows: list[tuple[Any, ...]]) -> tuple[int, ...]:
     return tuple(int(v or 0) for v in row)
 
 
-def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> DailyReport:
+def build_report(reader: Reader, scope: Scope, day: dt.date, timezone: str) -> DailyReport:
     """The report of ``scope`` for the local calendar ``day`` in ``timezone``."""
-    from fangxian.reporting.sqltime import local_day_bounds
+    from sinks.reports.sqltime import local_day_bounds
 
-    db = writer.database
+    db = reader.database
     start, end = local_day_bounds(day, timezone)
     params = {"code": scope.code, "start": start, "end": end, "day": day.isoformat()}
     where = (
@@ -147,7 +132,7 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
     on_day = f"{scope.condition()} AND report_date = toDate(%(day)s)"
 
     entries, exits, residents_out, visitors, vehicles = _one(
-        writer.query(
+        reader.query(
             "SELECT uniqExactMergeIf(passes, direction = 'IN'),"
             " uniqExactMergeIf(passes, direction = 'OUT'),"
             " uniqExactMergeIf(subjects, direction = 'OUT' AND subject_type = 'RESIDENT'),"
@@ -158,7 +143,7 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
         )
     )
     hours = [0] * 24
-    for hour, passes in writer.query(
+    for hour, passes in reader.query(
         "SELECT intDiv(toUInt32(minute) - %(start)s, 3600) AS h, uniqExactMerge(passes)"
         f" FROM {db}.gate_minute WHERE {where} GROUP BY h",
         params,
@@ -167,7 +152,7 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
 
     alerts = [
         AlertCount(str(t), str(s), int(n))
-        for t, s, n in writer.query(
+        for t, s, n in reader.query(
             "SELECT alert_type, toString(severity) AS s, uniqExactMerge(alerts)"
             f" FROM {db}.alert_minute WHERE {where} GROUP BY alert_type, s"
             " ORDER BY alert_type, s",
@@ -176,14 +161,14 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
         if int(n)
     ]
     (reports_overdue,) = _one(
-        writer.query(
+        reader.query(
             "SELECT uniqExactMergeIf(subjects, alert_type = %(overdue)s AND subject_known = 1)"
             f" FROM {db}.alert_minute WHERE {where}",
             {**params, "overdue": OVERDUE_ALERT},
         )
     )
     (under_observation,) = _one(
-        writer.query(
+        reader.query(
             "SELECT uniqExactMerge(s) FROM ("
             f" SELECT residents AS s FROM {db}.health_day WHERE {on_day} AND symptom = ''"
             " UNION ALL"
@@ -194,7 +179,7 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
     )
     symptoms = dict.fromkeys(SYMPTOMS, 0)
     reports_received = 0
-    for symptom, residents in writer.query(
+    for symptom, residents in reader.query(
         f"SELECT symptom, uniqExactMerge(residents) FROM {db}.health_day WHERE {on_day}"
         " GROUP BY symptom",
         params,
@@ -204,14 +189,14 @@ def build_report(writer: Writer, scope: Scope, day: dt.date, timezone: str) -> D
         else:
             symptoms[str(symptom)] = int(residents)
     decisions = dict.fromkeys(DECISIONS, 0)
-    for decision, n in writer.query(
+    for decision, n in reader.query(
         f"SELECT toString(decision) AS d, uniqExactMerge(decisions) FROM {db}.decision_minute"
         f" WHERE {where} GROUP BY d",
         params,
     ):
         decisions[str(decision)] = int(n)
     (communities,) = _one(
-        writer.query(
+        reader.query(
             "SELECT uniqExact(community_id) FROM ("
             f" SELECT community_id FROM {db}.gate_minute WHERE {where}"
             f" UNION ALL SELECT community_id FROM {db}.alert_minute WHERE {where}"

@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fangxian.identity import mask_token
-from fangxian.reporting.sqltime import epoch_ms_expr
-from sinks.base import Writer
+from fangxian.core.privacy import mask_token
+from sinks.base import Reader
+from sinks.reports.sqltime import epoch_ms_expr
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ class ContactResult:
         return len({c.subject_id for c in self.contacts})
 
 
-def _select(writer: Writer) -> str:
-    ms = epoch_ms_expr("event_time", writer.server_version())
+def _select(reader: Reader) -> str:
+    ms = epoch_ms_expr("event_time", reader.server_version())
     return (
         "SELECT community_id, gate_id, toString(direction), toString(subject_type), subject_id,"
-        f" {ms} AS t FROM {writer.database}.gate_scans FINAL"
+        f" {ms} AS t FROM {reader.database}.gate_scans FINAL"
     )
 
 
@@ -105,12 +105,12 @@ def match_contacts(trajectory: list[Pass], others: list[Pass], window_ms: int) -
 
 
 def find_contacts(
-    writer: Writer, subject_id: str, start_ms: int, end_ms: int, window_ms: int
+    reader: Reader, subject_id: str, start_ms: int, end_ms: int, window_ms: int
 ) -> ContactResult:
     """The subject's passes in ``[start_ms, end_ms]`` and everyone within ``window_ms`` of
     one of them at the same gate."""
-    rows = writer.query(
-        f"{_select(writer)} WHERE subject_id = %(subject)s"
+    rows = reader.query(
+        f"{_select(reader)} WHERE subject_id = %(subject)s"
         " AND event_time >= toDateTime(%(lo)s) AND event_time <= toDateTime(%(hi)s)",
         {"subject": subject_id, "lo": start_ms // 1000, "hi": end_ms // 1000 + 1},
     )
@@ -139,8 +139,8 @@ def find_contacts(
     if not conditions:
         return ContactResult(subject_id, trajectory, [])
     others = _passes(
-        writer.query(
-            f"{_select(writer)} WHERE subject_id != %(subject)s AND ({' OR '.join(conditions)})",
+        reader.query(
+            f"{_select(reader)} WHERE subject_id != %(subject)s AND ({' OR '.join(conditions)})",
             params,
         )
     )

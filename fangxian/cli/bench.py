@@ -1,0 +1,89 @@
+"""``fangxian bench``: the benchmark harness (``fangxian/bench/``, not a test). See
+``docs/benchmark.md``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fangxian.core.settings import Settings
+
+
+def _loads(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from err
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"offered loads must be positive: {text!r}")
+    return values
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from err
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"counts must be positive: {text!r}")
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The ``BenchConfig`` the command line asks for (``--quick`` sets the small defaults,
+    explicit options override them)."""
+    from fangxian.bench.harness import BenchConfig
+
+    changes: dict[str, Any] = {
+        "skip_server": args.skip_server,
+        "skip_latency": args.skip_latency,
+        "skip_rss": args.skip_rss,
+        "skip_two_workers": args.skip_two_workers,
+        "profile": args.profile,
+        "out_dir": Path(args.out_dir),
+    }
+    for name in ("events", "loads", "load_seconds", "rss_residents", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    return BenchConfig.quick(**changes) if args.quick else BenchConfig(**changes)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.bench.harness import run_bench, summary_table
+
+    results, path = run_bench(config_from_args(args))
+    print(summary_table(results))
+    print(f"results 结果: {path}")
+    print(f"chart 图表: {results.get('chart')}")
+    if results.get("profile"):
+        print(f"profile 性能剖析: {results['profile']['text']}")
+    return 1 if results.get("errors") else 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``fangxian bench``."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmark harness 基准测试: real Kafka, worker, chdb / ClickHouse server",
+        description="Throughput, latency and memory of the pipeline against a Kafka broker "
+        "this command starts and stops itself. Figures → bench-results/.",
+    )
+    bench.add_argument("--quick", action="store_true", help="~20k events, 5 s loads, 100k RSS")
+    bench.add_argument("--events", type=int, help="events to prefill (default 200000)")
+    bench.add_argument("--loads", type=_loads, help="offered loads, e.g. 1000,5000,20000")
+    bench.add_argument("--load-seconds", type=float, help="seconds per offered load (10)")
+    bench.add_argument(
+        "--rss-residents", type=_counts, help="resident counts for RSS, e.g. 100000,1000000"
+    )
+    bench.add_argument("--seed", type=int)
+    bench.add_argument("--skip-server", action="store_true", help="no ClickHouse server phase")
+    bench.add_argument("--skip-latency", action="store_true")
+    bench.add_argument("--skip-rss", action="store_true")
+    bench.add_argument("--skip-two-workers", action="store_true")
+    bench.add_argument(
+        "--profile", action="store_true", help="pyinstrument profile of the chdb pipeline"
+    )
+    bench.add_argument("--out-dir", default="bench-results")
+    bench.set_defaults(func=cmd_bench)

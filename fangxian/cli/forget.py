@@ -1,0 +1,33 @@
+"""``fangxian forget``: 删除个人数据, delete one subject's rows everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+from fangxian.core.settings import Settings
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.core.privacy import mask_token
+    from fangxian.reporting.forget import forget_subject
+    from sinks import open_writer
+
+    writer = open_writer(settings.clickhouse_url)
+    try:
+        result = forget_subject(writer, args.subject, dry_run=args.dry_run)
+    finally:
+        writer.close()
+    verb = "would remove 将删除" if args.dry_run else "removed 已删除"
+    print(f"对象 subject {mask_token(args.subject)}: {verb} {result.total_removed} rows 行")
+    for table, n in result.removed.items():
+        print(f"  {table}: {n}")
+    for table, n in result.rebuilt.items():
+        print(f"  {table}: {n} buckets rebuilt 汇总桶已重建")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    forget = sub.add_parser("forget", help="删除个人数据 delete one subject's rows everywhere")
+    forget.add_argument("subject", help="subject / resident token")
+    forget.add_argument("--dry-run", action="store_true", help="only count the rows")
+    forget.set_defaults(func=cmd_forget)

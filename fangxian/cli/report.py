@@ -1,0 +1,53 @@
+"""``fangxian report``: 社区疫情信息报表, the daily community epidemic report (``sinks/reports/``),
+to stdout or a file, optionally published to ``reports.daily``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from fangxian.core.settings import Settings
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks import open_writer
+    from sinks.reports.daily import Scope, build_report
+    from sinks.reports.render import RENDERERS
+
+    scope = Scope("county", args.county) if args.county else Scope("community", args.community)
+    timezone = args.timezone or settings.default_timezone
+    writer = open_writer(settings.clickhouse_url)
+    try:
+        report = build_report(writer, scope, dt.date.fromisoformat(args.date), timezone)
+    finally:
+        writer.close()
+    text = RENDERERS[args.format](report)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"report written 报表已写入: {args.out}")
+    else:
+        print(text)
+    if args.publish:
+        from streams.daily_reports import kafka_producer, publish_report
+
+        producer = kafka_producer(settings.kafka_bootstrap)
+        try:
+            publish_report(report, producer, settings.topics.reports_daily)
+        finally:
+            producer.close()
+        print(f"report published 报表已上报: {settings.topics.reports_daily}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="社区疫情信息报表 daily community epidemic report")
+    whose = report.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--community", help="community credit code (18 chars)")
+    whose.add_argument("--county", help="county code (GB/T 2260, 6 digits): all its communities")
+    report.add_argument("--date", required=True, help="local date, YYYY-MM-DD")
+    report.add_argument("--format", choices=("csv", "json", "html"), default="json")
+    report.add_argument("--out", help="write to this file instead of stdout")
+    report.add_argument("--timezone", help="default: FANGXIAN_DEFAULT_TIMEZONE (Asia/Shanghai)")
+    report.add_argument("--publish", action="store_true", help="also produce to reports.daily")
+    report.set_defaults(func=cmd_report)

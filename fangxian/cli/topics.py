@@ -1,0 +1,22 @@
+"""``fangxian topics create``: every Kafka topic, idempotently (``infra/topics.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fangxian.core.settings import Settings
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.topics import create_topics, topic_specs
+
+    created = create_topics(settings.kafka_bootstrap, topic_specs(settings))
+    print(f"topics ready 主题已就绪: {', '.join(created) or '(all existed)'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="sub", required=True)
+    topics.add_parser("create", help="create every topic (idempotent)").set_defaults(
+        func=cmd_topics_create
+    )

@@ -1,0 +1,83 @@
+"""The one table of where each contract record travels: record name → topic → key → kind.
+
+Every producer, loader, consumer, the demo, the bench and the tests read this table; nothing
+else spells it out (docs/contract.md describes the same table for people).
+
+- ``record``: the Avro record name (``schemas/avro/<record>.avsc``);
+- ``topic``: the attribute of ``fangxian.core.settings.Topics`` that names its Kafka topic
+  (names are configurable, attributes are not);
+- ``key``: the record field whose value (UTF-8) is the Kafka message key;
+- ``kind``: for reference data, the name ``fangxian load <kind>`` and the worker's reference
+  store use (``None`` for events and outputs);
+- ``role``: ``event`` (devices → decide stage), ``reference`` (compacted, loaded before events)
+  or ``output`` (what the worker produces);
+- ``table``: the ClickHouse table that keeps it (``sinks/migrations/``), ``None`` for reference
+  data (it lives on its compacted topic only).
+
+Reference routes are listed in load order: the rules first, so a community's thresholds are in
+place before its residents, passes and vehicles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+Role = Literal["event", "reference", "output"]
+
+
+@dataclass(frozen=True)
+class Route:
+    record: str
+    topic: str
+    key: str
+    role: Role
+    kind: str | None = None
+    table: str | None = None
+
+
+# fmt: off
+ROUTES: Final[tuple[Route, ...]] = (
+    #     record                topic                   key             role         kind         table
+    Route("GateScan",           "gate_scans",           "subject_id",   "event",     None,        "gate_scans"),
+    Route("TemperatureReading", "temperature_readings", "device_id",    "event",     None,        "temperature_readings"),
+    Route("HealthReport",       "health_reports",       "resident_id",  "event",     None,        "health_reports"),
+    Route("CommunityRules",     "rules",                "community_id", "reference", "rules",     None),
+    Route("Resident",           "residents",            "resident_id",  "reference", "residents", None),
+    Route("VisitorPass",        "passes",               "pass_id",      "reference", "passes",    None),
+    Route("Vehicle",            "vehicles",             "vehicle_id",   "reference", "vehicles",  None),
+    Route("GateDecision",       "gate_decisions",       "subject_id",   "output",    None,        "gate_decisions"),
+    Route("Alert",              "alerts",               "community_id", "output",    None,        "alerts"),
+    Route("DeadLetter",         "dead_letters",         "source_topic", "output",    None,        "dead_letters"),
+)
+# fmt: on
+
+#: the ``Topics`` attribute of the daily reports (JSON, not an Avro record)
+REPORTS_TOPIC: Final = "reports_daily"
+
+ROUTE_OF: Final[dict[str, Route]] = {r.record: r for r in ROUTES}
+EVENT_ROUTES: Final = tuple(r for r in ROUTES if r.role == "event")
+REFERENCE_ROUTES: Final = tuple(r for r in ROUTES if r.role == "reference")
+OUTPUT_ROUTES: Final = tuple(r for r in ROUTES if r.role == "output")
+
+#: reference kind → record name, in load order
+RECORD_OF_KIND: Final[dict[str, str]] = {str(r.kind): r.record for r in REFERENCE_ROUTES}
+#: record name → ClickHouse table, for the records the sinks keep
+TABLE_OF_RECORD: Final[dict[str, str]] = {r.record: r.table for r in ROUTES if r.table}
+#: event record name → its ClickHouse table
+EVENT_TABLES: Final[dict[str, str]] = {r.record: str(r.table) for r in EVENT_ROUTES}
+#: ``Topics`` attributes by role
+EVENT_TOPICS: Final = tuple(r.topic for r in EVENT_ROUTES)
+REFERENCE_TOPICS: Final = tuple(r.topic for r in REFERENCE_ROUTES)
+OUTPUT_TOPICS: Final = (*(r.topic for r in OUTPUT_ROUTES), REPORTS_TOPIC)
+
+
+def topic_and_key(topics: Any, record_name: str, record: dict[str, Any]) -> tuple[str, bytes]:
+    """The topic name (from a ``Topics``) and message key of ``record``."""
+    route = ROUTE_OF[record_name]
+    return getattr(topics, route.topic), str(record[route.key]).encode()
+
+
+def record_of_topic(topics: Any, role: Role) -> dict[str, str]:
+    """Topic name → record name for the routes of ``role`` under these ``Topics``."""
+    return {getattr(topics, r.topic): r.record for r in ROUTES if r.role == role}

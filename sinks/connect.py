@@ -1,0 +1,31 @@
+"""Opening a ClickHouse client from its URL (``sinks/base.py`` describes the URLs).
+
+The implementations are imported here, on demand, and nowhere below: ``sinks/base.py`` holds
+only the interfaces and the URL, so ``server.py`` and ``embedded.py`` import it without a cycle,
+and a chdb URL never imports clickhouse-driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sinks.base import Connection, Reader, ServerTarget, parse_url
+
+
+def open_writer(url: str, *, settings: Mapping[str, Any] | None = None) -> Connection:
+    """A connected client for ``url`` (see the module docstring). ``settings`` are ClickHouse
+    query settings for a server client. The chdb path never imports clickhouse-driver."""
+    target = parse_url(url)
+    if isinstance(target, ServerTarget):
+        from sinks.server import ServerWriter
+
+        return ServerWriter(target, settings=settings)
+    from sinks.embedded import ChdbWriter
+
+    return ChdbWriter(target)
+
+
+def open_reader(url: str, *, settings: Mapping[str, Any] | None = None) -> Reader:
+    """``open_writer`` seen as a ``Reader``: what reports and queries use."""
+    return open_writer(url, settings=settings)

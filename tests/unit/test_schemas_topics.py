@@ -1,0 +1,49 @@
+"""The one contract table (schemas/topics.py) agrees with the .avsc files, the settings' topic
+names and the ClickHouse tables."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from fangxian.core.settings import Topics
+from schemas import contract, topics
+from schemas.topics import ROUTES, Route
+
+TOPIC_ATTRS = {f.name for f in fields(Topics)}
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.record) for r in ROUTES])
+def test_route_names_real_things(route: Route) -> None:
+    assert route.record in contract.RECORD_NAMES
+    assert route.topic in TOPIC_ATTRS
+    assert route.key in {f["name"] for f in contract.schema(route.record)["fields"]}
+    assert (route.kind is not None) == (route.role == "reference")
+    assert (route.table is None) == (route.role == "reference")
+
+
+def test_every_record_and_topic_is_in_the_table_once() -> None:
+    assert sorted(r.record for r in ROUTES) == sorted(contract.RECORD_NAMES)
+    assert sorted((*(r.topic for r in ROUTES), topics.REPORTS_TOPIC)) == sorted(TOPIC_ATTRS)
+
+
+@pytest.mark.parametrize(
+    ("record", "record_dict", "topic", "key"),
+    [
+        pytest.param("GateScan", {"subject_id": "tok1"}, "p.gate.scans", b"tok1", id="event"),
+        pytest.param("Vehicle", {"vehicle_id": "v9"}, "p.reference.vehicles", b"v9", id="ref"),
+    ],
+)
+def test_topic_and_key(record: str, record_dict: dict[str, str], topic: str, key: bytes) -> None:
+    assert topics.topic_and_key(Topics().with_prefix("p."), record, record_dict) == (topic, key)
+
+
+def test_reference_kinds_load_rules_first() -> None:
+    assert list(topics.RECORD_OF_KIND) == ["rules", "residents", "passes", "vehicles"]
+
+
+def test_every_table_in_the_contract_table_has_columns() -> None:
+    from sinks.rows import TABLES
+
+    assert set(topics.TABLE_OF_RECORD.values()) <= set(TABLES)
