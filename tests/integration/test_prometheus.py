@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fangxian.core.settings import Settings, Topics
-from fangxian.produce import RecordProducer
+from fangxian.ingest.produce import RecordProducer
 from infra.ports import LOOPBACK, free_port
 from infra.prometheus_server import ALERT_RULES, PrometheusServer, find_binary
 from tests.integration.pipeline_harness import fresh_example
