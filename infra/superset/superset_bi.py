@@ -62,6 +62,8 @@ def write_config(home: Path) -> Path:
         "SQLALCHEMY_DATABASE_URI = 'sqlite:///' + str(_HOME / 'superset.db')\n"
         "SQLALCHEMY_EXAMPLES_URI = SQLALCHEMY_DATABASE_URI\n"
         "BABEL_DEFAULT_LOCALE = 'zh'\n"
+        "LANGUAGES = {'zh': {'flag': 'cn', 'name': '简体中文'},\n"
+        "             'en': {'flag': 'us', 'name': 'English'}}\n"
         "SUPERSET_WEBSERVER_PORT = 8088\n"
         "WTF_CSRF_ENABLED = True\n"
         "TALISMAN_ENABLED = False\n"
@@ -103,9 +105,14 @@ def _upgrade_metadata() -> None:
 
 
 def _admin(admin_password: str) -> Any:
+    """What `superset init` does (every view's permissions, the built-in roles), then the
+    ``admin`` user."""
     from superset import security_manager
+    from superset.extensions import appbuilder, db
 
+    appbuilder.add_permissions(update_perms=True)
     security_manager.sync_role_definitions()
+    db.session.commit()
     user = security_manager.find_user(username=ADMIN)
     if user is None:
         user = security_manager.add_user(
