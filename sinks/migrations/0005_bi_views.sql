@@ -239,3 +239,40 @@ FROM
     GROUP BY c, h
 )
 GROUP BY county_code, hour;
+
+-- Time to acknowledge: per alert the dispatcher acknowledged, from the alert's cause to the
+-- first ACKNOWLEDGED (alert_actions, 0004). Unacknowledged alerts have no row here; bi_alerts
+-- lists every alert.
+CREATE VIEW IF NOT EXISTS {database}.bi_alert_acknowledgements
+(
+    alert_id String COMMENT '预警编号 alert id',
+    community_id String COMMENT '社区统一社会信用代码 community (GB 32100)',
+    county_code String COMMENT '区县代码（信用代码第3–8位）county code (GB/T 2260)',
+    alert_type String COMMENT '预警类型 alert type',
+    severity String COMMENT '级别 INFO 提示 / WARNING 警告 / CRITICAL 严重',
+    event_time DateTime('UTC') COMMENT '发生时间（UTC）time of the cause, UTC',
+    acknowledged_at DateTime('UTC') COMMENT '首次确认时间（UTC）first acknowledgement, UTC',
+    seconds_to_acknowledge UInt64 COMMENT '确认用时（秒）seconds from the cause to the acknowledgement'
+)
+AS SELECT
+    a AS alert_id,
+    c AS community_id,
+    substring(c, 3, 6) AS county_code,
+    t AS alert_type,
+    s AS severity,
+    e AS event_time,
+    k AS acknowledged_at,
+    toUInt64(greatest(toInt64(k) - toInt64(e), 0)) AS seconds_to_acknowledge
+FROM
+(
+    SELECT
+        alert_id AS a,
+        CAST(any(community_id) AS String) AS c,
+        CAST(any(alert_type) AS String) AS t,
+        CAST(any(severity) AS String) AS s,
+        toDateTime(min(alert_event_time), 'UTC') AS e,
+        toDateTime(min(created_at), 'UTC') AS k
+    FROM {database}.alert_actions
+    WHERE action = 'ACKNOWLEDGED'
+    GROUP BY a
+);

@@ -86,6 +86,21 @@ def _alert(
     }
 
 
+def _action(n: int, alert: Row, action: str, after_s: int) -> Row:
+    return {
+        "action_id": f"action-{n:03d}",
+        "alert_id": alert["alert_id"],
+        "community_id": alert["community_id"],
+        "action": action,
+        "alert_type": alert["alert_type"],
+        "severity": alert["severity"],
+        "gate_id": alert["gate_id"],
+        "staff_ids": ["staff-001"],
+        "alert_event_time": alert["event_time"],
+        "created_at": alert["event_time"] + after_s * 1000,
+    }
+
+
 def _report(n: int, community: str, resident: str) -> Row:
     return {
         "event_id": f"report-{n:03d}",
@@ -136,6 +151,13 @@ def bi_rows() -> dict[str, list[Row]]:
             deadline="20:00",
         ),
     ]
+    actions = [
+        _action(1, alerts[0], "NOTIFIED", 5),
+        _action(2, alerts[0], "ACKNOWLEDGED", 90),  # fever: acknowledged after 90 s
+        _action(3, alerts[0], "ACKNOWLEDGED", 300),  # a second ack does not move the first
+        _action(4, alerts[1], "ACKNOWLEDGED", 240),  # breach: 240 s
+        _action(5, alerts[2], "NOTIFIED", 5),  # recheck: never acknowledged
+    ]
     reports = [
         _report(1, COMMUNITY_A, _token(2)),
         _report(2, COMMUNITY_A, _token(3)),
@@ -147,6 +169,8 @@ def bi_rows() -> dict[str, list[Row]]:
         "gate_decisions": [*decisions, decisions[0]],
         "alerts": [*alerts, alerts[0]],
         "health_reports": reports,
+        # the fever alert's acknowledgement arrives twice as well
+        "alert_actions": [*actions, actions[1]],
     }
 
 
@@ -158,7 +182,7 @@ def load_bi_fixture(writer: Writer) -> None:
         seen: set[str] = set()
         first, again = [], []
         for row in rows:
-            key = str(row.get("event_id") or row.get("alert_id"))
+            key = str(row.get("action_id") or row.get("event_id") or row.get("alert_id"))
             (again if key in seen else first).append(row)
             seen.add(key)
         writer.write(table, first)
@@ -277,6 +301,31 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         [
             (COMMUNITY_A, COUNTY_FUZHOU, DAY, 2, 1),
             (COMMUNITY_B, COUNTY_FUZHOU, DAY, 1, 0),
+        ],
+    ),
+    "bi_alert_acknowledgements": (
+        "alert_id",
+        [
+            (
+                "alert-breach",
+                COMMUNITY_A,
+                COUNTY_FUZHOU,
+                "QUARANTINE_BREACH",
+                "CRITICAL",
+                dt.datetime(2020, 2, 15, 2, 16, tzinfo=dt.UTC),
+                dt.datetime(2020, 2, 15, 2, 20, tzinfo=dt.UTC),
+                240,
+            ),
+            (
+                "alert-fever",
+                COMMUNITY_A,
+                COUNTY_FUZHOU,
+                "FEVER_CONFIRMED",
+                "CRITICAL",
+                dt.datetime(2020, 2, 15, 2, 12, tzinfo=dt.UTC),
+                dt.datetime(2020, 2, 15, 2, 13, 30, tzinfo=dt.UTC),
+                90,
+            ),
         ],
     ),
     "bi_county_hourly": (

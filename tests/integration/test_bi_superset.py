@@ -149,6 +149,12 @@ def _rows(chart: Chart, *keys: str) -> list[tuple[Any, ...]]:
             id="health reports received and overdue per community",
         ),
         pytest.param(
+            "time_to_acknowledge",
+            ("alert_type", "acknowledged", "mean_seconds_to_acknowledge"),
+            [("FEVER_CONFIRMED", 1, 90), ("QUARANTINE_BREACH", 1, 240)],
+            id="time to acknowledge: the first acknowledgement counts, once",
+        ),
+        pytest.param(
             "county_rollup",
             ("county_code", "communities", "entries", "exits", "fevers_confirmed", "alerts"),
             [("110105", 1, 1, 0, 0, 0), ("350100", 2, 6, 1, 1, 4)],
