@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "contacts",
     "forget",
     "load",
+    "dispatch",
     "bench",
 )
 
