@@ -176,11 +176,18 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
                 prefixed=True,
             ),
         ),
-        "sink": (*topics([*events, *outputs, alert_actions], R), group("sink")),
+        # `<app>-sink-actions`: the alert.actions → ClickHouse writer (streams/dispatch/
+        # action_sink.py), run by the sink stage or inside the dispatcher (with_action_sink)
+        "sink": (
+            *topics([*events, *outputs, alert_actions], R),
+            group("sink"),
+            group("sink-actions"),
+        ),
         "dispatch": (
             *topics([t.alerts, *dispatch_refs], R),
             *topics([alert_actions], R, W),
             group("dispatch"),
+            group("sink-actions"),
         ),
         "loader": tuple(topics([*decide_refs, *dispatch_refs], W)),
         "reporter": tuple(topics([t.reports_daily], W)),
