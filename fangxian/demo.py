@@ -23,7 +23,9 @@ from zoneinfo import ZoneInfo
 
 from fangxian.core.settings import Settings
 from fangxian.ingest.produce import RecordProducer
-from fangxian.sim import ALERT_TYPES, CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.sim.model import NOT_SIMULATED
+from schemas.contract import ALERT_TYPES
 from schemas.labels import DECISION_ZH
 from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
@@ -85,6 +87,7 @@ class Console:
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
+        self.dispatch_summary = ""
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
@@ -149,6 +152,10 @@ async def _run(
         clock_ms=lambda: console.sim_now_ms,
     )
     await runtime.start()
+    from fangxian.demo_dispatch import DemoDispatch
+
+    dispatch = DemoDispatch(settings, [c.community_id for c in run.simulator.communities])
+    dispatch_start = asyncio.create_task(dispatch.start())
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
@@ -171,6 +178,11 @@ async def _run(
         raise worker.exception()  # type: ignore[misc]
     await runtime.stop()
     worker.cancel()
+    if dispatch_start.done() and dispatch_start.exception() is not None:
+        print(f"值班派单 dispatcher did not start: {dispatch_start.exception()}", flush=True)
+    dispatch_start.cancel()
+    console.dispatch_summary = dispatch.summary()
+    await dispatch.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
     writer = open_writer(settings.clickhouse_url)
@@ -210,8 +222,15 @@ def run_demo(
         "防线 fangxian — 启动内置 Kafka 兼容代理 starting the embedded broker (Tansu)…", flush=True
     )
     with TansuBroker() as broker:
+        print(
+            f"内置代理仅监听本机、无身份认证 the embedded broker listens on {broker.bootstrap} "
+            "only (loopback), without authentication or ACLs: for this demo, never for "
+            "production (docker-compose.yml runs Kafka with SASL and ACLs)",
+            flush=True,
+        )
         settings = settings.replace(
             kafka_bootstrap=broker.bootstrap,
+            kafka_security_protocol="PLAINTEXT",
             clickhouse_url=f"chdb://{(data_dir / 'chdb').resolve()}",
             pseudonym_key=settings.pseudonym_key or DEMO_KEY,
             # Tansu has no transactions: produce -> flush -> commit, deterministic outputs
@@ -253,7 +272,9 @@ def _print_summary(console: Console, counts: dict[str, Any]) -> None:
     print("告警 alerts by type:")
     for alert_type, n in sorted(console.alerts.items()):
         print(f"  {alert_type:<26} {n}")
-    missing = [t for t in ALERT_TYPES if t not in console.alerts]
+    missing = [t for t in ALERT_TYPES if t not in NOT_SIMULATED and t not in console.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
+    if console.dispatch_summary:
+        print(console.dispatch_summary)
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

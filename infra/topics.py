@@ -15,14 +15,14 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from fangxian.core.settings import Settings, Topics
-from schemas.topics import REFERENCE_TOPICS, ROUTE_OF
+from schemas.topics import REFERENCE_TOPICS, ROSTER_TOPICS, ROUTE_OF
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 EVENT_RETENTION_DAYS = 7
 DEAD_LETTER_RETENTION_DAYS = 30
-REFERENCE_FIELDS = frozenset(REFERENCE_TOPICS)
+REFERENCE_FIELDS = frozenset((*REFERENCE_TOPICS, *ROSTER_TOPICS))
 DEAD_LETTER_FIELD = ROUTE_OF["DeadLetter"].topic
 CREATE_TIMEOUT_MS = 30_000
 
@@ -108,16 +108,20 @@ def create_topics(
     *,
     tolerate_existing: bool = True,
     broker_supports_configs: bool = True,
+    client: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created by this call.
 
     Existing topics are left as they are (not altered) unless ``tolerate_existing`` is False, in
     which case TopicAlreadyExistsError is raised. Any other broker error is raised. Pass
     ``broker_supports_configs=False`` for brokers (Tansu) that reject per-topic configs.
+    ``client``: security options (``fangxian.core.kafka_security.kafka_client_kwargs``).
     """
     if not specs:
         return []
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="fangxian-topics", **dict(client or {})
+    )
     try:
         response = admin.create_topics(
             _request(specs, broker_supports_configs),

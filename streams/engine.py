@@ -20,7 +20,7 @@ changelog and ``restore`` come from the stores — docs/topology.md):
 | ``Alerter`` | ``suppress`` (community|alert type|key) |
 
 Event time (issue 9): each community's time is derived from the progress of its sources
-(``EventClock``: lower median of live devices, never backwards, recomputed once per batch). An
+(``EventClock``: the most advanced verified device, never backwards, once per batch). An
 event stamped more than ``max_clock_skew_s`` after its Kafka timestamp is clamped to that
 timestamp and raises DEVICE_CLOCK_SKEW (its decision is still made). An event more than
 ``allowed_lateness_s`` behind its community's time is *late*: counted (``stats['late_events']``,
@@ -208,10 +208,12 @@ class RuleEngine:
         """(store, key, encoded value or None) of every key changed since the last call, in
         store then key order (the same events give the same changelog)."""
         changes: list[tuple[str, str, bytes | None]] = []
+        append = changes.append
         for name in sorted(self._stores):
             store = self._stores[name]
             if store.has_changes():
-                changes.extend((name, key, raw) for key, raw in store.take_changes())
+                for key, raw in store.take_changes():
+                    append((name, key, raw))
         return changes
 
     def restore(self, store: str, key: str, raw: bytes | None) -> None:
@@ -392,7 +394,7 @@ class RuleEngine:
             self._skew_alert(ev, cid, rules, t, broker_ts, created_at, out)
             t = broker_ts
         touched.add(cid)
-        late = self.clock.observe(cid, device_id, t)
+        late = self.clock.observe(cid, device_id, t, broker_ts is not None and broker_ts > 0)
         if late:
             out.late += 1
             out.late_event_ids.append(ev["event_id"])

@@ -25,12 +25,14 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "worker",
     "topics",
+    "acl",
     "db",
     "simulate",
     "report",
     "contacts",
     "forget",
     "load",
+    "dispatch",
     "bench",
 )
 

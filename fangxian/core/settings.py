@@ -26,6 +26,10 @@ class Topics:
     passes: str = "reference.passes"
     vehicles: str = "reference.vehicles"
     rules: str = "reference.rules"
+    staff: str = "reference.staff"
+    duty: str = "reference.duty"
+    escalation: str = "reference.escalation"
+    alert_actions: str = "alert.actions"
 
     def with_prefix(self, prefix: str) -> Topics:
         """Every topic name with ``prefix`` in front (tests use one prefix per test)."""
@@ -38,9 +42,20 @@ class Settings:
 
     Environment variables are ``FANGXIAN_`` + the upper-cased field name, e.g.
     ``FANGXIAN_KAFKA_BOOTSTRAP=127.0.0.1:9092``; topic names are ``FANGXIAN_TOPIC_<NAME>``.
+    Any field can instead name a file holding its value, ``FANGXIAN_<NAME>_FILE`` (the Docker
+    secrets convention, e.g. ``FANGXIAN_KAFKA_PASSWORD_FILE=/run/secrets/kafka_password``); the
+    file's content without its trailing newline is the value. Setting both is an error.
     """
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka authentication (fangxian.core.kafka_security turns these into client kwargs):
+    # PLAINTEXT (loopback tests, the embedded Tansu run), SASL_PLAINTEXT or SASL_SSL
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
+    # CA bundle (PEM) the broker's TLS certificate is checked against; "" = the system's CAs
+    kafka_ssl_cafile: str = ""
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
     app_id: str = "fangxian"
@@ -73,8 +88,11 @@ class Settings:
     dlq_max_ratio: float = 0.5
     dlq_min_sample: int = 1000
     # personal data
-    pseudonym_key: str = ""  # HMAC key for resident IDs / phones / plates; required for loads
+    # HMAC key for resident IDs / phones / plates; required for loads
+    pseudonym_key: str = field(default="", repr=False)
     retention_days: int = 90
+    # who a staff tool (contacts, report, forget) records in the audit log; "" = the OS login
+    staff_id: str = ""
     default_timezone: str = "Asia/Shanghai"
     # event time
     allowed_lateness_s: int = 300
@@ -114,6 +132,15 @@ class Settings:
     def transactional_id(self, task: int) -> str:
         return f"{self.app_id}-decide-{task}"
 
+    # on-duty dispatcher (streams/dispatch): keys are secrets, from the environment only
+    roster_key: str = ""  # AEAD key text for staff contact details (FANGXIAN_ROSTER_KEY)
+    ack_link_key: str = ""  # HMAC key of acknowledge links (FANGXIAN_ACK_LINK_KEY)
+    ack_base_url: str = "http://127.0.0.1:6070"  # how staff phones reach the ack endpoint
+    ack_port: int = 6070
+    dispatch_channels_file: str = ""  # JSON of channel targets with their secrets
+    dispatch_default_channels: str = ""  # comma-separated targets for steps that name none
+    dispatch_tick_s: float = 0.2
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -121,7 +148,7 @@ class Settings:
         for f in fields(cls):
             if f.name == "topics":
                 continue
-            raw = env.get("FANGXIAN_" + f.name.upper())
+            raw = env_or_file(env, "FANGXIAN_" + f.name.upper())
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
@@ -142,3 +169,17 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def env_or_file(env: Mapping[str, str], name: str) -> str | None:
+    """``env[name]``, or the content of the file ``env[name + "_FILE"]`` names, or None."""
+    path = env.get(name + "_FILE")
+    if path is None:
+        return env.get(name)
+    if name in env:
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    try:
+        with open(path, encoding="utf-8") as secret:
+            return secret.read().rstrip("\r\n")
+    except OSError as err:
+        raise ValueError(f"{name}_FILE={path}: cannot read it ({err.strerror})") from err

@@ -329,7 +329,7 @@ class _ScenarioPlanner:
             for r in c.residents
             if r.status == "HOME_OBSERVATION" and r.observation_start == today - days
         )
-        # the days of its period, as a consumer finds them in the retained topic
+        # the earlier days of its period, as a consumer finds them in the retained topic
         for day in range(today - days, today):
             at = sim._local_ms(day, 480 + self.rng.uniform(0, 90))
             self.history.append(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from collections import deque
-from math import fsum
 from typing import NamedTuple
 
 from streams.state.store import KeyedStore
@@ -71,9 +70,11 @@ class DeviceState:
         # fixed gate devices are expected to keep sending; a handheld gun or a contact
         # thermometer is used on demand (rechecks), so its silence means nothing
         self.watched = False
-        self.all_sum = 0.0
+        # sums in hundredths of a degree (ints): exact whatever the order of adds and removes,
+        # so a device restored from the changelog decides like the one that saw every reading
+        self.all_sum = 0
         self.all_n = 0
-        self.ok_sum = 0.0
+        self.ok_sum = 0
         self.ok_n = 0
         self.next_check = 0
         self.samples: deque[tuple[int, float, bool]] = deque()
@@ -115,10 +116,10 @@ def decode_device(raw: bytes) -> DeviceState:
     dev.next_check = next_check
     for t, c, p in samples:
         dev.samples.append((t, c, p))
-        dev.all_sum += c
+        dev.all_sum += _centi(c)
         dev.all_n += 1
         if p:
-            dev.ok_sum += c
+            dev.ok_sum += _centi(c)
             dev.ok_n += 1
     return dev
 
@@ -200,10 +201,11 @@ class CommunityDevices:
             samples.extend(ordered)
         else:
             samples.append((t, temperature_c, plausible))
-        dev.all_sum += temperature_c
+        centi = _centi(temperature_c)
+        dev.all_sum += centi
         dev.all_n += 1
         if plausible:
-            dev.ok_sum += temperature_c
+            dev.ok_sum += centi
             dev.ok_n += 1
         self._store.touch(self._prefix + dev.device_id)
 
@@ -220,16 +222,14 @@ class CommunityDevices:
             return None
         if horizon is not None:
             self.expire(horizon)
-        # means from the samples themselves (math.fsum): exact, so a device restored from the
-        # changelog decides like the one that saw every reading
         others = sorted(
-            fsum(c for _, c, p in d.samples if p) / d.ok_n
+            d.ok_sum / d.ok_n / 100
             for d in self.devices.values()
             if d is not dev and d.ok_n >= MIN_READINGS
         )
         if len(others) < MIN_OTHER_DEVICES:
             return None
-        mean = fsum(c for _, c, _ in dev.samples) / dev.all_n
+        mean = dev.all_sum / dev.all_n / 100
         baseline = _median(others)
         if abs(mean - baseline) <= margin_c:
             return None
@@ -290,15 +290,20 @@ def _expire_device(dev: DeviceState, horizon: int) -> None:
     samples = dev.samples
     while samples and samples[0][0] <= horizon:
         _, temperature_c, plausible = samples.popleft()
-        dev.all_sum -= temperature_c
+        centi = _centi(temperature_c)
+        dev.all_sum -= centi
         dev.all_n -= 1
         if plausible:
-            dev.ok_sum -= temperature_c
+            dev.ok_sum -= centi
             dev.ok_n -= 1
     if dev.all_n == 0:
-        dev.all_sum = 0.0  # no float residue from add/subtract
+        dev.all_sum = 0
     if dev.ok_n == 0:
-        dev.ok_sum = 0.0
+        dev.ok_sum = 0
+
+
+def _centi(temperature_c: float) -> int:
+    return int(temperature_c * 100 + 0.5)
 
 
 def _median(values: list[float]) -> float:

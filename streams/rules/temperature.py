@@ -11,9 +11,11 @@ Out-of-order input is handled in event time: a high reading that arrives after a
 reading of the same subject within its window is cleared by it, and a normal reading earlier than
 an open recheck does not decide it. Two readings of one instant from one device are one
 measurement (a gate that puts ``temperature_c`` on the scan and also publishes the reading): the
-second is a duplicate and decides nothing. Without a subject the device keys the sequence, and
-then only a second high reading can decide it (confirm): a normal reading from the same gate is
-most likely the next person, so it never clears a stranger's fever.
+second is a duplicate and decides nothing. A reading without a subject belongs to the subject of
+a scan of the same instant on the same device (whichever arrives first); failing that the
+device keys it, and subject-less readings decide nothing about each other: the next reading of
+a gate is most likely the next person, so it neither clears nor confirms a stranger's fever —
+the recheck request stands until a recheck naming the person comes, or is missed.
 
 State: one ``KeyedStore`` (``fever``) shared by every community's ``FeverRecheck``; key
 ``community|subject-or-device``; the deadline heap and the instant index are derived from it
@@ -191,6 +193,7 @@ class FeverRecheck:
     __slots__ = (
         "_announce",
         "_deadlines",
+        "_get",
         "_instants",
         "_keys",
         "_prefix",
@@ -201,6 +204,7 @@ class FeverRecheck:
 
     def __init__(self, store: KeyedStore[_KeyState] | None = None, prefix: str = "") -> None:
         self._store: KeyedStore[_KeyState] = fever_store() if store is None else store
+        self._get = self._store.getter()
         self._prefix = prefix
         self._keys: set[str] = set()  # store keys of this community
         self._deadlines: list[tuple[int, int, str, Reading]] = []
@@ -247,7 +251,7 @@ class FeverRecheck:
         t = reading.event_time
         if not key.startswith("device:"):
             self._adopt(store_key, key, reading, window_ms)
-        state = store.get(store_key)
+        state = self._get(store_key)
         if state is None:
             state = _KeyState(None)
             store[store_key] = state
@@ -271,13 +275,11 @@ class FeverRecheck:
         recent.append(reading)
         if len(recent) > MAX_READINGS_PER_KEY:
             del recent[0]
-        # without a subject, a normal reading is the next person: it clears nobody
-        can_clear = not key.startswith("device:")
-        first = (
-            _undecided_before(state.undecided, t, window_ms)
-            if state.undecided and (reading.high or can_clear)
-            else None
-        )
+        if key.startswith("device:"):
+            # without a subject, the next reading of the device is most likely the next
+            # person: subject-less readings decide nothing about each other
+            return self._open(store_key, state, reading, window_ms) if reading.high else None
+        first = _undecided_before(state.undecided, t, window_ms) if state.undecided else None
         if first is not None:
             state.undecided.remove(first)
             if reading.high:
@@ -292,8 +294,6 @@ class FeverRecheck:
             return None
         # In event time, did a recheck of this reading arrive before it did?
         later = None if in_order else _earliest_after(recent, reading, t, window_ms)
-        if later is not None and not later.high and not can_clear:
-            later = None
         if later is None:
             return self._open(store_key, state, reading, window_ms)
         reading.role = "FEVER_RECHECK"
@@ -323,10 +323,14 @@ class FeverRecheck:
         FEVER_RECHECK was raised already)."""
         device_key = self._prefix + "device:" + reading.device_id
         store = self._store
-        dstate = store.get(device_key)
+        dstate = self._get(device_key)
         if dstate is None:
             return
         t = reading.event_time
+        if not any(r.event_time == t for r in dstate.recent) and not any(
+            r.event_time == t for r in dstate.undecided
+        ):
+            return
         moved = [r for r in dstate.recent if r.event_time == t]
         moved += [r for r in dstate.undecided if r.event_time == t and r not in moved]
         if not moved:
@@ -347,14 +351,18 @@ class FeverRecheck:
             store.touch(store_key)
         for r in moved:
             r.subject_id = reading.subject_id
-            if r.high and r.status == CONFIRMED and r.role == "FEVER_CONFIRMED":
-                r.status, r.role = OPEN, "FEVER_RECHECK"  # a device-only pairing: undone
-            elif r.high and r.status in (MISSED, CONFIRMED):
+            if r.high and r.status == MISSED:
                 r.status = OPEN
+            announced = r.announced
+            r.announced = True  # decided now, under its subject
             outcome = self._decide(store_key, key, state, r, window_ms)
-            if outcome is None or (outcome.alert_type == "FEVER_RECHECK" and outcome.first is r):
+            if outcome is None:
                 continue
-            self.adopted.append(outcome._replace(opened=False))
+            if outcome.alert_type == "FEVER_RECHECK" and outcome.first is r:
+                if not announced:
+                    self.adopted.append(outcome)
+                continue
+            self.adopted.append(outcome._replace(opened=outcome.opened and not announced))
 
     def _open(
         self, store_key: str, state: _KeyState, reading: Reading, window_ms: int

@@ -96,20 +96,21 @@ def _decode_replayed(raw: bytes) -> Replayed:
 class ReplayMemory:
     """Recently seen event ids (and scans' decisions), bounded by count and by event time."""
 
-    __slots__ = ("capacity", "store")
+    __slots__ = ("_get", "capacity", "store")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.store: KeyedStore[Replayed] = KeyedStore(
             "replay", encode=_encode_replayed, decode=_decode_replayed
         )
+        self._get = self.store.getter()
 
     def __contains__(self, event_id: str) -> bool:
-        return event_id in self.store
+        return self._get(event_id) is not None
 
     def decision(self, event_id: str) -> dict[str, Any] | None:
         """A copy of the decision a scan got, or None (not seen, or not a scan)."""
-        seen = self.store.get(event_id)
+        seen = self._get(event_id)
         if seen is None or seen.decision is None:
             return None
         replay = dict(seen.decision)

@@ -36,10 +36,11 @@ _SEVERITY = {
 
 
 def measurement(r: Reading) -> str:
-    """The identity of a measurement for alert ids: device and instant, not the event that
-    carried it (a gate's scan and its reading of one instant are one measurement, and whichever
-    arrives first must give the alert the same id)."""
-    return f"{r.device_id}@{r.event_time}"
+    """The identity of a measurement for alert ids: device, instant and subject, not the event
+    that carried it (a gate's scan and its reading of one instant are one measurement, and
+    whichever arrives first must give the alert the same id; two people measured by one device
+    in the same millisecond are two)."""
+    return f"{r.device_id}@{r.event_time}|{r.subject_id or ''}"
 
 
 class FeverState:
@@ -83,11 +84,16 @@ class FeverState:
         fever = self._recheck(cid)
         key = fever.key_for(subject_id, device_id, t)
         reading = Reading(event_id, t, temperature_c, high, gate_id, device_id, subject_id)
-        if handheld and high:
+        if high and (handheld or key.startswith("device:")):
+            # announced once no earlier reading (handheld) or the scan of its instant (a gate
+            # reading without subject) can still arrive: the same alerts in any arrival order
             reading.announced = False
         outcome = fever.observe(key, reading, rules.recheck_window_s * MS_PER_SECOND)
         if fever.adopted:
             for adopted in fever.adopted:
+                if adopted.opened:
+                    opener = FeverOutcome(A.FEVER_RECHECK, adopted.first, None)
+                    self._alert(alerts, alerter, rules, cid, opener, created_at, late)
                 self._alert(alerts, alerter, rules, cid, adopted, created_at, late)
             fever.adopted.clear()
         if outcome is DUPLICATE:

@@ -69,7 +69,7 @@ def _polls(items: list[Item], rng: random.Random, max_poll: int) -> list[list[It
 
 
 @settings(
-    max_examples=80,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,

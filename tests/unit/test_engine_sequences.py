@@ -479,9 +479,23 @@ def test_injected_rules_mapping_is_reread_per_batch() -> None:
             id="implausible reading is never a fever",
         ),
         pytest.param(
-            [[reading("a", 0, 38.0, None)], [reading("b", MIN, 38.3, None)]],
-            ["FEVER_RECHECK", "FEVER_CONFIRMED"],
-            id="without subject the same device rechecks",
+            [
+                [reading("a", 0, 38.0, None)],
+                [reading("b", MIN, 38.3, None)],
+                [reading("x", 7 * MIN, 36.5, "other")],
+            ],
+            ["FEVER_RECHECK", "FEVER_RECHECK"],
+            id="without subject two readings of a gate are two people: two recheck requests "
+            "(raised once the scan of their instant can no longer arrive)",
+        ),
+        pytest.param(
+            [
+                [reading("a", 0, 38.0, None)],
+                [reading("b", MIN, 36.5, None)],
+                [reading("x", 7 * MIN, 36.5, "other")],
+            ],
+            ["FEVER_RECHECK"],
+            id="without subject the next person's normal reading clears nobody",
         ),
         pytest.param(
             [[reading("a", 0, 38.0)], [reading("a", 0, 38.0)]],
