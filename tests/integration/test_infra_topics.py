@@ -21,8 +21,29 @@ def spec_for(settings: Settings, field_name: str) -> dict[str, object]:
 def test_every_configured_topic_has_one_spec() -> None:
     settings = DEFAULTS.replace(topics=Topics().with_prefix("district7."))
     names = [spec.name for spec in topic_specs(settings)]
-    assert names == [getattr(settings.topics, f.name) for f in fields(Topics)]
-    assert all(name.startswith("district7.") for name in names)
+    configured = [getattr(settings.topics, f.name) for f in fields(Topics)]
+    internal = [settings.decide_events_topic, settings.decide_changelog_topic]
+    assert names == configured + internal
+    assert all(name.startswith("district7.") for name in configured)
+    assert all(name.startswith(settings.app_id + "-decide-") for name in internal)
+
+
+@pytest.mark.parametrize(
+    ("topic", "policy"),
+    [
+        pytest.param(
+            "decide_events_topic", "delete", id="events repartitioned by community expire"
+        ),
+        pytest.param(
+            "decide_changelog_topic", "compact", id="the rule-state changelog is compacted"
+        ),
+    ],
+)
+def test_internal_topics_are_partitioned_like_the_events(topic: str, policy: str) -> None:
+    name = getattr(DEFAULTS, topic)
+    [spec] = [s for s in topic_specs(DEFAULTS) if s.name == name]
+    assert spec.partitions == DEFAULTS.event_partitions
+    assert spec.config["cleanup.policy"] == policy
 
 
 @pytest.mark.parametrize(
