@@ -59,7 +59,9 @@ class RunResult:
     digest: str
 
 
-def workload(*, events: int, communities: int = 10, residents: int = 1000, seed: int = 11) -> Workload:
+def workload(
+    *, events: int, communities: int = 10, residents: int = 1000, seed: int = 11
+) -> Workload:
     sim = build_simulator(communities=communities, residents=residents, seed=seed)
     return Workload(simulated_events(sim, events), reference_pairs(sim))
 
@@ -188,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         return _profile(modules["current"], work, args.batch)
     results = compare(work, modules, rounds=args.rounds, batch=args.batch)
-    print(json.dumps({"events": len(work.events), "batch": args.batch, "engines": results}, indent=2))
+    print(
+        json.dumps({"events": len(work.events), "batch": args.batch, "engines": results}, indent=2)
+    )
     for label, f in results.items():
         print(
             f"{label:<24} {f['best']:>9,.0f} events/CPU-s (median {f['median']:,.0f})"
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 def _profile(module: types.ModuleType, work: Workload, batch: int) -> int:
     from pyinstrument import Profiler
 
-    profiler = Profiler(interval=0.0005)
+    profiler = Profiler(interval=0.005)
     run: Callable[[], RunResult] = lambda: run_once(module, work, batch=batch)  # noqa: E731
     profiler.start()
     run()

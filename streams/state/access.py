@@ -96,7 +96,7 @@ def _decode_replayed(raw: bytes) -> Replayed:
 class ReplayMemory:
     """Recently seen event ids (and scans' decisions), bounded by count and by event time."""
 
-    __slots__ = ("_get", "capacity", "store")
+    __slots__ = ("_get", "_put", "capacity", "store")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -104,6 +104,7 @@ class ReplayMemory:
             "replay", encode=_encode_replayed, decode=_decode_replayed
         )
         self._get = self.store.getter()
+        self._put = self.store.setter()
 
     def __contains__(self, event_id: str) -> bool:
         return self._get(event_id) is not None
@@ -121,8 +122,8 @@ class ReplayMemory:
     def remember(
         self, event_id: str, community_id: str, t: int, decision: dict[str, Any] | None
     ) -> None:
+        self._put(event_id, Replayed(community_id, t, decision))
         store = self.store
-        store[event_id] = Replayed(community_id, t, decision)
         if len(store) > self.capacity:
             store.pop(next(iter(store)))
 
