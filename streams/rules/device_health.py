@@ -236,12 +236,14 @@ class CommunityDevices:
         (``horizon``: first let the other devices' samples at or before it leave the window)."""
         if dev.all_n < MIN_READINGS:
             return None
-        if horizon is not None:
+        if horizon is not None and horizon >= self._low:
             self.expire(horizon)
         others = sorted(
-            d.ok_sum / d.ok_n / 100
-            for d in self.devices.values()
-            if d is not dev and d.ok_n >= MIN_READINGS
+            [
+                d.ok_sum / d.ok_n / 100
+                for d in self.devices.values()
+                if d.ok_n >= MIN_READINGS and d is not dev
+            ]
         )
         if len(others) < MIN_OTHER_DEVICES:
             return None
