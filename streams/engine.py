@@ -11,7 +11,7 @@ changelog and ``restore`` come from the stores — docs/topology.md):
 | object | stores (key) |
 | --- | --- |
 | ``EventClock`` | ``clock`` (community) |
-| ``ReplayMemory`` | ``replay`` (event id) |
+| ``ReplayMemory`` | ``replay`` (chunk: the events of one batch) |
 | ``GateAccess`` | ``quota`` (community|scope|id), ``pass_entries`` (community|pass), |
 | | ``dedupe`` (community|subject|gate|direction) |
 | ``FeverState`` | ``fever`` (community|subject, or community|device:<id>) |
@@ -190,6 +190,7 @@ class RuleEngine:
         self._restored: dict[str, Callable[[str], None]] = {
             self.fever.store.name: self.fever.restored,
             self.devices.store.name: self.devices.restored,
+            self.replay.store.name: self.replay.restored,
         }
         for rid, rec in self._residents.items():
             self.observation.index(rid, rec)
@@ -351,6 +352,7 @@ class RuleEngine:
             else:
                 raise ValueError(f"unknown event kind {kind!r}")
         self._end_batch(touched, now_ms, out)
+        self.replay.seal()
         stats["decisions"] += len(out.decisions)
         return out
 

@@ -27,16 +27,20 @@ State: one ``KeyedStore`` (``devices``) shared by every community's ``CommunityD
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_left
 from collections import deque
 from typing import NamedTuple
+
+import orjson
 
 from streams.state.store import KeyedStore
 
 MIN_READINGS = 5
 MIN_OTHER_DEVICES = 2
 CHECK_EVERY_MS = 10_000
+
+_UNKNOWN = -(1 << 62)  # ``CommunityDevices._low`` when it must be found again
+_NONE = 1 << 62  # ... when no device holds a sample
 
 
 class DeviceState:
@@ -86,7 +90,7 @@ class DeviceState:
 
 
 def encode_device(dev: DeviceState) -> bytes:
-    return json.dumps(
+    return orjson.dumps(
         [
             dev.community_id,
             dev.device_id,
@@ -98,15 +102,13 @@ def encode_device(dev: DeviceState) -> bytes:
             dev.watched,
             dev.next_check,
             [[t, c, p] for t, c, p in dev.samples],
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+        ]
+    )
 
 
 def decode_device(raw: bytes) -> DeviceState:
-    cid, device_id, gate_id, first, last, times, alerted, watched, next_check, samples = json.loads(
-        raw
+    cid, device_id, gate_id, first, last, times, alerted, watched, next_check, samples = (
+        orjson.loads(raw)
     )
     dev = DeviceState(cid, device_id, gate_id, last)
     dev.first_seen = first
@@ -139,15 +141,20 @@ class Drift(NamedTuple):
 class CommunityDevices:
     """The devices of one community and the drift window over their readings."""
 
-    __slots__ = ("_prefix", "_store", "devices")
+    __slots__ = ("_low", "_prefix", "_store", "devices")
 
     def __init__(self, store: KeyedStore[DeviceState] | None = None, prefix: str = "") -> None:
         self._store: KeyedStore[DeviceState] = device_store() if store is None else store
         self._prefix = prefix
         self.devices: dict[str, DeviceState] = {}  # the store's values of this community
+        # a lower bound of the oldest sample in any device's drift window: ``expire`` of a
+        # horizon below it has nothing to do (a drift check expires every device, so without
+        # it each reading walked the whole community)
+        self._low = _UNKNOWN
 
     def restored(self, device_id: str) -> None:
         dev = self._store.get(self._prefix + device_id)
+        self._low = _UNKNOWN
         if dev is None:
             self.devices.pop(device_id, None)
         else:
@@ -201,6 +208,8 @@ class CommunityDevices:
             samples.extend(ordered)
         else:
             samples.append((t, temperature_c, plausible))
+        if t < self._low:
+            self._low = t
         centi = _centi(temperature_c)
         dev.all_sum += centi
         dev.all_n += 1
@@ -210,22 +219,31 @@ class CommunityDevices:
         self._store.touch(self._prefix + dev.device_id)
 
     def expire(self, horizon: int) -> None:
+        if horizon < self._low:
+            return
+        low = _NONE
         for dev in self.devices.values():
-            if dev.samples and dev.samples[0][0] <= horizon:
+            samples = dev.samples
+            if samples and samples[0][0] <= horizon:
                 _expire_device(dev, horizon)
                 self._store.touch(self._prefix + dev.device_id)
+            if samples and samples[0][0] < low:
+                low = samples[0][0]
+        self._low = low
 
     def drift(self, dev: DeviceState, margin_c: float, horizon: int | None = None) -> Drift | None:
         """The device's drift against the others if it exceeds ``margin_c`` with enough data
         (``horizon``: first let the other devices' samples at or before it leave the window)."""
         if dev.all_n < MIN_READINGS:
             return None
-        if horizon is not None:
+        if horizon is not None and horizon >= self._low:
             self.expire(horizon)
         others = sorted(
-            d.ok_sum / d.ok_n / 100
-            for d in self.devices.values()
-            if d is not dev and d.ok_n >= MIN_READINGS
+            [
+                d.ok_sum / d.ok_n / 100
+                for d in self.devices.values()
+                if d.ok_n >= MIN_READINGS and d is not dev
+            ]
         )
         if len(others) < MIN_OTHER_DEVICES:
             return None

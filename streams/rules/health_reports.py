@@ -16,8 +16,9 @@ observation period without symptoms or fever gets OBSERVATION_COMPLETED once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+
+import orjson
 
 from streams.rules.alerts import CRITICAL, INFO, WARNING
 from streams.rules.config import CommunityRules
@@ -107,20 +108,19 @@ class ObservationLog:
 
 
 def encode_log(log: ObservationLog) -> bytes:
-    return json.dumps(
+    return orjson.dumps(
         [
             sorted(log.reported),
             sorted(log.clean_days),
             sorted(log.overdue_alerted),
             log.unclean,
             log.completed,
-        ],
-        separators=(",", ":"),
-    ).encode()
+        ]
+    )
 
 
 def decode_log(raw: bytes) -> ObservationLog:
-    reported, clean, overdue, unclean, completed = json.loads(raw)
+    reported, clean, overdue, unclean, completed = orjson.loads(raw)
     log = ObservationLog()
     log.reported = set(reported)
     log.clean_days = set(clean)

@@ -25,9 +25,10 @@ State: one ``KeyedStore`` (``fever``) shared by every community's ``FeverRecheck
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Iterator
 from typing import Any, NamedTuple
+
+import orjson
 
 from streams.rules.config import CommunityRules
 from streams.state.store import KeyedStore
@@ -155,25 +156,28 @@ class _KeyState:
 
 
 def _encode_state(state: _KeyState) -> bytes:
-    readings: list[Reading] = list(state.recent)
+    recent = state.recent
+    if not state.undecided:  # the common case: the same bytes without the identity index
+        return orjson.dumps(
+            [state.max_t, [r.to_list() for r in recent], list(range(len(recent))), []]
+        )
+    readings: list[Reading] = list(recent)
     for r in state.undecided:
         if not any(r is x for x in readings):
             readings.append(r)
     index = {id(r): i for i, r in enumerate(readings)}
-    return json.dumps(
+    return orjson.dumps(
         [
             state.max_t,
             [r.to_list() for r in readings],
             [index[id(r)] for r in state.recent],
             [index[id(r)] for r in state.undecided],
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+        ]
+    )
 
 
 def _decode_state(raw: bytes) -> _KeyState:
-    max_t, readings, recent, undecided = json.loads(raw)
+    max_t, readings, recent, undecided = orjson.loads(raw)
     objs = [Reading.from_list(v) for v in readings]
     state = _KeyState(None)
     state.max_t = max_t

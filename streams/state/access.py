@@ -1,8 +1,9 @@
 """Gate access and quotas: the state behind a scan's decision.
 
-* ``ReplayMemory`` (store ``replay``, key event id): every event seen recently, with the decision
-  a scan got — a redelivered scan gets the same decision again and changes nothing, a replayed
-  reading or report produces nothing. Bounded by ``capacity`` (oldest first) and by event time.
+* ``ReplayMemory`` (store ``replay``, key a chunk number: the events one batch remembered, in one
+  record): every event seen recently, with the decision a scan got — a redelivered scan gets
+  the same decision again and changes nothing, a replayed reading or report produces nothing.
+  Bounded by ``capacity`` (oldest first) and by event time.
 * ``ExitQuota`` (store ``quota``, key ``community|scope|id``): pass times for entry limits
   (``streams.rules.entry_limit``), counted both ways in event time.
 * ``PassDeduper`` (store ``dedupe``, key ``community|subject|gate|direction``): a repeat scan of
@@ -43,25 +44,56 @@ from streams.state.store import KeyedStore
 
 Record = Mapping[str, Any]
 _SEP = "\x1e"
+_ENTRY_SEP = "\x1d"
+_CHUNK_TAG = "c"
+_SEQ_TAG = "n"
+#: store key of the next chunk number (sorts after every chunk key)
+SEQ_KEY = "~seq"
+#: events per changelog record of the replay memory (a record stays far below Kafka's 1 MB)
+CHUNK_EVENTS = 500
 
 
 class Replayed:
     """A remembered event: its community, event time and (scans) the decision it got."""
 
-    __slots__ = ("community_id", "decision", "event_time")
+    __slots__ = ("chunk", "community_id", "decision", "event_time", "raw")
 
-    def __init__(self, community_id: str, event_time: int, decision: dict[str, Any] | None):
+    def __init__(
+        self,
+        community_id: str,
+        event_time: int,
+        decision: dict[str, Any] | None,
+        chunk: ReplayChunk | None = None,
+        raw: str | None = None,
+    ):
         self.community_id = community_id
         self.event_time = event_time
         self.decision = decision
+        self.chunk = chunk
+        self.raw = raw  # its part of the chunk's record, once encoded
 
 
-def _encode_replayed(v: Replayed) -> bytes:
+class ReplayChunk:
+    """The events one batch remembered (at most ``CHUNK_EVENTS``): one changelog record."""
+
+    __slots__ = ("entries", "seq")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.entries: dict[str, Replayed] = {}
+
+
+def chunk_key(seq: int) -> str:
+    return f"{seq:012d}"
+
+
+def _encode_entry(event_id: str, v: Replayed) -> str:
     d = v.decision
     if d is None:
-        return f"{v.community_id}{_SEP}{v.event_time}".encode()
+        return f"{event_id}{_SEP}{v.community_id}{_SEP}{v.event_time}"
     return _SEP.join(
         (
+            event_id,
             v.community_id,
             str(v.event_time),
             d["gate_id"],
@@ -70,47 +102,111 @@ def _encode_replayed(v: Replayed) -> bytes:
             ",".join(d["reasons"]),
             str(d["decided_at"]),
         )
-    ).encode()
-
-
-def _decode_replayed(raw: bytes) -> Replayed:
-    parts = raw.decode().split(_SEP)
-    if len(parts) == 2:
-        return Replayed(parts[0], int(parts[1]), None)
-    cid, t, gate, subject, action, reasons, decided_at = parts
-    return Replayed(
-        cid,
-        int(t),
-        {
-            "event_id": "",  # filled in by ReplayMemory.decision
-            "community_id": cid,
-            "gate_id": gate,
-            "subject_id": subject,
-            "decision": action,
-            "reasons": reasons.split(",") if reasons else [],
-            "decided_at": int(decided_at),
-        },
     )
 
 
-class ReplayMemory:
-    """Recently seen event ids (and scans' decisions), bounded by count and by event time."""
+def _encode_chunk(value: ReplayChunk | int) -> bytes:
+    if isinstance(value, int):
+        return f"{_SEQ_TAG}{value}".encode()
+    parts = [_CHUNK_TAG]
+    append = parts.append
+    for event_id, v in value.entries.items():
+        raw = v.raw
+        if raw is None:
+            raw = v.raw = _encode_entry(event_id, v)
+        append(raw)
+    return _ENTRY_SEP.join(parts).encode()
 
-    __slots__ = ("_get", "capacity", "store")
+
+def _decode_chunk(raw: bytes) -> ReplayChunk | int:
+    text = raw.decode()
+    if text.startswith(_SEQ_TAG):
+        return int(text[1:])
+    entries = text.split(_ENTRY_SEP)
+    if entries[0] != _CHUNK_TAG:
+        raise ValueError(f"not a replay chunk: {raw[:40]!r}")
+    chunk = ReplayChunk(-1)  # numbered from its key by ReplayMemory.restored
+    for entry in entries[1:]:
+        parts = entry.split(_SEP)
+        if len(parts) == 3:
+            v = Replayed(parts[1], int(parts[2]), None, chunk, entry)
+        else:
+            _, cid, t, gate, subject, action, reasons, decided_at = parts
+            v = Replayed(
+                cid,
+                int(t),
+                {
+                    "event_id": "",  # filled in by ReplayMemory.decision
+                    "community_id": cid,
+                    "gate_id": gate,
+                    "subject_id": subject,
+                    "decision": action,
+                    "reasons": reasons.split(",") if reasons else [],
+                    "decided_at": int(decided_at),
+                },
+                chunk,
+                entry,
+            )
+        chunk.entries[parts[0]] = v
+    return chunk
+
+
+class ReplayMemory:
+    """Recently seen event ids (and scans' decisions), bounded by count and by event time.
+
+    The events a batch remembers are one record (``ReplayChunk``, key its number; at most
+    ``CHUNK_EVENTS`` events, then the next number), not one record per event: the changelog
+    carries a few records per batch. The lookup by event id is an index derived from the
+    chunks (rebuilt after a restore). Eviction beyond ``capacity`` takes the oldest event, as
+    one key per event did, and rewrites its chunk.
+    """
+
+    __slots__ = ("_chunks", "_index", "_next", "_open", "_stale", "capacity", "store")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.store: KeyedStore[Replayed] = KeyedStore(
-            "replay", encode=_encode_replayed, decode=_decode_replayed
+        self.store: KeyedStore[Any] = KeyedStore(
+            "replay", encode=_encode_chunk, decode=_decode_chunk
         )
-        self._get = self.store.getter()
+        self._index: dict[str, Replayed] = {}  # event id -> entry, oldest first
+        self._chunks: dict[int, ReplayChunk] = {}  # live chunks, oldest first
+        self._open: ReplayChunk | None = None  # the chunk this batch fills
+        self._next = 0  # number of the next chunk
+        self._stale = False  # restored: the index is rebuilt before the next use
 
+    # -- restore
+    def restored(self, key: str) -> None:
+        self._stale = True
+
+    def _rebuild(self) -> None:
+        self._stale = False
+        self._open = None
+        self._index.clear()
+        self._chunks.clear()
+        chunks: list[ReplayChunk] = []
+        for key, value in self.store.items():
+            if key == SEQ_KEY:
+                self._next = value
+            else:
+                value.seq = int(key)
+                chunks.append(value)
+        chunks.sort(key=lambda c: c.seq)
+        index = self._index
+        for chunk in chunks:
+            self._chunks[chunk.seq] = chunk
+            index.update(chunk.entries)
+
+    # -- lookups
     def __contains__(self, event_id: str) -> bool:
-        return self._get(event_id) is not None
+        if self._stale:
+            self._rebuild()
+        return event_id in self._index
 
     def decision(self, event_id: str) -> dict[str, Any] | None:
         """A copy of the decision a scan got, or None (not seen, or not a scan)."""
-        seen = self._get(event_id)
+        if self._stale:
+            self._rebuild()
+        seen = self._index.get(event_id)
         if seen is None or seen.decision is None:
             return None
         replay = dict(seen.decision)
@@ -118,24 +214,60 @@ class ReplayMemory:
         replay["reasons"] = list(seen.decision["reasons"])
         return replay
 
+    # -- changes
     def remember(
         self, event_id: str, community_id: str, t: int, decision: dict[str, Any] | None
     ) -> None:
+        if self._stale:
+            self._rebuild()
+        chunk = self._open
         store = self.store
-        store[event_id] = Replayed(community_id, t, decision)
-        if len(store) > self.capacity:
-            store.pop(next(iter(store)))
+        if chunk is None or len(chunk.entries) >= CHUNK_EVENTS:
+            seq = self._next
+            self._next = seq + 1
+            store[SEQ_KEY] = self._next
+            chunk = self._open = self._chunks[seq] = ReplayChunk(seq)
+            store[chunk_key(seq)] = chunk
+        else:
+            store.touch(chunk_key(chunk.seq))
+        v = Replayed(community_id, t, decision, chunk)
+        chunk.entries[event_id] = v
+        index = self._index
+        index[event_id] = v
+        if len(index) > self.capacity:
+            oldest = next(iter(index))
+            self._drop(oldest, index.pop(oldest))
+
+    def seal(self) -> None:
+        """The batch is over: the next event remembered starts a new chunk."""
+        self._open = None
+
+    def _drop(self, event_id: str, v: Replayed) -> None:
+        chunk = v.chunk
+        assert chunk is not None
+        del chunk.entries[event_id]
+        key = chunk_key(chunk.seq)
+        if chunk.entries:
+            self.store.touch(key)
+        else:
+            del self.store[key]
+            del self._chunks[chunk.seq]
+            if chunk is self._open:
+                self._open = None
 
     def expire(self, horizon_ms: Mapping[str, int]) -> int:
-        stale = [
-            k for k, v in self.store.items() if v.event_time < horizon_ms.get(v.community_id, 0)
-        ]
+        if self._stale:
+            self._rebuild()
+        index = self._index
+        stale = [k for k, v in index.items() if v.event_time < horizon_ms.get(v.community_id, 0)]
         for k in stale:
-            self.store.pop(k)
+            self._drop(k, index.pop(k))
         return len(stale)
 
     def __len__(self) -> int:
-        return len(self.store)
+        if self._stale:
+            self._rebuild()
+        return len(self._index)
 
 
 class PendingPass:

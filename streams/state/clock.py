@@ -28,7 +28,7 @@ State: store ``clock``, key = community id, value = ``[time, {source: verified p
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from streams.state.store import KeyedStore
 
@@ -50,13 +50,11 @@ class CommunityTime:
 
 
 def _encode(value: CommunityTime) -> bytes:
-    return json.dumps(
-        [value.time, value.sources, value.unverified], separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return orjson.dumps([value.time, value.sources, value.unverified])
 
 
 def _decode(raw: bytes) -> CommunityTime:
-    time, sources, unverified = json.loads(raw)
+    time, sources, unverified = orjson.loads(raw)
     return CommunityTime(time, sources, unverified)
 
 

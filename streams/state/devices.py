@@ -15,7 +15,13 @@ from typing import Any
 
 from streams.rules import alerts as A
 from streams.rules.config import CommunityRules
-from streams.rules.device_health import CommunityDevices, DeviceState, device_store
+from streams.rules.device_health import (
+    CHECK_EVERY_MS,
+    MIN_READINGS,
+    CommunityDevices,
+    DeviceState,
+    device_store,
+)
 from streams.rules.timeutil import MS_PER_SECOND
 from streams.state.alerter import Alerter, fmt_c
 from streams.state.store import KeyedStore
@@ -42,7 +48,7 @@ class DeviceHealth:
         return list(self._by_cid)
 
     def seen(self, cid: str, device_id: str, gate_id: str, t: int, watched: bool) -> DeviceState:
-        dev = self.community(cid).seen(cid, device_id, gate_id, t)
+        dev = (self._by_cid.get(cid) or self.community(cid)).seen(cid, device_id, gate_id, t)
         if watched and not dev.watched:
             dev.watched = True
         return dev
@@ -61,12 +67,14 @@ class DeviceHealth:
         created_at: int,
     ) -> None:
         """A reading into the drift window; DEVICE_DRIFT when the device is off the others."""
-        devices = self.community(cid)
-        window_ms = rules.drift_window_s * MS_PER_SECOND
-        devices.add_sample(dev, t, temperature_c, plausible, t - window_ms)
-        if not devices.drift_due(dev, t):
+        devices = self._by_cid.get(cid) or self.community(cid)
+        horizon = t - rules.drift_window_s * MS_PER_SECOND
+        devices.add_sample(dev, t, temperature_c, plausible, horizon)
+        # ``drift_due`` inlined (the hot path: nearly every reading)
+        if dev.all_n < MIN_READINGS or t < dev.next_check:
             return
-        drift = devices.drift(dev, rules.drift_margin_c, t - window_ms)
+        dev.next_check = t + CHECK_EVERY_MS
+        drift = devices.drift(dev, rules.drift_margin_c, horizon)
         if drift is None:
             return
         alerter.emit(

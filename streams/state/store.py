@@ -17,9 +17,10 @@ its own ``encode``/``decode``. A state object keeps its values *in* the store an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+import orjson
 
 V = TypeVar("V")
 
@@ -28,13 +29,15 @@ SEP = "\x1f"
 
 Change = tuple[str, bytes | None]
 
+_MISSING: Any = object()
+
 
 def json_encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(value)
 
 
 def json_decode(raw: bytes) -> Any:
-    return json.loads(raw)
+    return orjson.loads(raw)
 
 
 class KeyedStore(Generic[V]):
@@ -60,6 +63,16 @@ class KeyedStore(Generic[V]):
     # -- mapping
     def get(self, key: str, default: V | None = None) -> V | None:
         return self._data.get(key, default)
+
+    def setter(self) -> Callable[[str, V], None]:
+        """A fast ``store[key] = value`` for hot paths (same life as ``getter``)."""
+        data, dirty = self._data, self._dirty
+
+        def put(key: str, value: V) -> None:
+            data[key] = value
+            dirty.add(key)
+
+        return put
 
     def getter(self) -> Callable[[str], V | None]:
         """A fast lookup (``dict.get`` of the data) for hot paths; stays valid for the store's
@@ -112,10 +125,12 @@ class KeyedStore(Generic[V]):
         call, in key order (deterministic changelog content for the same events)."""
         if not self._dirty:
             return []
-        data, encode = self._data, self._encode
-        changes: list[Change] = [
-            (key, encode(data[key]) if key in data else None) for key in sorted(self._dirty)
-        ]
+        get, encode, missing = self._data.get, self._encode, _MISSING
+        changes: list[Change] = []
+        append = changes.append
+        for key in sorted(self._dirty):
+            value = get(key, missing)
+            append((key, None if value is missing else encode(value)))
         self._dirty.clear()
         return changes
 
