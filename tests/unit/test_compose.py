@@ -78,7 +78,7 @@ def test_the_stages_are_separate_services() -> None:
         ],
         *[
             pytest.param(s, "migrate", "service_completed_successfully", id=f"{s} after migrate")
-            for s in STAGES
+            for s in ("sink",)
         ],
         *[
             pytest.param(s, "kafka", "service_healthy", id=f"{s} needs a healthy kafka")
@@ -86,7 +86,7 @@ def test_the_stages_are_separate_services() -> None:
         ],
         *[
             pytest.param(s, "clickhouse", "service_healthy", id=f"{s} needs clickhouse")
-            for s in STAGES
+            for s in ("sink",)
         ],
     ],
 )
@@ -94,10 +94,15 @@ def test_start_order(service: str, needs: str, condition: str) -> None:
     assert SERVICES[service]["depends_on"][needs]["condition"] == condition
 
 
-@pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize(
-    "name",
-    ["FANGXIAN_KAFKA_BOOTSTRAP", "FANGXIAN_CLICKHOUSE_URL", "FANGXIAN_PSEUDONYM_KEY"],
+    ("stage", "name"),
+    [
+        ("decide", "FANGXIAN_KAFKA_BOOTSTRAP"),
+        ("decide", "FANGXIAN_PSEUDONYM_KEY"),
+        ("sink", "FANGXIAN_KAFKA_BOOTSTRAP"),
+        ("sink", "FANGXIAN_CLICKHOUSE_URL"),
+        ("sink", "FANGXIAN_PSEUDONYM_KEY"),
+    ],
 )
 def test_each_stage_gets_the_settings_it_needs(stage: str, name: str) -> None:
     assert env(stage).get(name)
@@ -116,7 +121,8 @@ def test_every_fangxian_variable_names_a_setting(service: str) -> None:
 def test_each_stage_reaches_services_by_their_compose_names(stage: str) -> None:
     worker = env(stage)
     assert worker["FANGXIAN_KAFKA_BOOTSTRAP"].split(":")[0] in SERVICES
-    assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
+    if "FANGXIAN_CLICKHOUSE_URL" in worker:
+        assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -238,7 +244,8 @@ def test_kafka_refuses_to_start_without_an_admin_password() -> None:
     [
         pytest.param("topics", "admin", id="topics logs in as the super user"),
         pytest.param("acl", "admin", id="acl logs in as the super user"),
-        pytest.param("worker", "decide", id="the worker is the decide principal, not admin"),
+        pytest.param("decide", "decide", id="the decide stage is the decide principal, not admin"),
+        pytest.param("sink", "sink", id="the sink stage is the sink principal"),
     ],
 )
 def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
@@ -251,7 +258,7 @@ def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
 @pytest.mark.parametrize(
     ("service", "user"),
     [
-        pytest.param("worker", "fangxian_sink", id="the worker inserts as fangxian_sink"),
+        pytest.param("sink", "fangxian_sink", id="the sink stage inserts as fangxian_sink"),
         pytest.param("migrate", "fangxian_migrate", id="migrations run as fangxian_migrate"),
     ],
 )
@@ -265,9 +272,17 @@ def test_acl_service_sets_every_role_password() -> None:
 
     roles = {k.removeprefix("FANGXIAN_ACL_PASSWORD_").lower() for k in env("acl") if "ACL_" in k}
     assert roles == set(Principals().roles())
-    assert SERVICES["worker"]["depends_on"]["acl"]["condition"] == (
-        "service_completed_successfully"
-    )
+    for stage in ("decide", "sink"):
+        assert SERVICES[stage]["depends_on"]["acl"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_the_decide_stage_has_no_clickhouse() -> None:
+    """Gates never wait for ClickHouse: the decide service is given no ClickHouse at all."""
+    assert "FANGXIAN_CLICKHOUSE_URL" not in env("decide")
+    assert "clickhouse" not in SERVICES["decide"]["depends_on"]
+    assert "clickhouse" in SERVICES["sink"]["depends_on"]
 
 
 def test_env_example_names_every_secret_the_compose_file_needs_and_holds_none() -> None:
