@@ -68,6 +68,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 def _request(specs: Sequence[TopicSpec], with_configs: bool) -> dict[str, dict[str, Any]]:
     return {
         spec.name: {
@@ -85,16 +89,21 @@ def create_topics(
     *,
     tolerate_existing: bool = True,
     broker_supports_configs: bool = True,
+    connect_timeout_s: float | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created by this call.
 
     Existing topics are left as they are (not altered) unless ``tolerate_existing`` is False, in
     which case TopicAlreadyExistsError is raised. Any other broker error is raised. Pass
     ``broker_supports_configs=False`` for brokers (Tansu) that reject per-topic configs.
+    ``connect_timeout_s``: how long to wait for the first connection
+    (``Settings.connect_timeout_s``; None: the client's 30 s default); an unreachable broker
+    raises ``KafkaTimeoutError``.
     """
     if not specs:
         return []
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-topics")
+    timeouts = {} if connect_timeout_s is None else {"bootstrap_timeout_ms": _ms(connect_timeout_s)}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-topics", **timeouts)
     try:
         response = admin.create_topics(
             _request(specs, broker_supports_configs),

@@ -24,7 +24,13 @@ class ServerWriter:
     """Columnar inserts through one clickhouse-driver ``Client`` (reconnects on its own after a
     dropped connection). Calls are serialised: a Client is not thread-safe."""
 
-    def __init__(self, target: ServerTarget, *, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        target: ServerTarget,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         self.database = target.database
         self._target = target
         # The database may not exist before migrate(): connect to "default", qualify names.
@@ -34,7 +40,7 @@ class ServerWriter:
             user=target.user,
             password=target.password,
             database="default",
-            connect_timeout=CONNECT_TIMEOUT_S,
+            connect_timeout=connect_timeout_s,
             send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,
             settings=dict(settings or {}),
         )

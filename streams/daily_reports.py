@@ -40,10 +40,11 @@ def publish_report(report: DailyReport, producer: Producer, topic: str) -> None:
     log.info("published report %s to %s", report_key(report).decode(), topic)
 
 
-def kafka_producer(bootstrap: str) -> Producer:
+def kafka_producer(bootstrap: str, **config: Any) -> Producer:
+    """A kafka-python producer; ``config`` adds client options (timeouts, security)."""
     from kafka import KafkaProducer
 
-    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **config)
     return producer
 
 

@@ -16,7 +16,7 @@ def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
     start = parse_local_time(args.start, timezone)
     end = parse_local_time(args.end, timezone)
     window_ms = parse_duration_s(args.window) * 1000
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
         result = find_contacts(writer, args.subject, start, end, window_ms)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 
 
@@ -12,9 +13,10 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.reporting.forget import forget_subject
     from sinks import open_writer
 
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
-        result = forget_subject(writer, args.subject, dry_run=args.dry_run)
+        with Progress(f"删除 forget {mask_token(args.subject)}", unit="tables") as progress:
+            result = forget_subject(writer, args.subject, dry_run=args.dry_run, progress=progress)
     finally:
         writer.close()
     verb = "would remove 将删除" if args.dry_run else "removed 已删除"

@@ -6,8 +6,32 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
+from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
+
+
+class _CountedQueries:
+    """A ``Reader`` that counts its queries on a ``Progress`` (a county report is a few large
+    queries over every community of the county)."""
+
+    def __init__(self, reader: Any, progress: Progress) -> None:
+        self._reader = reader
+        self._progress = progress
+        self.database = reader.database
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._reader.query(sql, params)
+        self._progress.advance()
+        return rows
+
+    def server_version(self) -> tuple[int, ...]:
+        version: tuple[int, ...] = self._reader.server_version()
+        return version
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -17,9 +41,14 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
     scope = Scope("county", args.county) if args.county else Scope("community", args.community)
     timezone = args.timezone or settings.default_timezone
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
-        report = build_report(writer, scope, dt.date.fromisoformat(args.date), timezone)
+        day = dt.date.fromisoformat(args.date)
+        if args.county:
+            with Progress(f"汇总 county report {args.county}", unit="queries") as progress:
+                report = build_report(_CountedQueries(writer, progress), scope, day, timezone)
+        else:
+            report = build_report(writer, scope, day, timezone)
     finally:
         writer.close()
     text = RENDERERS[args.format](report)
@@ -29,9 +58,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(text)
     if args.publish:
+        from fangxian.core.timeouts import kafka_producer_timeouts
         from streams.daily_reports import kafka_producer, publish_report
 
-        producer = kafka_producer(settings.kafka_bootstrap)
+        producer = kafka_producer(settings.kafka_bootstrap, **kafka_producer_timeouts(settings))
         try:
             publish_report(report, producer, settings.topics.reports_daily)
         finally:

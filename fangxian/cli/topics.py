@@ -10,7 +10,11 @@ from fangxian.core.settings import Settings
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from infra.topics import create_topics, topic_specs
 
-    created = create_topics(settings.kafka_bootstrap, topic_specs(settings))
+    created = create_topics(
+        settings.kafka_bootstrap,
+        topic_specs(settings),
+        connect_timeout_s=settings.connect_timeout_s,
+    )
     print(f"topics ready 主题已就绪: {', '.join(created) or '(all existed)'}")
     return 0
 

@@ -9,6 +9,16 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
+class SettingError(ValueError):
+    """A setting is missing or its value is unusable; ``setting`` is the variable to fix."""
+
+    def __init__(self, setting: str, problem: str, problem_zh: str = "") -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+        self.problem_zh = problem_zh or problem
+
+
 @dataclass(frozen=True)
 class Topics:
     """Kafka topic names. Defaults follow the contract; every name is configurable."""
@@ -39,6 +49,10 @@ class Settings:
     """
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # how long a client waits to reach Kafka or ClickHouse before it gives up (seconds): the
+    # CLI's admin and producer clients and the ClickHouse connection. Short, so a wrong address
+    # is reported in seconds instead of hanging.
+    connect_timeout_s: float = 5.0
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
     app_id: str = "fangxian"
@@ -86,14 +100,22 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
-            if isinstance(default, bool):
-                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as err:
+                kind = type(default).__name__
+                raise SettingError(
+                    "FANGXIAN_" + f.name.upper(),
+                    f"expected a {kind}, got {raw!r}",
+                    f"应为 {kind}，实际为 {raw!r}",
+                ) from err
         topic_values = {
             f.name: env["FANGXIAN_TOPIC_" + f.name.upper()]
             for f in fields(Topics)
