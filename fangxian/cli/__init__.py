@@ -40,7 +40,7 @@ COMMANDS: tuple[str, ...] = (
     "forget",
     "load",
     "bench",
-    # "doctor",
+    "doctor",
 )
 # Client libraries that log a failed connect on their own; the error path says it once, better.
 QUIET_LOGGERS = ("kafka", "aiokafka", "clickhouse_driver")
