@@ -13,7 +13,9 @@ def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
-        with Progress("迁移 db migrate", unit="migrations") as progress:
+        with Progress(
+            "迁移 db migrate", unit="migrations", interval_s=settings.progress_interval_s
+        ) as progress:
             applied = migrate(writer, retention_days=settings.retention_days, progress=progress)
     finally:
         writer.close()

@@ -15,7 +15,11 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
     writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
-        with Progress(f"删除 forget {mask_token(args.subject)}", unit="tables") as progress:
+        with Progress(
+            f"删除 forget {mask_token(args.subject)}",
+            unit="tables",
+            interval_s=settings.progress_interval_s,
+        ) as progress:
             result = forget_subject(writer, args.subject, dry_run=args.dry_run, progress=progress)
     finally:
         writer.close()

@@ -39,7 +39,9 @@ def _read(args: argparse.Namespace, settings: Settings) -> LoadResult:
         raise input_error(args.file, "文件不存在", "no such file")
     total = None if args.kind == "rules" else _data_rows(path)
     try:
-        with Progress(f"读取校验 read {path.name}", total=total) as progress:
+        with Progress(
+            f"读取校验 read {path.name}", total=total, interval_s=settings.progress_interval_s
+        ) as progress:
             progress.counters.update(validated=0, rejected=0)
             return read_kind(args.kind, path, settings, progress=progress)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -82,7 +84,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         return PROBLEMS_FOUND if result.errors else 0
     producer = RecordProducer(settings, codec)
     try:
-        with Progress(f"发送 produce {args.kind}", total=len(result.records)) as progress:
+        with Progress(
+            f"发送 produce {args.kind}",
+            total=len(result.records),
+            interval_s=settings.progress_interval_s,
+        ) as progress:
             for record in result.records:
                 producer.send(record_name, record)
                 progress.advance()

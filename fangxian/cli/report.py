@@ -45,7 +45,11 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         day = dt.date.fromisoformat(args.date)
         if args.county:
-            with Progress(f"汇总 county report {args.county}", unit="queries") as progress:
+            with Progress(
+                f"汇总 county report {args.county}",
+                unit="queries",
+                interval_s=settings.progress_interval_s,
+            ) as progress:
                 report = build_report(_CountedQueries(writer, progress), scope, day, timezone)
         else:
             report = build_report(writer, scope, day, timezone)

@@ -53,6 +53,9 @@ class Settings:
     # CLI's admin and producer clients and the ClickHouse connection. Short, so a wrong address
     # is reported in seconds instead of hanging.
     connect_timeout_s: float = 5.0
+    # long CLI work (load, migrate, forget, county report) prints a progress line this often
+    # when its output is not a terminal (on a terminal it draws a bar)
+    progress_interval_s: float = 5.0
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
     app_id: str = "fangxian"
