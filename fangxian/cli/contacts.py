@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.cli import argtypes
 from fangxian.core.settings import Settings
 
 
@@ -31,9 +32,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "contacts", help="密接查询 who passed the same gates around a subject"
     )
     contacts.add_argument("subject", help="subject token")
-    contacts.add_argument("--from", dest="start", required=True, help="ISO time (local if naive)")
-    contacts.add_argument("--to", dest="end", required=True, help="ISO time (local if naive)")
-    contacts.add_argument("--window", default="10m", help="± window, e.g. 10m, 90s, 1h")
+    contacts.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        type=argtypes.iso_time,
+        help="ISO time (local if naive)",
+    )
+    contacts.add_argument(
+        "--to", dest="end", required=True, type=argtypes.iso_time, help="ISO time (local if naive)"
+    )
+    contacts.add_argument(
+        "--window", default="10m", type=argtypes.duration, help="± window, e.g. 10m, 90s, 1h"
+    )
     contacts.add_argument("--format", choices=("table", "json"), default="table")
-    contacts.add_argument("--timezone", help="default: FANGXIAN_DEFAULT_TIMEZONE")
+    contacts.add_argument(
+        "--timezone", type=argtypes.timezone, help="default: FANGXIAN_DEFAULT_TIMEZONE"
+    )
     contacts.set_defaults(func=cmd_contacts)

@@ -12,6 +12,7 @@ import json
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfoNotFoundError
 
 from fangxian.core.settings import SettingError, Settings
 
@@ -192,6 +193,15 @@ def _kafka(err: BaseException, settings: Settings) -> CliError | None:
             else ()
         ),
     )
+    if isinstance(err, kafka_errors.KafkaTimeoutError) and "metadata" in str(err):
+        # the client bootstrapped, then waited in vain for a topic's partitions
+        return CliError(
+            KAFKA_TOPIC,
+            f"{settings.kafka_bootstrap} 未返回主题的分区信息，主题多半不存在；请运行 "
+            "fangxian topics create，或检查 FANGXIAN_TOPIC_* 设置",
+            f"{settings.kafka_bootstrap} returned no partitions for a topic, which is most "
+            "likely missing; run `fangxian topics create` or check the FANGXIAN_TOPIC_* settings",
+        )
     if isinstance(err, unreachable):
         return _kafka_unreachable(settings, str(err))
     return None
@@ -270,6 +280,12 @@ def _classify(err: BaseException, settings: Settings) -> CliError:
         ):
             reason = cause.strerror or type(cause).__name__
             return input_error(str(cause.filename), "无法读取", reason)
+        if isinstance(cause, ZoneInfoNotFoundError):
+            return setting_error(
+                "FANGXIAN_DEFAULT_TIMEZONE",
+                f"未知时区（或检查 --timezone）：{cause}",
+                f"unknown time zone (or check --timezone): {cause}",
+            )
         if isinstance(cause, json.JSONDecodeError):
             return CliError(INPUT, f"JSON 无效：{cause}", f"invalid JSON: {cause}")
     return _internal(err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.cli import argtypes
 from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 
@@ -34,6 +35,6 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     forget = sub.add_parser("forget", help="删除个人数据 delete one subject's rows everywhere")
-    forget.add_argument("subject", help="subject / resident token")
+    forget.add_argument("subject", type=argtypes.subject_token, help="subject / resident token")
     forget.add_argument("--dry-run", action="store_true", help="only count the rows")
     forget.set_defaults(func=cmd_forget)

@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from fangxian.cli import argtypes
 from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 
@@ -62,12 +63,18 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(text)
     if args.publish:
+        from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+
         from fangxian.core.timeouts import kafka_producer_timeouts
         from streams.daily_reports import kafka_producer, publish_report
 
         producer = kafka_producer(settings.kafka_bootstrap, **kafka_producer_timeouts(settings))
         try:
             publish_report(report, producer, settings.topics.reports_daily)
+        except KafkaTimeoutError as err:
+            if "metadata" not in str(err):
+                raise
+            raise UnknownTopicOrPartitionError(settings.topics.reports_daily) from err
         finally:
             producer.close()
         print(f"report published 报表已上报: {settings.topics.reports_daily}")
@@ -78,10 +85,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = sub.add_parser("report", help="社区疫情信息报表 daily community epidemic report")
     whose = report.add_mutually_exclusive_group(required=True)
     whose.add_argument("--community", help="community credit code (18 chars)")
-    whose.add_argument("--county", help="county code (GB/T 2260, 6 digits): all its communities")
-    report.add_argument("--date", required=True, help="local date, YYYY-MM-DD")
+    whose.add_argument(
+        "--county",
+        type=argtypes.county,
+        help="county code (GB/T 2260, 6 digits): all its communities",
+    )
+    report.add_argument(
+        "--date", required=True, type=argtypes.iso_date, help="local date, YYYY-MM-DD"
+    )
     report.add_argument("--format", choices=("csv", "json", "html"), default="json")
     report.add_argument("--out", help="write to this file instead of stdout")
-    report.add_argument("--timezone", help="default: FANGXIAN_DEFAULT_TIMEZONE (Asia/Shanghai)")
+    report.add_argument(
+        "--timezone",
+        type=argtypes.timezone,
+        help="default: FANGXIAN_DEFAULT_TIMEZONE (Asia/Shanghai)",
+    )
     report.add_argument("--publish", action="store_true", help="also produce to reports.daily")
     report.set_defaults(func=cmd_report)

@@ -5,7 +5,9 @@ invalid files. Each fault has a control: the same command where the fault is abs
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -218,3 +220,41 @@ def test_an_unmigrated_database_says_to_migrate(clickhouse_url: str) -> None:
     assert run_cli(["db", "migrate"], env).returncode == 0
     control = run_cli(report, env)
     assert control.returncode == 0, control.stderr
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never speaks Kafka."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def test_an_open_port_that_does_not_speak_kafka_is_a_handshake_failure(
+    silent_listener: int,
+) -> None:
+    env = {"FANGXIAN_KAFKA_BOOTSTRAP": f"127.0.0.1:{silent_listener}"}
+    env["FANGXIAN_CONNECT_TIMEOUT_S"] = "2"
+    done = run_cli(["topics", "create"], env)
+    assert_explained(done, 6, "FANGXIAN_KAFKA_SECURITY_PROTOCOL")
+    assert "FANGXIAN_KAFKA_BOOTSTRAP" in done.stderr
