@@ -258,3 +258,14 @@ def test_an_open_port_that_does_not_speak_kafka_is_a_handshake_failure(
     done = run_cli(["topics", "create"], env)
     assert_explained(done, 6, "FANGXIAN_KAFKA_SECURITY_PROTOCOL")
     assert "FANGXIAN_KAFKA_BOOTSTRAP" in done.stderr
+
+
+def test_the_worker_stops_at_once_when_kafka_is_unreachable_or_a_topic_missing(
+    topics: Settings,
+) -> None:
+    closed = {"FANGXIAN_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}"}
+    closed["FANGXIAN_CONNECT_TIMEOUT_S"] = "2"
+    assert_explained(run_cli(["worker"], closed, timeout_s=60), 5, "FANGXIAN_KAFKA_BOOTSTRAP")
+    missing = topics.replace(topics=Topics().with_prefix("absent-" + topics.app_id + "."))
+    done = run_cli(["worker"], settings_env(missing), timeout_s=60)
+    assert_explained(done, 7, missing.topics.gate_scans)
