@@ -50,6 +50,7 @@ CLICKHOUSE_SCHEMA = Kind(
     "ClickHouse 表或数据库不存在",
     "a ClickHouse table or database is missing",
 )
+SERVICE_START = Kind("service_start", 11, "内置服务未能启动", "a bundled service did not start")
 INTERNAL = Kind("internal", 70, "内部错误（程序缺陷）", "internal error (a bug)")
 INTERRUPTED = Kind("interrupted", 130, "已中断", "interrupted")
 
@@ -62,6 +63,7 @@ KINDS: tuple[Kind, ...] = (
     CLICKHOUSE_UNREACHABLE,
     CLICKHOUSE_AUTH,
     CLICKHOUSE_SCHEMA,
+    SERVICE_START,
     INTERNAL,
     INTERRUPTED,
 )
@@ -247,6 +249,21 @@ def _clickhouse(err: BaseException, settings: Settings) -> CliError | None:
     return None
 
 
+def _service(err: BaseException) -> CliError | None:
+    """``fangxian run`` / ``bench`` start their own Kafka, ClickHouse or Tansu."""
+    from infra.process import ServiceStartError
+
+    if not isinstance(err, ServiceStartError):
+        return None
+    first = str(err).strip().splitlines()[0] if str(err).strip() else "ServiceStartError"
+    return CliError(
+        SERVICE_START,
+        f"{first[:300]}；请检查 Java 17、make test-deps 安装的组件，以及上面日志的末尾",
+        f"{first[:300]}; check Java 17 and what `make test-deps` installs, and the log tail "
+        "(run with -v for all of it)",
+    )
+
+
 def classify(err: BaseException, settings: Settings | None) -> CliError:
     """The ``CliError`` for ``err`` (walking its ``raise … from`` chain); ``INTERNAL`` for an
     exception nobody foresaw, or when explaining it failed too."""
@@ -272,14 +289,14 @@ def _classify(err: BaseException, settings: Settings) -> CliError:
             return cause
         if isinstance(cause, SettingError):
             return setting_error(cause.setting, cause.problem_zh, cause.problem)
-        found = _kafka(cause, settings) or _clickhouse(cause, settings)
+        found = _kafka(cause, settings) or _clickhouse(cause, settings) or _service(cause)
         if found is not None:
             return found
         if isinstance(cause, (FileNotFoundError, IsADirectoryError, PermissionError)) and (
             cause.filename
         ):
             reason = cause.strerror or type(cause).__name__
-            return input_error(str(cause.filename), "无法读取", reason)
+            return input_error(str(cause.filename), reason, reason)
         if isinstance(cause, ZoneInfoNotFoundError):
             return setting_error(
                 "FANGXIAN_DEFAULT_TIMEZONE",

@@ -16,6 +16,7 @@ from kafka.errors import (
 from fangxian.cli import errors
 from fangxian.cli.errors import KINDS, CliError, classify, masked_url
 from fangxian.core.settings import SettingError, Settings
+from infra.process import ServiceStartError
 from sinks.errors import SinkError, SinkUnavailable
 
 # a port nothing listens on: the classifier's TCP probe finds it closed
@@ -113,6 +114,12 @@ def _bad_json() -> json.JSONDecodeError:
             7,
             "alerts",
             id="the cause of a wrapping exception is found",
+        ),
+        pytest.param(
+            ServiceStartError("Kafka broker exited with code 1: java: not found"),
+            11,
+            "Java 17",
+            id="a bundled service did not start → 11",
         ),
         pytest.param(KeyboardInterrupt(), 130, "Ctrl-C", id="Ctrl-C → 130"),
         pytest.param(
