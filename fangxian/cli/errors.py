@@ -1,9 +1,10 @@
 """The CLI's one error path: every foreseeable failure becomes a ``CliError`` of one ``Kind``,
 printed as two lines (zh-CN, then English) that name the setting or file to check, and ends the
-command with that kind's exit code. ``-v`` adds the traceback. Anything else is a bug: one line
-that says so, exit 70, and the traceback with ``-v``.
+command with that kind's exit code. ``-v`` adds the traceback. Anything else is a bug: the same
+two lines say so (exit 70), and ``-v`` shows where.
 
-The table below is the whole contract (the README's "Exit codes" repeats it):
+The kinds below and their exit codes are the contract; the README's table ("When something is
+wrong") repeats them and a unit test keeps the codes distinct.
 """
 
 from __future__ import annotations
