@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from kafka.errors import (
@@ -189,3 +190,14 @@ def test_an_unusable_setting_value_names_its_variable(env: dict[str, str], setti
         Settings.from_env(env)
     assert raised.value.setting == setting
     assert classify(raised.value, SETTINGS).exit_code == errors.SETTING.exit_code
+
+
+def test_the_readme_lists_every_exit_code() -> None:
+    from tests.cli_run import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## When something is wrong", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)
+    listed = {int(code) for code in rows}
+    expected = {errors.OK, errors.PROBLEMS_FOUND, errors.USAGE} | {k.exit_code for k in KINDS}
+    assert listed == expected
