@@ -6,11 +6,13 @@ row says how to fix it."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
 
 from fangxian.core.settings import Settings
 from infra.ports import free_port
@@ -71,6 +73,32 @@ def _drop_topic(env: dict[str, str], topic_env: str) -> None:
         admin.close()
 
 
+def _recreate_wrong(env: dict[str, str], topic_env: str) -> None:
+    """The topic again, with one partition and the other cleanup policy."""
+    _drop_topic(env, topic_env)
+    admin = KafkaAdminClient(bootstrap_servers=env["FANGXIAN_KAFKA_BOOTSTRAP"])
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # deletion is asynchronous: retry until the name is free
+            try:
+                admin.create_topics(
+                    {
+                        env[topic_env]: {
+                            "num_partitions": 1,
+                            "replication_factor": 1,
+                            "configs": {"cleanup.policy": "compact"},
+                        }
+                    }
+                )
+                return
+            except TopicAlreadyExistsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        admin.close()
+
+
 def _unmigrated(env: dict[str, str]) -> None:
     env["FANGXIAN_CLICKHOUSE_URL"] = env["FANGXIAN_CLICKHOUSE_URL"].rsplit("/", 1)[0] + "/nodb_x"
 
@@ -83,6 +111,12 @@ def _unmigrated(env: dict[str, str]) -> None:
             "主题 topic {FANGXIAN_TOPIC_ALERTS}",
             "fangxian topics create",
             id="a topic is missing",
+        ),
+        pytest.param(
+            lambda env: _recreate_wrong(env, "FANGXIAN_TOPIC_GATE_DECISIONS"),
+            "主题 topic {FANGXIAN_TOPIC_GATE_DECISIONS}",
+            "kafka-configs --alter",
+            id="a topic with the wrong partitions and cleanup policy",
         ),
         pytest.param(
             _unmigrated, "数据库迁移 migrations", "fangxian db migrate", id="database not migrated"
