@@ -86,6 +86,7 @@ class Console:
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
+        self.dispatch_summary = ""
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
@@ -150,6 +151,10 @@ async def _run(
         clock_ms=lambda: console.sim_now_ms,
     )
     await runtime.start()
+    from fangxian.demo_dispatch import DemoDispatch
+
+    dispatch = DemoDispatch(settings, [c.community_id for c in run.simulator.communities])
+    dispatch_start = asyncio.create_task(dispatch.start())
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
@@ -172,6 +177,11 @@ async def _run(
         raise worker.exception()  # type: ignore[misc]
     await runtime.stop()
     worker.cancel()
+    if dispatch_start.done() and dispatch_start.exception() is not None:
+        print(f"值班派单 dispatcher did not start: {dispatch_start.exception()}", flush=True)
+    dispatch_start.cancel()
+    console.dispatch_summary = dispatch.summary()
+    await dispatch.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
     writer = open_writer(settings.clickhouse_url)
@@ -254,4 +264,6 @@ def _print_summary(console: Console, counts: dict[str, Any]) -> None:
     missing = [t for t in ALERT_TYPES if t != "OTHER" and t not in console.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
+    if console.dispatch_summary:
+        print(console.dispatch_summary)
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

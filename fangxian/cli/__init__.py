@@ -39,6 +39,7 @@ COMMANDS: tuple[str, ...] = (
     "contacts",
     "forget",
     "load",
+    "dispatch",
     "bench",
     "doctor",
 )

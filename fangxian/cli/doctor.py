@@ -9,7 +9,7 @@ but not needed, – not checked because an earlier check failed):
 3. the consumer groups of docs/topology.md and their lag (a group that never ran is a "!");
 4. ClickHouse reachable, and its version;
 5. every migration of ``sinks/migrations`` applied;
-6. the pseudonym key set;
+6. the pseudonym key set (and the roster key of the dispatcher: a "!" when missing);
 7. this machine's clock against the broker's (one record to a LogAppendTime scratch topic);
 8. credentials and ACLs: with SASL, the configured principal can describe its topics.
 
@@ -83,6 +83,7 @@ class Doctor:
                 self.groups,
                 self.clickhouse,
                 self.pseudonym_key,
+                self.roster_key,
                 self.clock,
                 self.credentials,
             ):
@@ -272,6 +273,19 @@ class Doctor:
             self.add(name, WARN, f"set, but only {len(key)} characters", fix)
         else:
             self.add(name, OK, f"set ({len(key)} characters)")
+
+    def roster_key(self) -> None:
+        name = "值班联系方式密钥 roster key"
+        if self.settings.roster_key:
+            self.add(name, OK, "set")
+        else:
+            self.add(
+                name,
+                WARN,
+                "未设置 FANGXIAN_ROSTER_KEY is not set (needed by `fangxian dispatch` and "
+                "`fangxian load staff`)",
+                "从密钥库设置 set FANGXIAN_ROSTER_KEY from your secret store",
+            )
 
     # -- 7. clocks -----------------------------------------------------------------------------
 

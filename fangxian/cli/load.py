@@ -1,5 +1,6 @@
-"""``fangxian load``: a community's register (CSV) or rules (JSON) → the compacted reference
-topics (``fangxian/ingest/``). Every record is validated before any is produced."""
+"""``fangxian load``: a community's register (CSV) or rules (JSON), or the on-duty roster
+(staff and duty CSV, escalation JSON) → the compacted reference topics (``fangxian/ingest/``).
+Every record is validated before any is produced."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from typing import TYPE_CHECKING
 from fangxian.cli.errors import PROBLEMS_FOUND, input_error
 from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
-from schemas.topics import RECORD_OF_KIND
+from schemas.topics import RECORD_OF_KIND, ROSTER_RECORD_OF_KIND
+
+KINDS = {**RECORD_OF_KIND, **ROSTER_RECORD_OF_KIND}
 
 if TYPE_CHECKING:
     from fangxian.ingest.reference_csv import LoadResult
+    from fangxian.ingest.roster_files import RosterLoad
 
 # A problem on line 0 (encoding) or 1 (the header) is about the file, not one row.
 FILE_LEVEL_LINES = (0, 1)
@@ -31,12 +35,18 @@ def _data_rows(path: Path) -> int | None:
         return None
 
 
-def _read(args: argparse.Namespace, settings: Settings) -> LoadResult:
+def _read(args: argparse.Namespace, settings: Settings) -> LoadResult | RosterLoad:
     from fangxian.ingest.loading import read_kind
+    from fangxian.ingest.roster import read_roster
 
     path = Path(args.file)
     if not path.is_file():
         raise input_error(args.file, "文件不存在", "no such file")
+    if args.kind in ROSTER_RECORD_OF_KIND:  # a small file: no progress
+        try:
+            return read_roster(args.kind, path, settings)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise input_error(args.file, f"无法解析 {err}", f"cannot parse it: {err}") from err
     total = None if args.kind == "rules" else _data_rows(path)
     try:
         with Progress(
@@ -67,7 +77,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             f"! 第{problem.line}行 line {problem.line} [{problem.field}] "
             f"{problem.message_zh} / {problem.message_en}"
         )
-    record_name = RECORD_OF_KIND[args.kind]
+    record_name = KINDS[args.kind]
     codec = Codec()
     try:
         for record in result.records:
@@ -104,9 +114,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser(
-        "load", help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON)"
+        "load",
+        help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON); "
+        "值班名册 staff/duty (CSV) or escalation (JSON)",
     )
-    load.add_argument("kind", choices=sorted(RECORD_OF_KIND))
+    load.add_argument("kind", choices=sorted(KINDS))
     load.add_argument("file", help="CSV (UTF-8 or GB18030; Chinese or English headers) or JSON")
     load.add_argument("--dry-run", action="store_true", help="validate only, produce nothing")
     load.set_defaults(func=cmd_load)

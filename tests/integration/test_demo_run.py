@@ -31,6 +31,9 @@ def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -
         if alert_type != "OTHER":
             assert f"  {alert_type} " in summary, alert_type
     assert "🔔 [" in out  # alerts were shown as they happened
+    # the on-duty dispatcher delivered to the local robot, and the link acknowledged one
+    assert "📨 企业微信群 WeCom ← @guard" in out, out[-2000:]
+    assert "✔ 门岗点击确认链接 guard opened the acknowledge link: HTTP 200" in out
     counts = summary.split("ClickHouse (chdb) rows 行数: ")[1].strip()
     rows = dict(part.split("=") for part in counts.split(", "))
     assert int(rows["gate_scans"]) == int(rows["gate_decisions"]) > 0
