@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run against, on a fresh Debian machine of the CI kind:
-# Debian's clickhouse-server (a real native-protocol server) and kcat (a third-party Kafka
-# client), and Apache Kafka's jars from Maven Central (cached). Idempotent.
+# Debian's clickhouse-server (a real native-protocol server), kcat (a third-party Kafka
+# client) and prometheus (with promtool: scrapes a worker, checks the alert rules), and Apache
+# Kafka's jars from Maven Central (cached). Superset's virtualenv is `make bi-install`. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 need=()
 { command -v clickhouse-server || command -v clickhouse || test -x /usr/sbin/clickhouse-server || test -x /usr/bin/clickhouse; } >/dev/null 2>&1 || need+=(clickhouse-server)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -15,4 +17,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka (install openjdk-17-jre-headless)" >&2; exit 1; }
 "$here/kafka/fetch.sh" >/dev/null
-echo "test dependencies ready: clickhouse-server, kcat, Kafka jars"
+echo "test dependencies ready: clickhouse-server, kcat, prometheus, Kafka jars"
