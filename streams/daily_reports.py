@@ -40,11 +40,12 @@ def publish_report(report: DailyReport, producer: Producer, topic: str) -> None:
     log.info("published report %s to %s", report_key(report).decode(), topic)
 
 
-def kafka_producer(bootstrap: str, **config: Any) -> Producer:
-    """A kafka-python producer; ``config`` adds client options (timeouts, security)."""
+def kafka_producer(bootstrap: str, **client: Any) -> Producer:
+    """``client``: client options — security (``fangxian.core.kafka_security.kafka_client_kwargs``)
+    and timeouts (``fangxian.core.timeouts.kafka_producer_timeouts``)."""
     from kafka import KafkaProducer
 
-    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **config)
+    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client)
     return producer
 
 

@@ -25,6 +25,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "FANGXIAN_EVENT_PARTITIONS": str(settings.event_partitions),
         "FANGXIAN_REFERENCE_PARTITIONS": str(settings.reference_partitions),
         "FANGXIAN_CONNECT_TIMEOUT_S": str(settings.connect_timeout_s),
+        "FANGXIAN_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "FANGXIAN_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "FANGXIAN_KAFKA_USERNAME": settings.kafka_username,
+        "FANGXIAN_KAFKA_PASSWORD": settings.kafka_password,
+        "FANGXIAN_KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
     }
     for f in fields(Topics):
         env["FANGXIAN_TOPIC_" + f.name.upper()] = getattr(settings.topics, f.name)

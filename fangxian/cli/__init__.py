@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "worker",
     "topics",
+    "acl",
     "db",
     "simulate",
     "report",

@@ -50,15 +50,10 @@ def expected_groups(settings: Settings) -> list[str]:
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Security options for the Kafka clients (once the settings carry credentials)."""
-    try:
-        from fangxian.core.kafka_security import (  # type: ignore[import-not-found,unused-ignore]
-            kafka_client_kwargs,
-        )
-    except ImportError:
-        return {}
-    options: dict[str, Any] = kafka_client_kwargs(settings)
-    return options
+    """Security options for the Kafka clients (``fangxian.core.kafka_security``)."""
+    from fangxian.core.kafka_security import kafka_client_kwargs
+
+    return kafka_client_kwargs(settings)
 
 
 def _failed(name: str, err: BaseException, settings: Settings) -> Check:
@@ -330,7 +325,7 @@ class Doctor:
 
     def credentials(self) -> None:
         name = "凭据与 ACL credentials / ACLs"
-        protocol = str(getattr(self.settings, "kafka_security_protocol", "PLAINTEXT")).upper()
+        protocol = self.settings.kafka_security_protocol.upper()
         if self._admin is None:
             self._skip_without_kafka(name)
             return
@@ -343,7 +338,7 @@ class Doctor:
                 "uses SASL: set FANGXIAN_KAFKA_SECURITY_PROTOCOL and the credentials",
             )
             return
-        user = getattr(self.settings, "kafka_username", "")
+        user = self.settings.kafka_username
         denied = [n for n, state in self._topics.items() if not state.authorized]
         if denied:
             self.add(

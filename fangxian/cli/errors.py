@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfoNotFoundError
 
+from fangxian.core.kafka_security import KafkaSecurityError
 from fangxian.core.settings import SettingError, Settings
 
 
@@ -146,7 +147,7 @@ def tcp_open(bootstrap: str, timeout_s: float) -> bool:
 
 def _kafka_unreachable(settings: Settings, detail: str) -> CliError:
     bootstrap = settings.kafka_bootstrap
-    protocol = str(getattr(settings, "kafka_security_protocol", "PLAINTEXT")).upper()
+    protocol = settings.kafka_security_protocol.upper()
     if tcp_open(bootstrap, min(settings.connect_timeout_s, 2.0)):
         # Something listens there but the Kafka handshake did not complete: wrong credentials,
         # TLS or SASL where the listener expects something else, or not a Kafka port at all.
@@ -290,6 +291,8 @@ def _classify(err: BaseException, settings: Settings) -> CliError:
             return cause
         if isinstance(cause, SettingError):
             return setting_error(cause.setting, cause.problem_zh, cause.problem)
+        if isinstance(cause, KafkaSecurityError):  # its message names the variables
+            return CliError(SETTING, f"Kafka 安全设置无效：{cause}", f"{cause}")
         found = _kafka(cause, settings) or _clickhouse(cause, settings) or _service(cause)
         if found is not None:
             return found

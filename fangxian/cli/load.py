@@ -36,7 +36,7 @@ def _data_rows(path: Path) -> int | None:
 
 
 def _read(args: argparse.Namespace, settings: Settings) -> LoadResult | RosterLoad:
-    from fangxian.ingest.loading import read_kind
+    from fangxian.ingest.loading import LoadError, read_kind
     from fangxian.ingest.roster import read_roster
 
     path = Path(args.file)
@@ -45,6 +45,8 @@ def _read(args: argparse.Namespace, settings: Settings) -> LoadResult | RosterLo
     if args.kind in ROSTER_RECORD_OF_KIND:  # a small file: no progress
         try:
             return read_roster(args.kind, path, settings)
+        except LoadError as err:
+            raise input_error(args.file, err.message_zh, err.message_en) from err
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise input_error(args.file, f"无法解析 {err}", f"cannot parse it: {err}") from err
     total = None if args.kind == "rules" else _data_rows(path)
@@ -54,6 +56,8 @@ def _read(args: argparse.Namespace, settings: Settings) -> LoadResult | RosterLo
         ) as progress:
             progress.counters.update(validated=0, rejected=0)
             return read_kind(args.kind, path, settings, progress=progress)
+    except LoadError as err:
+        raise input_error(args.file, err.message_zh, err.message_en) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise input_error(args.file, f"无法解析 {err}", f"cannot parse it: {err}") from err
 

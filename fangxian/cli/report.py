@@ -36,7 +36,9 @@ class _CountedQueries:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.reporting.audit import staff_entry
     from sinks import open_writer
+    from sinks.audit import REPORT_EXPORT, write_audit
     from sinks.reports.daily import Scope, build_report
     from sinks.reports.render import RENDERERS
 
@@ -44,6 +46,20 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     timezone = args.timezone or settings.default_timezone
     writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
+        write_audit(
+            writer,
+            staff_entry(
+                settings,
+                REPORT_EXPORT,
+                scope=f"{scope.kind}:{scope.code}",
+                details={
+                    "date": args.date,
+                    "format": args.format,
+                    "out": args.out or "stdout",
+                    "publish": str(args.publish),
+                },
+            ),
+        )
         day = dt.date.fromisoformat(args.date)
         if args.county:
             with Progress(
@@ -65,10 +81,15 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.publish:
         from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
+        from fangxian.core.kafka_security import kafka_client_kwargs
         from fangxian.core.timeouts import kafka_producer_timeouts
         from streams.daily_reports import kafka_producer, publish_report
 
-        producer = kafka_producer(settings.kafka_bootstrap, **kafka_producer_timeouts(settings))
+        producer = kafka_producer(
+            settings.kafka_bootstrap,
+            **kafka_client_kwargs(settings),
+            **kafka_producer_timeouts(settings),
+        )
         try:
             publish_report(report, producer, settings.topics.reports_daily)
         except KafkaTimeoutError as err:

@@ -14,12 +14,17 @@ def preflight(settings: Settings) -> None:
     that retries in its logs forever."""
     from kafka.errors import UnknownTopicOrPartitionError
 
+    from fangxian.core.kafka_security import kafka_client_kwargs
     from infra.kafka_inspect import describe_topics, open_admin
     from infra.topics import topic_specs
     from sinks import open_writer
     from sinks.base import ServerTarget, parse_url
 
-    admin = open_admin(settings.kafka_bootstrap, connect_timeout_s=settings.connect_timeout_s)
+    admin = open_admin(
+        settings.kafka_bootstrap,
+        connect_timeout_s=settings.connect_timeout_s,
+        client=kafka_client_kwargs(settings),
+    )
     try:
         names = [spec.name for spec in topic_specs(settings)]
         missing = [n for n, state in describe_topics(admin, names, ()).items() if not state.exists]

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings, Topics
 from fangxian.core.timeouts import kafka_producer_timeouts
 from schemas import Codec
@@ -33,6 +34,7 @@ class RecordProducer:
         self._codec = codec or Codec()
         options: dict[str, Any] = {"linger_ms": 10, "batch_size": 256 * 1024, "acks": 1}
         options.update(kafka_producer_timeouts(settings))
+        options.update(kafka_client_kwargs(settings))  # the loader / device principal
         options.update(config)
         self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
         self._seen_topics: set[str] = set()

@@ -269,3 +269,18 @@ def test_the_worker_stops_at_once_when_kafka_is_unreachable_or_a_topic_missing(
     missing = topics.replace(topics=Topics().with_prefix("absent-" + topics.app_id + "."))
     done = run_cli(["worker"], settings_env(missing), timeout_s=60)
     assert_explained(done, 7, missing.topics.gate_scans)
+
+
+def test_a_refused_kafka_password_is_an_authentication_failure(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    from infra.acl import Principals
+
+    loader = secure_kafka.settings_for(Principals().loader, secure_topics)
+    env = {**settings_env(loader.replace(connect_timeout_s=3)), **KEY}
+    control = run_cli(["load", "residents", str(EXAMPLE)], env)
+    assert control.returncode == 1 and "已发送 produced 7" in control.stdout, control.stderr
+    wrong = {**env, "FANGXIAN_KAFKA_PASSWORD": "not-the-password"}
+    done = run_cli(["load", "residents", str(EXAMPLE)], wrong)
+    assert_explained(done, 6, "FANGXIAN_KAFKA_PASSWORD")
+    assert "not-the-password" not in done.stderr
