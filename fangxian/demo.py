@@ -233,6 +233,9 @@ def run_demo(
             kafka_security_protocol="PLAINTEXT",
             clickhouse_url=f"chdb://{(data_dir / 'chdb').resolve()}",
             pseudonym_key=settings.pseudonym_key or DEMO_KEY,
+            # Tansu has no transactions: produce -> flush -> commit, deterministic outputs
+            processing_guarantee="at_least_once",
+            producer_idempotence=False,  # nor InitProducerId
         )
         create_topics(broker.bootstrap, topic_specs(settings), broker_supports_configs=False)
         today = dt.datetime.now(ZoneInfo(settings.default_timezone)).date()

@@ -285,6 +285,7 @@ class KafkaBroker(Service):
         self._log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None
         self._data_dir: Path | None = None
+        self._java: list[str] = []
         self.port = 0
         self.controller_port = 0
         self.start_seconds = 0.0
@@ -433,10 +434,38 @@ class KafkaBroker(Service):
             ],
             data_dir,
         )
+        self._java = java
+        return self._spawn(data_dir)
+
+    def _spawn(self, data_dir: Path) -> subprocess.Popen[bytes]:
         log.debug("starting Kafka broker on %s:%d", LOOPBACK, self.port)
         return spawn(
-            [*java, "kafka.Kafka", str(props_path)], log_path=data_dir / "kafka.log", cwd=data_dir
+            [*self._java, "kafka.Kafka", str(data_dir / "server.properties")],
+            log_path=data_dir / "kafka.log",
+            cwd=data_dir,
         )
+
+    def restart(self, down_s: float = 0.0, *, hard: bool = False) -> None:
+        """Stop the broker (SIGTERM, or SIGKILL if ``hard``) and start it again on the same
+        data and the same ports, as an operator's restart or a crashed node coming back."""
+        if self._proc is None or self._data_dir is None:
+            raise RuntimeError("KafkaBroker is not started")
+        if hard:
+            self._proc.kill()
+            self._proc.wait()
+        else:
+            terminate(self._proc, what="Kafka broker")
+        time.sleep(down_s)
+        self._proc = self._spawn(self._data_dir)
+        wait_until_ready(
+            lambda: port_is_open(self.port) and broker_answers(f"{LOOPBACK}:{self.port}"),
+            proc=self._proc,
+            what="Kafka broker (restart)",
+            log_path=self.log_path,
+            timeout_s=self._start_timeout_s,
+            interval_s=0.25,
+        )
+        log.info("Kafka broker on %s restarted on the same data", self.bootstrap)
 
     def _storage_tool(self, java: list[str], args: list[str], data_dir: Path) -> str:
         argv = [*java, "kafka.tools.StorageTool", *args]

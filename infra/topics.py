@@ -65,7 +65,30 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
             }
         specs.append(TopicSpec(name, partitions, settings.replication_factor, config))
-    return specs
+    return specs + internal_topic_specs(settings)
+
+
+def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The decide stage's own topics (docs/topology.md): the events repartitioned by community
+    and the compacted changelog of the rule state. Both have the event topics' partition count:
+    task *p* reads partition *p* of every input and writes its changelog to partition *p*."""
+    return [
+        TopicSpec(
+            settings.decide_events_topic,
+            settings.event_partitions,
+            settings.replication_factor,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
+            },
+        ),
+        TopicSpec(
+            settings.decide_changelog_topic,
+            settings.event_partitions,
+            settings.replication_factor,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+    ]
 
 
 def _ms(seconds: float) -> int:

@@ -1,7 +1,7 @@
 """Send a daily report up a level: JSON to the ``reports.daily`` topic (kafka-python).
 
-The worker's Faust crontab (``streams/app.py``) and ``fangxian report --publish`` use this; the
-report itself is built on the read side of the sinks (``sinks/reports/``)."""
+The sink process's daily crontab (``fangxian/worker.py``) and ``fangxian report --publish``
+use this; the report itself is built on the read side of the sinks (``sinks/reports/``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """How an alert reaches the on-duty person: one line, Chinese first, English beside it.
-Pure formatting; the Faust agent in ``streams/app.py`` and the demo console print it."""
+Pure formatting; the sink process's on-duty log relay (``fangxian/worker.py``) and the demo
+console print it."""
 
 from __future__ import annotations
 

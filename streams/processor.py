@@ -1,8 +1,9 @@
 """One batch of consumed messages → decisions, alerts, dead letters and rows. No I/O.
 
-The worker (``streams/worker.py``) hands every batch it polls to ``EventProcessor.process`` and
-does the I/O with the result: produce the messages, buffer the rows for ClickHouse, commit the
-offsets once the rows are written.
+The decide stage (``streams/stages/decide.py``) hands each task's batch to
+``EventProcessor.process`` and does the I/O with the result: it produces the messages, with the
+task's changelog deltas and input offsets, in one Kafka transaction. (``rows`` are what the same
+events become in ClickHouse; the sink stage builds them from the topics, tests read them here.)
 """
 
 from __future__ import annotations
@@ -215,6 +216,12 @@ class EventProcessor:
         result = BatchResult()
         out = self._engine.tick(now_ms)
         self._emit(result, out.decisions, out.alerts, out.late)
+        return result
+
+    def dead_letter_result(self, dead: list[dict[str, Any]]) -> BatchResult:
+        """The outputs of dead letters found elsewhere (the decide stage's route step)."""
+        result = BatchResult()
+        self._add_dead_letters(result, dead)
         return result
 
     def sink_rejections(

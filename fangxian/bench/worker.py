@@ -155,7 +155,8 @@ async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = 
 
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
-    await runtime.worker.start()
+    await runtime.sink.start(migrate_db=False)
+    await runtime.decide.stage.start()
     probe.reset()
     task = asyncio.create_task(runtime.run())
     _emit("running", t=time.time())
@@ -187,7 +188,8 @@ async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = 
     _emit(
         "stopped",
         vmhwm_kb=peak_rss_kb(),
-        committed_events=runtime.worker.committed_events,
+        committed_events=runtime.sink.stage.committed_rows,
+        decided=runtime.decide.stage.decided,
         gc=probe.report(),
         gc_mode=gc_mode,
         gc_objects=tracked_objects(),

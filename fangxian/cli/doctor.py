@@ -46,7 +46,7 @@ class Check:
 
 def expected_groups(settings: Settings) -> list[str]:
     """The consumer groups of docs/topology.md: decide, sink, dispatch."""
-    return [f"{settings.app_id}-{role}" for role in ("decide", "sink", "dispatch")]
+    return [settings.decide_group, settings.sink_group, f"{settings.app_id}-dispatch"]
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+PROCESSING_GUARANTEES = ("exactly_once", "at_least_once")
+
 
 class SettingError(ValueError):
     """A setting is missing or its value is unusable; ``setting`` is the variable to fix."""
@@ -78,12 +80,19 @@ class Settings:
     event_partitions: int = 6
     reference_partitions: int = 6
     replication_factor: int = 1
-    # Faust worker
+    # exactly_once: one Kafka transaction per task and batch (outputs, changelog deltas, input
+    # offsets); at_least_once: produce -> flush -> commit (brokers without transactions: Tansu)
+    processing_guarantee: str = "exactly_once"
+    # idempotent producers (acks=all always); off only for a broker without InitProducerId
+    # (the embedded Tansu demo). exactly_once needs it on.
+    producer_idempotence: bool = True
+    # worker web (health) and /metrics; the sink process serves /metrics on sink_metrics_port
     web_port: int = 6066
     # where the worker's web and /metrics listen: loopback by default; 0.0.0.0 in a container
     # so Prometheus can scrape it (docker-compose.yml sets it)
     bind_host: str = "127.0.0.1"
     metrics_port: int = 9108
+    sink_metrics_port: int = 9109
     faust_store: str = "memory://"
     # hot path batching: decisions leave after at most batch_within_s
     batch_max: int = 5000
@@ -107,11 +116,38 @@ class Settings:
     # an event stamped further than this after its Kafka timestamp is clamped to it
     # (DEVICE_CLOCK_SKEW): one device's fast clock must not move its community's time
     max_clock_skew_s: int = 120
-    # window state a worker rebuilds from the topics when it is assigned partitions (entry
-    # limits look back 48 h, rechecks and drift minutes, home observation 14 days of reports)
-    warmup_scans_s: int = 48 * 3600 + 600
-    warmup_readings_s: int = 3600
-    warmup_reports_s: int = 15 * 86400
+    # a decide transaction that does not finish in this time is abandoned and its task set up
+    # again (new producer, restore, seek to the committed offsets)
+    transaction_timeout_s: float = 30.0
+
+    @property
+    def exactly_once(self) -> bool:
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise ValueError(
+                f"processing_guarantee must be one of {PROCESSING_GUARANTEES}, "
+                f"not {self.processing_guarantee!r}"
+            )
+        return self.processing_guarantee == "exactly_once"
+
+    # -- the decide stage's internal topics and the consumer groups (docs/topology.md)
+    @property
+    def decide_events_topic(self) -> str:
+        return f"{self.app_id}-decide-events"
+
+    @property
+    def decide_changelog_topic(self) -> str:
+        return f"{self.app_id}-decide-changelog"
+
+    @property
+    def decide_group(self) -> str:
+        return f"{self.app_id}-decide"
+
+    @property
+    def sink_group(self) -> str:
+        return f"{self.app_id}-sink"
+
+    def transactional_id(self, task: int) -> str:
+        return f"{self.app_id}-decide-{task}"
 
     # on-duty dispatcher (streams/dispatch): keys are secrets, from the environment only
     roster_key: str = ""  # AEAD key text for staff contact details (FANGXIAN_ROSTER_KEY)

@@ -350,7 +350,10 @@ def read_topic(
     its end offsets now, decoded; and those end offsets."""
     codec = Codec()
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",  # what the decide stage committed, nothing aborted
     )
     try:
         partitions = [

@@ -1,5 +1,5 @@
-"""A worker that restarts (or takes over partitions) rebuilds the rules' window state from the
-committed events: a household's exit quota does not reset because a worker went away."""
+"""A decide worker that restarts (or takes over partitions) restores the rules' state from its
+changelog partitions: a household's exit quota does not reset because a worker went away."""
 
 from __future__ import annotations
 
@@ -36,18 +36,18 @@ def _scans_in(n: int) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("warmup_scans_s", "sons_decision"),
+    ("restore_state", "sons_decision"),
     [
-        pytest.param(48 * 3600, ("DENY", ["ENTRY_LIMIT_EXCEEDED"]), id="state rebuilt: quota kept"),
-        pytest.param(0, ("ALLOW", []), id="control: without the rebuild the quota would reset"),
+        pytest.param(
+            True, ("DENY", ["ENTRY_LIMIT_EXCEEDED"]), id="state restored from the changelog"
+        ),
+        pytest.param(False, ("ALLOW", []), id="control: without the restore the quota resets"),
     ],
 )
 def test_household_exit_quota_survives_a_worker_restart(
-    topics: Settings, chdb_url: str, warmup_scans_s: int, sons_decision: tuple[str, list[str]]
+    topics: Settings, chdb_url: str, restore_state: bool, sons_decision: tuple[str, list[str]]
 ) -> None:
-    settings = topics.replace(
-        clickhouse_url=chdb_url, sink_flush_s=0.3, warmup_scans_s=warmup_scans_s
-    )
+    settings = topics.replace(clickhouse_url=chdb_url, sink_flush_s=0.3)
     labels = Labels()
     community = credit_code("91350100MA0000001")
     household = labels.token("household")
@@ -103,7 +103,9 @@ def test_household_exit_quota_survives_a_worker_restart(
             ),
         ],
     )
-    asyncio.run(run_pipeline_until(settings, _scans_in(1)))
+    asyncio.run(
+        run_pipeline_until(settings, _scans_in(1), runtime_kwargs={"restore_state": restore_state})
+    )
 
     outputs = read_outputs(settings)
     first = outputs.decisions_for(labels["mother out"])

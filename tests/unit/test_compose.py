@@ -21,7 +21,8 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROMETHEUS = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text(encoding="utf-8"))
 DEPLOY_DOC = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
 
-LONG_RUNNING = ["kafka", "clickhouse", "worker", "prometheus", "grafana"]
+STAGES = {"decide": "FANGXIAN_METRICS_PORT", "sink": "FANGXIAN_SINK_METRICS_PORT"}
+LONG_RUNNING = ["kafka", "clickhouse", *STAGES, "prometheus", "grafana"]
 SETTINGS_ENV = {"FANGXIAN_" + f.name.upper() for f in fields(Settings) if f.name != "topics"}
 # read by `fangxian acl apply` (fangxian/cli/acl.py), not by Settings
 ACL_PASSWORD_ENV = re.compile(r"^FANGXIAN_ACL_PASSWORD_[A-Z]+$")
@@ -49,12 +50,19 @@ def test_long_running_service_has_a_healthcheck(service: str) -> None:
         pytest.param(
             "migrate", ["db", "migrate"], id="migrate runs the ClickHouse migrations once"
         ),
-        pytest.param("worker", ["worker"], id="worker runs the stream worker"),
+        pytest.param("decide", ["worker", "--role", "decide"], id="decide runs the decide stage"),
+        pytest.param("sink", ["worker", "--role", "sink"], id="sink runs the sink stage"),
     ],
 )
 def test_fangxian_services_run_the_cli(service: str, command: list[str]) -> None:
     assert SERVICES[service]["command"] == command
-    assert SERVICES[service]["image"] == SERVICES["worker"]["image"]
+    assert SERVICES[service]["image"] == SERVICES["decide"]["image"]
+
+
+def test_the_stages_are_separate_services() -> None:
+    """A sink stall cannot reach the gates: no service runs both stages."""
+    assert "worker" not in SERVICES
+    assert SERVICES["decide"]["command"] != SERVICES["sink"]["command"]
 
 
 @pytest.mark.parametrize(
@@ -62,29 +70,40 @@ def test_fangxian_services_run_the_cli(service: str, command: list[str]) -> None
     [
         pytest.param("topics", "kafka", "service_healthy", id="topics wait for a healthy kafka"),
         pytest.param("migrate", "clickhouse", "service_healthy", id="migrate waits for clickhouse"),
-        pytest.param(
-            "worker", "topics", "service_completed_successfully", id="worker after topics"
-        ),
-        pytest.param(
-            "worker", "migrate", "service_completed_successfully", id="worker after migrate"
-        ),
-        pytest.param("worker", "kafka", "service_healthy", id="worker needs a healthy kafka"),
-        pytest.param("worker", "clickhouse", "service_healthy", id="worker needs clickhouse"),
+        *[
+            pytest.param(
+                stage, "topics", "service_completed_successfully", id=f"{stage} after topics"
+            )
+            for stage in STAGES
+        ],
+        *[
+            pytest.param(s, "migrate", "service_completed_successfully", id=f"{s} after migrate")
+            for s in STAGES
+        ],
+        *[
+            pytest.param(s, "kafka", "service_healthy", id=f"{s} needs a healthy kafka")
+            for s in STAGES
+        ],
+        *[
+            pytest.param(s, "clickhouse", "service_healthy", id=f"{s} needs clickhouse")
+            for s in STAGES
+        ],
     ],
 )
 def test_start_order(service: str, needs: str, condition: str) -> None:
     assert SERVICES[service]["depends_on"][needs]["condition"] == condition
 
 
+@pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize(
     "name",
     ["FANGXIAN_KAFKA_BOOTSTRAP", "FANGXIAN_CLICKHOUSE_URL", "FANGXIAN_PSEUDONYM_KEY"],
 )
-def test_worker_gets_the_settings_it_needs(name: str) -> None:
-    assert env("worker").get(name)
+def test_each_stage_gets_the_settings_it_needs(stage: str, name: str) -> None:
+    assert env(stage).get(name)
 
 
-@pytest.mark.parametrize("service", ["topics", "acl", "migrate", "worker"])
+@pytest.mark.parametrize("service", ["topics", "acl", "migrate", *STAGES])
 def test_every_fangxian_variable_names_a_setting(service: str) -> None:
     known = SETTINGS_ENV | {name + "_FILE" for name in SETTINGS_ENV}
     unknown = {
@@ -93,8 +112,9 @@ def test_every_fangxian_variable_names_a_setting(service: str) -> None:
     assert not unknown, f"{service} sets variables no Settings field reads: {unknown}"
 
 
-def test_worker_reaches_services_by_their_compose_names() -> None:
-    worker = env("worker")
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_reaches_services_by_their_compose_names(stage: str) -> None:
+    worker = env(stage)
     assert worker["FANGXIAN_KAFKA_BOOTSTRAP"].split(":")[0] in SERVICES
     assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
 
@@ -110,25 +130,27 @@ def test_no_secret_is_written_into_the_compose_file(service: str) -> None:
         assert INTERPOLATION.match(password)
 
 
-def test_worker_scales_with_replicas() -> None:
-    worker = SERVICES["worker"]
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_scales_with_replicas(stage: str) -> None:
+    worker = SERVICES[stage]
     assert "replicas" in worker["deploy"]
     assert "container_name" not in worker
     assert not worker.get("ports"), "published ports would clash between replicas"
 
 
-def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
-    metrics_port = int(env("worker")["FANGXIAN_METRICS_PORT"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_prometheus_scrapes_every_stage_replica_on_its_metrics_port(stage: str) -> None:
+    metrics_port = int(env(stage)[STAGES[stage]])
     worker_targets = [
         (name, sd["port"])
         for job in PROMETHEUS["scrape_configs"]
         for sd in job.get("dns_sd_configs", [])
         for name in sd["names"]
     ]
-    assert ("worker", metrics_port) in worker_targets
-    assert str(metrics_port) in SERVICES["worker"]["healthcheck"]["test"][-1]
-    # another container can only scrape it if the worker listens beyond its own loopback
-    assert env("worker")["FANGXIAN_BIND_HOST"] == "0.0.0.0"
+    assert (stage, metrics_port) in worker_targets
+    assert str(metrics_port) in SERVICES[stage]["healthcheck"]["test"][-1]
+    # another container can only scrape it if the stage listens beyond its own loopback
+    assert env(stage)["FANGXIAN_BIND_HOST"] == "0.0.0.0"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from schemas import Codec, InvalidEvent
 from sinks import SinkDataError
 from streams.engine import RuleEngine
 from streams.processor import DeadLetterBudget, DeadLetterLimitExceeded, EventProcessor, dead_letter
-from streams.worker import write_isolating_bad_rows
+from streams.stages.sink import write_isolating_bad_rows
 from tests.integration.pipeline_harness import fresh_example
 
 

@@ -16,7 +16,9 @@ class FakeBatch:
         self.items: list[tuple[bytes | None, bytes]] = []
         self.capacity = capacity
 
-    def append(self, *, key: bytes | None, value: bytes, timestamp: Any) -> object | None:
+    def append(
+        self, *, key: bytes | None, value: bytes, timestamp: Any, headers: Any = ()
+    ) -> object | None:
         if len(self.items) >= self.capacity:
             return None
         self.items.append((key, value))

@@ -1,0 +1,244 @@
+"""``fangxian worker``: the decide stage and the sink stage as two supervised OS processes.
+
+A sink that stalls (ClickHouse away, a slow insert, a full buffer) cannot block a gate: the
+stages share no event loop, no consumer group and no process. ``--role decide`` or ``--role
+sink`` runs one stage in this process (docker-compose runs them as separate services).
+
+The supervisor restarts a child that dies (with a growing back-off, reset after a minute of
+good running) and forwards SIGTERM/SIGINT to both children, then waits for them to stop cleanly.
+
+- decide process: reference store, decide stage, ``/metrics`` on ``metrics_port``;
+- sink process: ClickHouse migrations, sink stage, the on-duty log (alerts → staff log,
+  read_committed), the daily report crontab (00:10 local), ``/metrics`` on
+  ``sink_metrics_port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fangxian.core.settings import Settings
+
+log = logging.getLogger(__name__)
+staff_log = logging.getLogger("fangxian.on_duty")
+
+ROLES = ("decide", "sink")
+
+
+# -- one role in this process ------------------------------------------------------------------
+def run_role(role: str, settings: Settings) -> int:
+    if role not in ROLES:
+        raise SystemExit(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    return asyncio.run(_role_main(role, settings))
+
+
+async def _role_main(role: str, settings: Settings) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from fangxian.core.metrics import Metrics
+    from streams.runtime import DecideRuntime, SinkRuntime
+
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    port = settings.metrics_port if role == "decide" else settings.sink_metrics_port
+    start_http_server(port, addr=settings.bind_host, registry=registry)
+    runtime: DecideRuntime | SinkRuntime
+    extras: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if role == "decide":
+        runtime = DecideRuntime(settings, metrics=metrics)
+    else:
+        runtime = SinkRuntime(settings, metrics=metrics)
+        extras = [
+            lambda stop: relay_alerts_to_duty_log(settings, stop),
+            lambda stop: publish_reports_daily(settings, stop),
+        ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    log.info("%s stage running 阶段运行中 (metrics on %s:%d)", role, settings.bind_host, port)
+    tasks = [asyncio.create_task(runtime.run(), name=role)]
+    tasks += [asyncio.create_task(extra(stop)) for extra in extras]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    await runtime.stop()
+    stop.set()
+    for task in tasks:
+        if task not in done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a crash of the stage re-raises here: the supervisor restarts us
+    log.info("%s stage stopped 阶段已停止", role)
+    return 0
+
+
+async def relay_alerts_to_duty_log(settings: Settings, stop: asyncio.Event) -> None:
+    """Every committed alert reaches the on-duty staff log (zh-CN first, English beside it);
+    read_committed, so an aborted decide transaction never pages anyone."""
+    from aiokafka import AIOKafkaConsumer
+
+    from schemas import Codec, InvalidEvent
+    from streams.notify import alert_line, should_notify
+
+    codec = Codec()
+    consumer = AIOKafkaConsumer(
+        settings.topics.alerts,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-duty-log",
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for m in messages:
+                    try:
+                        alert = codec.decode("Alert", m.value or b"", validate=False)
+                    except InvalidEvent as err:
+                        log.error("undecodable alert: %s", err)
+                        continue
+                    if should_notify(alert):
+                        staff_log.warning("%s", alert_line(alert))
+    finally:
+        await consumer.stop()
+
+
+async def publish_reports_daily(settings: Settings, stop: asyncio.Event) -> None:
+    """社区疫情信息报表: at 00:10 local, yesterday's report of every active community to
+    ``reports.daily`` (idempotent: one key per community and day)."""
+    zone = ZoneInfo(settings.default_timezone)
+    while not stop.is_set():
+        now = dt.datetime.now(zone)
+        run_at = now.replace(hour=0, minute=10, second=0, microsecond=0)
+        if run_at <= now:
+            run_at += dt.timedelta(days=1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=(run_at - now).total_seconds())
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _publish_yesterday, settings)
+        except Exception:
+            log.exception("daily report publishing failed 日报上报失败; next try tomorrow")
+
+
+def _publish_yesterday(settings: Settings) -> None:
+    from sinks import open_writer
+    from streams.daily_reports import kafka_producer, publish_day
+
+    zone = ZoneInfo(settings.default_timezone)
+    yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
+    writer = open_writer(settings.clickhouse_url)
+    producer = kafka_producer(settings.kafka_bootstrap)
+    try:
+        keys = publish_day(
+            writer, producer, settings.topics.reports_daily, yesterday, settings.default_timezone
+        )
+        log.info("daily reports published 日报已上报: %d (%s)", len(keys), yesterday)
+    finally:
+        producer.close()
+        writer.close()
+
+
+# -- the supervisor ----------------------------------------------------------------------------
+class Child:
+    """One supervised child process and its restart bookkeeping."""
+
+    def __init__(self, name: str, argv: Sequence[str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.backoff = 1.0
+        self.restart_at = 0.0
+        self.restarts = 0
+
+    def spawn(self, popen: Callable[..., subprocess.Popen[bytes]]) -> None:
+        self.proc = popen(self.argv)
+        self.started = time.monotonic()
+        log.info("started %s stage 已启动 (pid %d)", self.name, self.proc.pid)
+
+
+def supervise(
+    children: Sequence[Child],
+    *,
+    popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+    stop_grace_s: float = 25.0,
+    poll_s: float = 0.2,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Run ``children`` until SIGTERM/SIGINT (or ``should_stop()``); restart any that dies."""
+    stopping = {"flag": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping["flag"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.spawn(popen)
+        while not stopping["flag"] and not (should_stop is not None and should_stop()):
+            now = time.monotonic()
+            for child in children:
+                if child.proc is not None and child.proc.poll() is not None:
+                    code = child.proc.returncode
+                    if now - child.started > 60:
+                        child.backoff = 1.0
+                    child.restart_at = now + child.backoff
+                    log.error(
+                        "%s stage exited (%s), restarting in %.0fs 阶段退出，将重启",
+                        child.name,
+                        code,
+                        child.backoff,
+                    )
+                    child.backoff = min(child.backoff * 2, 30.0)
+                    child.proc = None
+                if child.proc is None and now >= child.restart_at:
+                    child.restarts += 1
+                    child.spawn(popen)
+            time.sleep(poll_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_children(children, stop_grace_s)
+    return 0
+
+
+def _stop_children(children: Sequence[Child], grace_s: float) -> None:
+    running = [c for c in children if c.proc is not None and c.proc.poll() is None]
+    for child in running:
+        assert child.proc is not None
+        child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in running:
+        assert child.proc is not None
+        try:
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("%s stage did not stop in %.0fs, killed", child.name, grace_s)
+            child.proc.kill()
+            child.proc.wait()
+
+
+def run_worker(role: str | None, settings: Settings, extra_args: Sequence[str] = ()) -> int:
+    """``fangxian worker [--role decide|sink]``."""
+    if role is not None:
+        return run_role(role, settings)
+    children = [
+        Child(r, [sys.executable, "-m", "fangxian.cli", *extra_args, "worker", "--role", r])
+        for r in ROLES
+    ]
+    return supervise(children)

@@ -1,0 +1,117 @@
+"""Rule state in Kafka: a task's store changes become records of the compacted changelog
+topic, and a task that is assigned a partition rebuilds its stores by reading that partition of
+the changelog to its end (Kafka Streams' ``ProcessorStateManager``; faust ``tables/recovery``).
+
+- Record key ``<store>\\x1f<state key>`` (``streams.state.store.changelog_key``), value the
+  store's encoding, tombstone = deletion. Task *p* writes partition *p* explicitly.
+- Restore reads ``read_committed`` up to the partition's end offset taken *after* the task's
+  transactional producer fenced any earlier owner, so an aborted or in-doubt transaction of a
+  zombie is never restored. It logs progress and never gives up: a broker that is away makes
+  it wait, it does not make it start from nothing. Restore time grows with the state (the
+  compacted changelog), not with the event history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+
+from streams.state.store import KeyedStore, split_changelog_key
+
+log = logging.getLogger(__name__)
+
+StateChange = tuple[str, str, bytes | None]  # (store name, state key, value or None)
+
+
+class TaskState(Protocol):
+    """What a task's state offers the topology (``RuleEngine`` implements it, docs/topology.md)."""
+
+    def stores(self) -> list[KeyedStore[Any]]: ...
+
+    def take_changes(self) -> list[StateChange]: ...
+
+    def restore(self, store: str, key: str, raw: bytes | None) -> None: ...
+
+
+class StoreSet:
+    """``TaskState`` over a list of KeyedStores (tests and the restore benchmark use it)."""
+
+    def __init__(self, stores: Iterable[KeyedStore[Any]]) -> None:
+        self._stores = {s.name: s for s in stores}
+
+    def stores(self) -> list[KeyedStore[Any]]:
+        return list(self._stores.values())
+
+    def take_changes(self) -> list[StateChange]:
+        return [
+            (name, key, raw)
+            for name, store in sorted(self._stores.items())
+            for key, raw in store.take_changes()
+        ]
+
+    def restore(self, store: str, key: str, raw: bytes | None) -> None:
+        self._stores[store].restore(key, raw)
+
+
+@dataclass
+class RestoreResult:
+    records: int
+    end_offset: int
+    seconds: float
+
+
+async def restore_partitions(
+    consumer: Any,
+    targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]],
+    *,
+    progress_every_s: float = 5.0,
+    max_records: int = 50_000,
+) -> dict[TopicPartition, RestoreResult]:
+    """Replay each changelog partition from its start offset to its end into its ``apply``.
+
+    ``consumer`` is a started consumer without a group, ``isolation_level=read_committed``.
+    Returns per partition what was applied and the end offset (the task's next restore start).
+    """
+    began = time.monotonic()
+    if not targets:
+        return {}
+    tps = list(targets)
+    consumer.assign(tps)
+    ends: dict[TopicPartition, int] = dict(await consumer.end_offsets(tps))
+    counts = dict.fromkeys(tps, 0)
+    todo: set[TopicPartition] = set()
+    for tp, (start, _) in targets.items():
+        if start < ends[tp]:
+            consumer.seek(tp, start)
+            todo.add(tp)
+    last_log = began
+    while todo:
+        batches = await consumer.getmany(*todo, timeout_ms=500, max_records=max_records)
+        for tp, records in batches.items():
+            apply = targets[tp][1]
+            for r in records:
+                if r.offset >= ends[tp]:
+                    break
+                store, key = split_changelog_key(r.key)
+                apply(store, key, r.value)
+                counts[tp] += 1
+        for tp in list(todo):
+            if await consumer.position(tp) >= ends[tp]:
+                todo.discard(tp)
+        now = time.monotonic()
+        if todo and now - last_log >= progress_every_s:
+            last_log = now
+            log.info(
+                "restoring state 正在恢复状态: %d records so far, %d partitions left, %.0fs",
+                sum(counts.values()),
+                len(todo),
+                now - began,
+            )
+    seconds = time.monotonic() - began
+    consumer.assign([])
+    return {tp: RestoreResult(counts[tp], ends[tp], seconds) for tp in tps}
