@@ -91,6 +91,10 @@ def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 def _request(specs: Sequence[TopicSpec], with_configs: bool) -> dict[str, dict[str, Any]]:
     return {
         spec.name: {
@@ -109,6 +113,7 @@ def create_topics(
     tolerate_existing: bool = True,
     broker_supports_configs: bool = True,
     client: Mapping[str, Any] | None = None,
+    connect_timeout_s: float | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created by this call.
 
@@ -116,11 +121,18 @@ def create_topics(
     which case TopicAlreadyExistsError is raised. Any other broker error is raised. Pass
     ``broker_supports_configs=False`` for brokers (Tansu) that reject per-topic configs.
     ``client``: security options (``fangxian.core.kafka_security.kafka_client_kwargs``).
+    ``connect_timeout_s``: how long to wait for the first connection
+    (``Settings.connect_timeout_s``; None: the client's 30 s default); an unreachable broker
+    raises ``KafkaTimeoutError``.
     """
     if not specs:
         return []
+    timeouts = {} if connect_timeout_s is None else {"bootstrap_timeout_ms": _ms(connect_timeout_s)}
     admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="fangxian-topics", **dict(client or {})
+        bootstrap_servers=bootstrap,
+        client_id="fangxian-topics",
+        **timeouts,
+        **dict(client or {}),
     )
     try:
         response = admin.create_topics(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fangxian.core.settings import SettingError
 from sinks.errors import SinkError
 
 DEFAULT_DATABASE = "fangxian"
@@ -76,7 +77,8 @@ class ChdbTarget:
 
 
 def parse_url(url: str) -> ServerTarget | ChdbTarget:
-    """The target a ClickHouse URL names. Raises ``ValueError`` for any other scheme."""
+    """The target a ClickHouse URL names. Raises ``SettingError`` (a ``ValueError``) naming
+    ``FANGXIAN_CLICKHOUSE_URL`` for any other scheme."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     if parts.scheme == "clickhouse":
@@ -91,9 +93,18 @@ def parse_url(url: str) -> ServerTarget | ChdbTarget:
         # chdb:///abs → netloc "" + path "/abs"; chdb://rel/path → netloc "rel" + path "/path"
         path = parts.netloc + parts.path if parts.netloc else parts.path
         if not path:
-            raise ValueError(f"chdb URL needs a directory: {url!r}")
+            raise SettingError(
+                "FANGXIAN_CLICKHOUSE_URL",
+                f"a chdb URL needs a directory: {url!r}",
+                f"chdb 地址须包含目录：{url!r}",
+            )
         return ChdbTarget(path=unquote(path), database=query.get("database", [DEFAULT_DATABASE])[0])
-    raise ValueError(f"unsupported ClickHouse URL scheme {parts.scheme!r} in {url!r}")
+    raise SettingError(
+        "FANGXIAN_CLICKHOUSE_URL",
+        f"unsupported scheme {parts.scheme!r} in {url!r} (clickhouse://user:password@host:port/db "
+        "or chdb://path)",
+        f"不支持的协议 {parts.scheme!r}（应为 clickhouse://用户:密码@主机:端口/库 或 chdb://目录）",
+    )
 
 
 def parse_version(text: str) -> tuple[int, ...]:

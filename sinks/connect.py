@@ -13,19 +13,32 @@ from typing import Any
 from sinks.base import Connection, Reader, ServerTarget, parse_url
 
 
-def open_writer(url: str, *, settings: Mapping[str, Any] | None = None) -> Connection:
+def open_writer(
+    url: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    connect_timeout_s: float | None = None,
+) -> Connection:
     """A connected client for ``url`` (see the module docstring). ``settings`` are ClickHouse
-    query settings for a server client. The chdb path never imports clickhouse-driver."""
+    query settings for a server client; ``connect_timeout_s`` how long a server connect may take
+    (``fangxian.core.settings.Settings.connect_timeout_s``; default ``CONNECT_TIMEOUT_S``). The
+    chdb path never imports clickhouse-driver."""
     target = parse_url(url)
     if isinstance(target, ServerTarget):
-        from sinks.server import ServerWriter
+        from sinks.server import CONNECT_TIMEOUT_S, ServerWriter
 
-        return ServerWriter(target, settings=settings)
+        timeout = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
+        return ServerWriter(target, settings=settings, connect_timeout_s=timeout)
     from sinks.embedded import ChdbWriter
 
     return ChdbWriter(target)
 
 
-def open_reader(url: str, *, settings: Mapping[str, Any] | None = None) -> Reader:
+def open_reader(
+    url: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    connect_timeout_s: float | None = None,
+) -> Reader:
     """``open_writer`` seen as a ``Reader``: what reports and queries use."""
-    return open_writer(url, settings=settings)
+    return open_writer(url, settings=settings, connect_timeout_s=connect_timeout_s)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fangxian.core.progress import Progress
 from sinks.base import Connection
 from sinks.legacy import adapt_for_legacy
 
@@ -79,6 +80,18 @@ def render(sql: str, *, database: str, retention_days: int) -> str:
     return sql.replace("{database}", database).replace("{retention_days}", str(retention_days))
 
 
+def pending_migrations(writer: Connection, database: str | None = None) -> list[Migration]:
+    """The migrations not yet applied to ``database`` (all of them before the first run).
+    Raises ``SinkError`` (code 81) when the database does not exist."""
+    database = check_database_name(database or writer.database)
+    tables = writer.query(
+        "SELECT name FROM system.tables WHERE database = %(db)s AND name = 'schema_migrations'",
+        {"db": database},
+    )
+    done = applied_versions(writer, database) if tables else set()
+    return [m for m in load_migrations() if m.version not in done]
+
+
 def applied_versions(writer: Connection, database: str) -> set[int]:
     rows = writer.query(f"SELECT version FROM {database}.schema_migrations")
     return {int(row[0]) for row in rows}
@@ -90,8 +103,10 @@ def migrate(
     retention_days: int = 90,
     database: str | None = None,
     migrations: list[Migration] | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
-    """Apply pending migrations to ``database`` (default: the writer's); return their names."""
+    """Apply pending migrations to ``database`` (default: the writer's); return their names.
+    ``progress`` counts the pending migrations as they are applied."""
     database = check_database_name(database or writer.database)
     version = writer.server_version()
     migrations = load_migrations() if migrations is None else migrations
@@ -103,10 +118,11 @@ def migrate(
     writer.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
     run(BOOKKEEPING_DDL)
     done = applied_versions(writer, database)
+    pending = [m for m in migrations if m.version not in done]
+    if progress is not None:
+        progress.set_total(len(pending))
     applied: list[str] = []
-    for migration in migrations:
-        if migration.version in done:
-            continue
+    for migration in pending:
         log.info("applying migration %s to %s", migration.name, database)
         for statement in split_statements(migration.sql):
             run(statement)
@@ -116,6 +132,8 @@ def migrate(
             f"SELECT {migration.version}, '{migration.name}'"
         )
         applied.append(migration.name)
+        if progress is not None:
+            progress.advance()
     forget = getattr(writer, "forget_schema", None)
     if applied and callable(forget):
         forget()

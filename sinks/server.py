@@ -26,10 +26,17 @@ class ServerWriter:
     """Columnar inserts through one clickhouse-driver ``Client`` (reconnects on its own after a
     dropped connection). Calls are serialised: a Client is not thread-safe."""
 
-    def __init__(self, target: ServerTarget, *, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        target: ServerTarget,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         self.database = target.database
         self._target = target
         self._settings = dict(settings or {})
+        self._connect_timeout_s = connect_timeout_s
         # Connect to the target database: a least-privilege user may not even open "default"
         # (18.16 allow_databases, a current server's grants). Names are qualified anyway, so
         # before migrate() created the database the writer falls back to "default" once.
@@ -48,7 +55,7 @@ class ServerWriter:
             user=t.user,
             password=t.password,
             database=database,
-            connect_timeout=CONNECT_TIMEOUT_S,
+            connect_timeout=self._connect_timeout_s,
             send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,
             settings=self._settings,
         )

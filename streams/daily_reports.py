@@ -41,7 +41,8 @@ def publish_report(report: DailyReport, producer: Producer, topic: str) -> None:
 
 
 def kafka_producer(bootstrap: str, **client: Any) -> Producer:
-    """``client``: security options (``fangxian.core.kafka_security.kafka_client_kwargs``)."""
+    """``client``: client options — security (``fangxian.core.kafka_security.kafka_client_kwargs``)
+    and timeouts (``fangxian.core.timeouts.kafka_producer_timeouts``)."""
     from kafka import KafkaProducer
 
     producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client)

@@ -44,6 +44,7 @@ from fangxian.bench.workload import (
     reference_pairs,
 )
 from fangxian.core.gctune import DEFAULT
+from fangxian.core.progress import phase
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
@@ -355,7 +356,8 @@ def _phase(errors: dict[str, str], name: str, results: dict[str, Any], key: str,
     """Run one phase; a failure is recorded (and logged) and the run goes on."""
     log.info("phase %s", name)
     try:
-        results[key] = fn()
+        with phase(f"基准 bench: {name}"):
+            results[key] = fn()
     except Exception as err:
         log.exception("bench phase %s failed", name)
         errors[name] = f"{type(err).__name__}: {err}"
@@ -376,14 +378,15 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                 k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
             },
         }
-        workload = prefill(
-            run.base,
-            run.codec,
-            events=config.events,
-            communities=config.communities,
-            residents=config.residents_per_community,
-            seed=config.seed,
-        )
+        with phase(f"基准 bench: prefill {config.events:,} events"):
+            workload = prefill(
+                run.base,
+                run.codec,
+                events=config.events,
+                communities=config.communities,
+                residents=config.residents_per_community,
+                seed=config.seed,
+            )
         event_topics = [getattr(run.base.topics, f) for f in EVENT_TOPICS]
         ends = end_offsets(run.broker.bootstrap, event_topics)
         expected = sum(ends.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.cli import argtypes
 from fangxian.core.settings import Settings
 
 
@@ -18,7 +19,7 @@ def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
     start = parse_local_time(args.start, timezone)
     end = parse_local_time(args.end, timezone)
     window_ms = parse_duration_s(args.window) * 1000
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
         # audited before it runs: no audit row, no query (fail closed)
         write_audit(
@@ -43,9 +44,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "contacts", help="密接查询 who passed the same gates around a subject"
     )
     contacts.add_argument("subject", help="subject token")
-    contacts.add_argument("--from", dest="start", required=True, help="ISO time (local if naive)")
-    contacts.add_argument("--to", dest="end", required=True, help="ISO time (local if naive)")
-    contacts.add_argument("--window", default="10m", help="± window, e.g. 10m, 90s, 1h")
+    contacts.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        type=argtypes.iso_time,
+        help="ISO time (local if naive)",
+    )
+    contacts.add_argument(
+        "--to", dest="end", required=True, type=argtypes.iso_time, help="ISO time (local if naive)"
+    )
+    contacts.add_argument(
+        "--window", default="10m", type=argtypes.duration, help="± window, e.g. 10m, 90s, 1h"
+    )
     contacts.add_argument("--format", choices=("table", "json"), default="table")
-    contacts.add_argument("--timezone", help="default: FANGXIAN_DEFAULT_TIMEZONE")
+    contacts.add_argument(
+        "--timezone", type=argtypes.timezone, help="default: FANGXIAN_DEFAULT_TIMEZONE"
+    )
     contacts.set_defaults(func=cmd_contacts)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 
 
 def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from sinks import migrate, open_writer
 
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
-        applied = migrate(writer, retention_days=settings.retention_days)
+        with Progress(
+            "迁移 db migrate", unit="migrations", interval_s=settings.progress_interval_s
+        ) as progress:
+            applied = migrate(writer, retention_days=settings.retention_days, progress=progress)
     finally:
         writer.close()
     print(f"migrations applied 已执行迁移: {', '.join(applied) or '(none pending)'}")

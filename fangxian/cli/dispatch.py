@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from fangxian.core.settings import Settings
+from fangxian.core.settings import SettingError, Settings
 
 
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -14,9 +14,10 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         asyncio.run(serve(settings, with_action_sink=not args.no_action_sink))
-    except (ValueError, ChannelConfigError, FileNotFoundError) as err:  # missing keys, bad file
-        print(f"✗ {err}")
-        return 2
+    except ChannelConfigError as err:  # a missing key is a SettingError: the CLI explains it
+        raise SettingError(
+            "FANGXIAN_DISPATCH_CHANNELS_FILE", str(err), f"渠道配置文件无效：{err}"
+        ) from err
     return 0
 
 

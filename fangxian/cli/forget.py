@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fangxian.cli import argtypes
+from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 
 
@@ -14,7 +16,7 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from sinks import open_writer
     from sinks.audit import FORGET, write_audit
 
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
         write_audit(  # before the deletion: no audit row, no deletion
             writer,
@@ -22,7 +24,12 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
                 settings, FORGET, subject=args.subject, details={"dry_run": str(args.dry_run)}
             ),
         )
-        result = forget_subject(writer, args.subject, dry_run=args.dry_run)
+        with Progress(
+            f"删除 forget {mask_token(args.subject)}",
+            unit="tables",
+            interval_s=settings.progress_interval_s,
+        ) as progress:
+            result = forget_subject(writer, args.subject, dry_run=args.dry_run, progress=progress)
     finally:
         writer.close()
     verb = "would remove 将删除" if args.dry_run else "removed 已删除"
@@ -36,6 +43,6 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     forget = sub.add_parser("forget", help="删除个人数据 delete one subject's rows everywhere")
-    forget.add_argument("subject", help="subject / resident token")
+    forget.add_argument("subject", type=argtypes.subject_token, help="subject / resident token")
     forget.add_argument("--dry-run", action="store_true", help="only count the rows")
     forget.set_defaults(func=cmd_forget)

@@ -5,30 +5,72 @@ Every record is validated before any is produced."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from fangxian.cli.errors import PROBLEMS_FOUND, input_error
+from fangxian.core.progress import Progress
 from fangxian.core.settings import Settings
 from schemas.topics import RECORD_OF_KIND, ROSTER_RECORD_OF_KIND
 
 KINDS = {**RECORD_OF_KIND, **ROSTER_RECORD_OF_KIND}
 
+if TYPE_CHECKING:
+    from fangxian.ingest.reference_csv import LoadResult
+    from fangxian.ingest.roster_files import RosterLoad
 
-def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+# A problem on line 0 (encoding) or 1 (the header) is about the file, not one row.
+FILE_LEVEL_LINES = (0, 1)
+
+
+def _data_rows(path: Path) -> int | None:
+    """Lines after the header: the total for the progress bar (a quoted cell with a line break
+    makes it an estimate)."""
+    try:
+        with path.open("rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return max(0, lines - 1)
+    except OSError:
+        return None
+
+
+def _read(args: argparse.Namespace, settings: Settings) -> LoadResult | RosterLoad:
     from fangxian.ingest.loading import LoadError, read_kind
-    from fangxian.ingest.produce import RecordProducer
     from fangxian.ingest.roster import read_roster
-    from schemas import Codec, InvalidEvent
 
     path = Path(args.file)
+    if not path.is_file():
+        raise input_error(args.file, "文件不存在", "no such file")
+    if args.kind in ROSTER_RECORD_OF_KIND:  # a small file: no progress
+        try:
+            return read_roster(args.kind, path, settings)
+        except LoadError as err:
+            raise input_error(args.file, err.message_zh, err.message_en) from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise input_error(args.file, f"无法解析 {err}", f"cannot parse it: {err}") from err
+    total = None if args.kind == "rules" else _data_rows(path)
     try:
-        result = (
-            read_roster(args.kind, path, settings)
-            if args.kind in ROSTER_RECORD_OF_KIND
-            else read_kind(args.kind, path, settings)
-        )
+        with Progress(
+            f"读取校验 read {path.name}", total=total, interval_s=settings.progress_interval_s
+        ) as progress:
+            progress.counters.update(validated=0, rejected=0)
+            return read_kind(args.kind, path, settings, progress=progress)
     except LoadError as err:
-        print(f"✗ 无法导入 cannot load {args.file}: {err}")
-        return 2
+        raise input_error(args.file, err.message_zh, err.message_en) from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise input_error(args.file, f"无法解析 {err}", f"cannot parse it: {err}") from err
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.ingest.produce import RecordProducer
+    from schemas import Codec, InvalidEvent
+
+    result = _read(args, settings)
+    file_level = [p for p in result.errors if p.line in FILE_LEVEL_LINES]
+    if file_level and not result.records:
+        problem = file_level[0]
+        raise input_error(args.file, problem.message_zh, problem.message_en)
     for problem in result.errors:
         print(
             f"✗ 第{problem.line}行 line {problem.line} [{problem.field}] "
@@ -45,25 +87,33 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         for record in result.records:
             codec.encode(record_name, record)  # validate every record before producing any
     except InvalidEvent as err:
-        print(f"✗ 无效记录 invalid record: {err}")
-        return 2
+        raise input_error(
+            args.file, f"无效记录 {record_name}: {err}", f"invalid {record_name} record: {err}"
+        ) from err
     if args.dry_run:
         print(
             f"检查通过 checked: {len(result.records)} records, {len(result.errors)} rows "
             "rejected (--dry-run: nothing produced)"
         )
-        return 1 if result.errors else 0
+        return PROBLEMS_FOUND if result.errors else 0
     producer = RecordProducer(settings, codec)
     try:
-        for record in result.records:
-            producer.send(record_name, record)
+        with Progress(
+            f"发送 produce {args.kind}",
+            total=len(result.records),
+            interval_s=settings.progress_interval_s,
+        ) as progress:
+            for record in result.records:
+                producer.send(record_name, record)
+                progress.advance()
+            producer.flush()
     finally:
         producer.close()
     print(
         f"已发送 produced {len(result.records)} {args.kind} records to "
         f"{getattr(settings.topics, args.kind)}; 拒绝 rejected rows: {len(result.errors)}"
     )
-    return 1 if result.errors else 0
+    return PROBLEMS_FOUND if result.errors else 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,7 +12,10 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from infra.topics import create_topics, topic_specs
 
     created = create_topics(
-        settings.kafka_bootstrap, topic_specs(settings), client=kafka_client_kwargs(settings)
+        settings.kafka_bootstrap,
+        topic_specs(settings),
+        client=kafka_client_kwargs(settings),
+        connect_timeout_s=settings.connect_timeout_s,
     )
     print(f"topics ready 主题已就绪: {', '.join(created) or '(all existed)'}")
     return 0

@@ -11,6 +11,16 @@ from typing import Any
 PROCESSING_GUARANTEES = ("exactly_once", "at_least_once")
 
 
+class SettingError(ValueError):
+    """A setting is missing or its value is unusable; ``setting`` is the variable to fix."""
+
+    def __init__(self, setting: str, problem: str, problem_zh: str = "") -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+        self.problem_zh = problem_zh or problem
+
+
 @dataclass(frozen=True)
 class Topics:
     """Kafka topic names. Defaults follow the contract; every name is configurable."""
@@ -56,6 +66,13 @@ class Settings:
     kafka_password: str = field(default="", repr=False)
     # CA bundle (PEM) the broker's TLS certificate is checked against; "" = the system's CAs
     kafka_ssl_cafile: str = ""
+    # how long a client waits to reach Kafka or ClickHouse before it gives up (seconds): the
+    # CLI's admin and producer clients and the ClickHouse connection. Short, so a wrong address
+    # is reported in seconds instead of hanging.
+    connect_timeout_s: float = 5.0
+    # long CLI work (load, migrate, forget, county report) prints a progress line this often
+    # when its output is not a terminal (on a terminal it draws a bar)
+    progress_interval_s: float = 5.0
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
     app_id: str = "fangxian"
@@ -152,14 +169,22 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
-            if isinstance(default, bool):
-                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as err:
+                kind = type(default).__name__
+                raise SettingError(
+                    "FANGXIAN_" + f.name.upper(),
+                    f"expected a {kind}, got {raw!r}",
+                    f"应为 {kind}，实际为 {raw!r}",
+                ) from err
         topic_values = {
             f.name: env["FANGXIAN_TOPIC_" + f.name.upper()]
             for f in fields(Topics)
@@ -177,9 +202,15 @@ def env_or_file(env: Mapping[str, str], name: str) -> str | None:
     if path is None:
         return env.get(name)
     if name in env:
-        raise ValueError(f"set {name} or {name}_FILE, not both")
+        raise SettingError(
+            name, f"set {name} or {name}_FILE, not both", f"{name} 与 {name}_FILE 只能设置一个"
+        )
     try:
         with open(path, encoding="utf-8") as secret:
             return secret.read().rstrip("\r\n")
     except OSError as err:
-        raise ValueError(f"{name}_FILE={path}: cannot read it ({err.strerror})") from err
+        raise SettingError(
+            name + "_FILE",
+            f"{name}_FILE={path}: cannot read it ({err.strerror})",
+            f"无法读取 {path}（{err.strerror}）",
+        ) from err

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fangxian.core.privacy import Pseudonymiser
-from fangxian.core.settings import Settings
+from fangxian.core.progress import Progress
+from fangxian.core.settings import SettingError, Settings
 from fangxian.ingest.reference_csv import (
     LoadError,
     LoadResult,
@@ -21,21 +22,29 @@ from fangxian.ingest.reference_csv import (
 __all__ = ["LoadError", "read_kind"]
 
 
-def read_kind(kind: str, path: Path, settings: Settings) -> LoadResult:
-    """Parse and validate ``path``; pure apart from reading the file."""
+def read_kind(
+    kind: str, path: Path, settings: Settings, *, progress: Progress | None = None
+) -> LoadResult:
+    """Parse and validate ``path``; pure apart from reading the file. ``progress`` counts the
+    rows read (and ``validated`` / ``rejected``). Raises ``SettingError`` without a pseudonym
+    key (a register is never read without one)."""
     if kind == "rules":
         return _rules_from_json(path)
     if not settings.pseudonym_key:
-        raise SystemExit(
-            "FANGXIAN_PSEUDONYM_KEY is not set: resident IDs are pseudonymised with a keyed HMAC "
-            "before they leave this machine (未设置假名化密钥 FANGXIAN_PSEUDONYM_KEY)"
+        raise SettingError(
+            "FANGXIAN_PSEUDONYM_KEY",
+            "is not set: resident IDs are pseudonymised with a keyed HMAC before they leave "
+            "this machine; set it from your secret store",
+            "未设置：身份证号在离开本机前须用密钥做 HMAC 假名化；请从密钥库设置",
         )
     pseudonymiser = Pseudonymiser.from_text(settings.pseudonym_key)
     if kind == "residents":
-        return load_residents(path, pseudonymiser)
+        return load_residents(path, pseudonymiser, progress=progress)
     if kind == "passes":
-        return load_passes(path, pseudonymiser, timezone=settings.default_timezone)
-    return load_vehicles(path, pseudonymiser, timezone=settings.default_timezone)
+        return load_passes(
+            path, pseudonymiser, timezone=settings.default_timezone, progress=progress
+        )
+    return load_vehicles(path, pseudonymiser, timezone=settings.default_timezone, progress=progress)
 
 
 def _rules_from_json(path: Path) -> LoadResult:

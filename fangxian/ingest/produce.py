@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings, Topics
+from fangxian.core.timeouts import kafka_producer_timeouts
 from schemas import Codec
 from schemas.topics import topic_and_key
 
@@ -20,25 +22,42 @@ def route(topics: Topics, record_name: str, record: dict[str, Any]) -> tuple[str
 
 
 class RecordProducer:
-    """Encodes records with the single-object codec and sends them where the contract says."""
+    """Encodes records with the single-object codec and sends them where the contract says.
+
+    Connecting waits ``settings.connect_timeout_s`` (``KafkaTimeoutError`` when no broker
+    answers); a send to a topic the broker does not have raises ``UnknownTopicOrPartitionError``
+    naming the topic.
+    """
 
     def __init__(self, settings: Settings, codec: Codec | None = None, **config: Any) -> None:
         self._topics = settings.topics
         self._codec = codec or Codec()
         options: dict[str, Any] = {"linger_ms": 10, "batch_size": 256 * 1024, "acks": 1}
+        options.update(kafka_producer_timeouts(settings))
         options.update(kafka_client_kwargs(settings))  # the loader / device principal
         options.update(config)
         self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
+        self._seen_topics: set[str] = set()
         self.sent = 0
 
     def send(self, record_name: str, record: dict[str, Any]) -> None:
         topic, key = route(self._topics, record_name, record)
-        self._producer.send(topic, self._codec.encode(record_name, record), key=key)
-        self.sent += 1
+        self._send(topic, self._codec.encode(record_name, record), key)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Bytes as a device might send them — used for the odd malformed message."""
-        self._producer.send(topic, value, key=key)
+        self._send(topic, value, key)
+
+    def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
+        try:
+            self._producer.send(topic, value, key=key)
+        except KafkaTimeoutError as err:
+            # The producer bootstrapped in __init__, so a metadata wait that runs out on the
+            # first send to a topic means the broker does not have it.
+            if topic not in self._seen_topics and "metadata" in str(err):
+                raise UnknownTopicOrPartitionError(topic) from err
+            raise
+        self._seen_topics.add(topic)
         self.sent += 1
 
     def flush(self) -> None:

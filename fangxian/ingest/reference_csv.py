@@ -39,6 +39,7 @@ from fangxian.core.codes import (
     resident_id_check_ok,
 )
 from fangxian.core.privacy import Pseudonymiser, mask_id_number, mask_plate
+from fangxian.core.progress import Progress
 
 __all__ = [
     "PASS_COLUMNS",
@@ -250,24 +251,33 @@ def _load(
     columns: Mapping[str, tuple[str, ...]],
     kind: str,
     parse: Callable[[_Row], dict[str, Any]],
+    progress: Progress | None = None,
 ) -> LoadResult:
     result = LoadResult()
     keys: set[str] = set()
     key_field = {"residents": "resident_id", "passes": "pass_id", "vehicles": "vehicle_id"}[kind]
     for row in _rows(source, columns, kind, result):
+        if progress is not None:
+            progress.advance()
         try:
             record = parse(row)
         except _RowInvalid as err:
             result.errors.append(RowError(row.line, err.field_name, err.zh, err.en))
+            if progress is not None:
+                progress.count("rejected")
             continue
         if record[key_field] in keys:
             result.errors.append(
                 RowError(row.line, key_field, "与前面的行重复", "duplicate of an earlier row")
             )
+            if progress is not None:
+                progress.count("rejected")
             continue
         keys.add(record[key_field])
         result.records.append(record)
         result.warnings.extend(row.warnings)
+        if progress is not None:
+            progress.count("validated")
     log.info(
         "loaded %s: %d records, %d rows rejected, %d warnings",
         kind,
@@ -460,7 +470,11 @@ def _now_ms(updated_at_ms: int | None) -> int:
 
 
 def load_residents(
-    source: Source, pseudonymiser: Pseudonymiser, *, updated_at_ms: int | None = None
+    source: Source,
+    pseudonymiser: Pseudonymiser,
+    *,
+    updated_at_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """Resident register → ``Resident`` records (resident_id and household_id are tokens).
 
@@ -499,7 +513,7 @@ def load_residents(
             "updated_at": updated_at,
         }
 
-    return _load(source, RESIDENT_COLUMNS, "residents", parse)
+    return _load(source, RESIDENT_COLUMNS, "residents", parse, progress)
 
 
 def load_passes(
@@ -508,6 +522,7 @@ def load_passes(
     *,
     timezone: str = "Asia/Shanghai",
     updated_at_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """Visitor passes → ``VisitorPass`` records.
 
@@ -541,7 +556,7 @@ def load_passes(
             "updated_at": updated_at,
         }
 
-    return _load(source, PASS_COLUMNS, "passes", parse)
+    return _load(source, PASS_COLUMNS, "passes", parse, progress)
 
 
 def load_vehicles(
@@ -550,6 +565,7 @@ def load_vehicles(
     *,
     timezone: str = "Asia/Shanghai",
     updated_at_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """Registered vehicles → ``Vehicle`` records; ``vehicle_id`` = token("plate", plate)."""
     tz = _timezone(timezone)
@@ -572,4 +588,4 @@ def load_vehicles(
             "updated_at": updated_at,
         }
 
-    return _load(source, VEHICLE_COLUMNS, "vehicles", parse)
+    return _load(source, VEHICLE_COLUMNS, "vehicles", parse, progress)

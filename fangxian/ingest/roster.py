@@ -18,10 +18,7 @@ def read_roster(kind: str, path: Path, settings: Settings) -> RosterLoad:
 
     now = int(time.time() * 1000)
     if kind == "staff":
-        try:
-            box = ContactBox(settings.roster_key)
-        except ValueError as err:
-            raise SystemExit(str(err)) from None
+        box = ContactBox(settings.roster_key)  # SettingError without FANGXIAN_ROSTER_KEY
         return load_staff(path, box, now_ms=now)
     if kind == "duty":
         return load_duty(path, alert_types=contract.ALERT_TYPES, now_ms=now)

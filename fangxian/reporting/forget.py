@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fangxian.core.progress import Progress
 from sinks.base import Connection
 from sinks.errors import SinkError
 from sinks.reports.rollups import Rollup, rollups
@@ -85,22 +86,34 @@ def _in_buckets(rollup: Rollup, buckets: Sequence[tuple[str, str]]) -> str:
     return f"(community_id, toString({rollup.bucket})) IN ({keys})"
 
 
-def forget_subject(writer: Connection, subject_id: str, *, dry_run: bool = False) -> ForgetResult:
+def forget_subject(
+    writer: Connection,
+    subject_id: str,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ForgetResult:
     """Delete every row of ``subject_id``; return how many rows each table lost. With
-    ``dry_run`` only count."""
+    ``dry_run`` only count. ``progress`` counts the tables done (base tables, then roll-ups)."""
     if len(subject_id) < MIN_TOKEN_LENGTH:
         raise ValueError(f"a subject token has at least {MIN_TOKEN_LENGTH} characters")
     db, params = writer.database, {"subject": subject_id}
     result = ForgetResult(subject_id)
     touched = {r.target: _buckets(writer, r, subject_id) for r in rollups()}
+    if progress is not None:
+        progress.set_total(len(SUBJECT_TABLES) + len(touched))
     for table, condition in SUBJECT_TABLES.items():
         ((n,),) = writer.query(f"SELECT count() FROM {db}.{table} WHERE {condition}", params)
         result.removed[table] = int(n)
         if int(n) and not dry_run:
             _delete(writer, table, condition.replace("%(subject)s", _literal(subject_id)))
+        if progress is not None:
+            progress.advance()
     for rollup in rollups():
         buckets = touched[rollup.target]
         result.rebuilt[rollup.target] = len(buckets)
+        if progress is not None:
+            progress.advance()
         if not buckets or dry_run:
             continue
         _delete(writer, rollup.target, _in_buckets(rollup, buckets))

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fangxian.core.settings import SettingError
+
 NONCE_SIZE = 12
 
 
@@ -59,9 +61,10 @@ class ContactBox:
 
     def __init__(self, key_text: str, key_id: str = "k1") -> None:
         if not key_text:
-            raise ValueError(
-                "FANGXIAN_ROSTER_KEY is not set: staff contact details are encrypted with it "
-                "(未设置值班人员联系方式密钥 FANGXIAN_ROSTER_KEY)"
+            raise SettingError(
+                "FANGXIAN_ROSTER_KEY",
+                "is not set: staff contact details are encrypted with it",
+                "未设置：值班人员联系方式用它加密",
             )
         if "\x00" in key_id:
             raise ValueError("key id must not contain NUL")

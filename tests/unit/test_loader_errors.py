@@ -59,11 +59,11 @@ def test_control_the_example_files_load(kind: str) -> None:
     assert result.records
 
 
-def test_cli_reports_a_load_error_and_exits_2(
+def test_cli_reports_a_load_error_as_an_invalid_input_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "rules.json"
     path.write_bytes(b"\xff\xfe")
-    assert main(["load", "rules", str(path), "--dry-run"]) == 2
-    out = capsys.readouterr().out
-    assert "cannot load" in out and "UTF-8" in out
+    assert main(["load", "rules", str(path), "--dry-run"]) == 4  # fangxian/cli/errors.py INPUT
+    zh, en = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert "rules.json" in zh and "rules.json" in en and "UTF-8" in en
