@@ -8,8 +8,9 @@ import argparse
 from fangxian.core.settings import Settings
 
 
-def preflight(settings: Settings) -> None:
-    """Before the worker starts: Kafka answers and has its topics, a ClickHouse server answers.
+def preflight(settings: Settings, role: str | None = None) -> None:
+    """Before the worker starts: Kafka answers and has its topics, a ClickHouse server answers
+    (not for ``--role decide``: the decide stage never touches ClickHouse).
     A failure raises what the CLI's error path explains (exit 5/6/7/8/9), instead of a worker
     that retries in its logs forever."""
     from kafka.errors import UnknownTopicOrPartitionError
@@ -32,7 +33,7 @@ def preflight(settings: Settings) -> None:
         admin.close()
     if missing:
         raise UnknownTopicOrPartitionError(", ".join(missing))
-    if not isinstance(parse_url(settings.clickhouse_url), ServerTarget):
+    if role == "decide" or not isinstance(parse_url(settings.clickhouse_url), ServerTarget):
         return  # embedded chdb: nothing to reach, and one engine per process (opened later)
     writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
     try:
@@ -44,7 +45,7 @@ def preflight(settings: Settings) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.worker import run_worker
 
-    preflight(settings)  # once, in the supervisor or the single role
+    preflight(settings, args.role)  # once, in the supervisor or the single role
     passed = []  # the children read the same environment; flags are passed on as flags
     if args.bootstrap:
         passed += ["--bootstrap", args.bootstrap]
