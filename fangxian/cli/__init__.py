@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "forget",
     "load",
     "bench",
+    "console",
 )
 
 

@@ -24,6 +24,10 @@ class Topics:
     passes: str = "reference.passes"
     vehicles: str = "reference.vehicles"
     rules: str = "reference.rules"
+    staff: str = "reference.staff"
+    duty: str = "reference.duty"
+    escalation: str = "reference.escalation"
+    alert_actions: str = "alert.actions"
 
     def with_prefix(self, prefix: str) -> Topics:
         """Every topic name with ``prefix`` in front (tests use one prefix per test)."""
@@ -67,6 +71,14 @@ class Settings:
     pseudonym_key: str = ""  # HMAC key for resident IDs / phones / plates; required for loads
     retention_days: int = 90
     default_timezone: str = "Asia/Shanghai"
+    # staff console (fangxian console): the cookie key is a secret, from the environment only
+    console_port: int = 6080
+    console_secret: str = ""  # HMAC key of session cookies and CSRF tokens
+    console_credentials_file: str = "var/console-credentials.json"  # scrypt hashes by staff id
+    console_secure_cookies: bool = False  # force Secure cookies (set when TLS ends at a proxy)
+    console_session_s: int = 12 * 3600
+    console_capacity: str = ""  # "community_id=persons,..." occupancy limits
+    console_lookback_s: int = 1800  # live feed starts this far back in alerts / alert.actions
     # event time
     allowed_lateness_s: int = 300
     # window state a worker rebuilds from the topics when it is assigned partitions (entry
