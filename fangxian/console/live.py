@@ -162,7 +162,7 @@ def decision_json(decision: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscriber:
     can_see: Callable[[str], bool]
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
