@@ -15,14 +15,14 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from fangxian.core.settings import Settings, Topics
-from schemas.topics import REFERENCE_TOPICS, ROUTE_OF
+from schemas.topics import REFERENCE_TOPICS, ROSTER_TOPICS, ROUTE_OF
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 EVENT_RETENTION_DAYS = 7
 DEAD_LETTER_RETENTION_DAYS = 30
-REFERENCE_FIELDS = frozenset(REFERENCE_TOPICS)
+REFERENCE_FIELDS = frozenset((*REFERENCE_TOPICS, *ROSTER_TOPICS))
 DEAD_LETTER_FIELD = ROUTE_OF["DeadLetter"].topic
 CREATE_TIMEOUT_MS = 30_000
 

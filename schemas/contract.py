@@ -26,6 +26,10 @@ RECORD_NAMES: Final[tuple[str, ...]] = (
     "VisitorPass",
     "Vehicle",
     "CommunityRules",
+    "StaffMember",
+    "DutyShift",
+    "EscalationPolicy",
+    "AlertAction",
 )
 
 Schema = dict[str, Any]
@@ -141,3 +145,5 @@ SEVERITIES: Final = enum_symbols("Severity")
 RESIDENT_STATUSES: Final = enum_symbols("ResidentStatus")
 LIMIT_SCOPES: Final = enum_symbols("LimitScope")
 LIMIT_DIRECTIONS: Final = enum_symbols("LimitDirection")
+STAFF_ROLES: Final = enum_symbols("StaffRole")
+ACTION_KINDS: Final = enum_symbols("ActionKind")

@@ -9,8 +9,9 @@ else spells it out (docs/contract.md describes the same table for people).
 - ``key``: the record field whose value (UTF-8) is the Kafka message key;
 - ``kind``: for reference data, the name ``fangxian load <kind>`` and the worker's reference
   store use (``None`` for events and outputs);
-- ``role``: ``event`` (devices → decide stage), ``reference`` (compacted, loaded before events)
-  or ``output`` (what the worker produces);
+- ``role``: ``event`` (devices → decide stage), ``reference`` (compacted, loaded before events),
+  ``roster`` (compacted, the on-duty dispatcher's reference data: staff, duty, escalation) or
+  ``output`` (what the worker and the dispatcher produce);
 - ``table``: the ClickHouse table that keeps it (``sinks/migrations/``), ``None`` for reference
   data (it lives on its compacted topic only).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-Role = Literal["event", "reference", "output"]
+Role = Literal["event", "reference", "roster", "output"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GateDecision",       "gate_decisions",       "subject_id",   "output",    None,        "gate_decisions"),
     Route("Alert",              "alerts",               "community_id", "output",    None,        "alerts"),
     Route("DeadLetter",         "dead_letters",         "source_topic", "output",    None,        "dead_letters"),
+    Route("StaffMember",        "staff",                "staff_id",     "roster",    "staff",     None),
+    Route("DutyShift",          "duty",                 "shift_id",     "roster",    "duty",      None),
+    Route("EscalationPolicy",   "escalation",           "community_id", "roster",    "escalation", None),
+    Route("AlertAction",        "alert_actions",        "alert_id",     "output",    None,        "alert_actions"),
 )
 # fmt: on
 
@@ -59,9 +64,12 @@ ROUTE_OF: Final[dict[str, Route]] = {r.record: r for r in ROUTES}
 EVENT_ROUTES: Final = tuple(r for r in ROUTES if r.role == "event")
 REFERENCE_ROUTES: Final = tuple(r for r in ROUTES if r.role == "reference")
 OUTPUT_ROUTES: Final = tuple(r for r in ROUTES if r.role == "output")
+ROSTER_ROUTES: Final = tuple(r for r in ROUTES if r.role == "roster")
 
 #: reference kind → record name, in load order
 RECORD_OF_KIND: Final[dict[str, str]] = {str(r.kind): r.record for r in REFERENCE_ROUTES}
+#: roster kind (``fangxian load staff|duty|escalation``) → record name
+ROSTER_RECORD_OF_KIND: Final[dict[str, str]] = {str(r.kind): r.record for r in ROSTER_ROUTES}
 #: record name → ClickHouse table, for the records the sinks keep
 TABLE_OF_RECORD: Final[dict[str, str]] = {r.record: r.table for r in ROUTES if r.table}
 #: event record name → its ClickHouse table
@@ -69,6 +77,7 @@ EVENT_TABLES: Final[dict[str, str]] = {r.record: str(r.table) for r in EVENT_ROU
 #: ``Topics`` attributes by role
 EVENT_TOPICS: Final = tuple(r.topic for r in EVENT_ROUTES)
 REFERENCE_TOPICS: Final = tuple(r.topic for r in REFERENCE_ROUTES)
+ROSTER_TOPICS: Final = tuple(r.topic for r in ROSTER_ROUTES)
 OUTPUT_TOPICS: Final = (*(r.topic for r in OUTPUT_ROUTES), REPORTS_TOPIC)
 
 

@@ -117,6 +117,24 @@ TABLES: Mapping[str, tuple[Column, ...]] = {
         Column("original", Kind.BYTES),
         Column("created_at", _TS),
     ),
+    "alert_actions": (
+        Column("action_id", _S),
+        Column("alert_id", _S),
+        Column("community_id", _S),
+        Column("action", _S),
+        Column("alert_type", _S),
+        Column("severity", _S),
+        Column("gate_id", _S, nullable=True),
+        Column("level", Kind.INT32, default=0),
+        Column("staff_ids", Kind.STRINGS, default=()),
+        Column("channel", _S, nullable=True),
+        Column("delivery_id", _S, nullable=True),
+        Column("attempt", Kind.INT32, default=0),
+        Column("group_count", Kind.INT32, default=1),
+        Column("detail", Kind.STRING_MAP, default={}),
+        Column("alert_event_time", _TS),
+        Column("created_at", _TS),
+    ),
 }
 
 # Which table holds which contract record: the contract table, schemas/topics.py.

@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "contacts",
     "forget",
     "load",
+    "dispatch",
     "bench",
     "console",
 )

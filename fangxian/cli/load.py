@@ -1,5 +1,6 @@
-"""``fangxian load``: a community's register (CSV) or rules (JSON) → the compacted reference
-topics (``fangxian/ingest/``). Every record is validated before any is produced."""
+"""``fangxian load``: a community's register (CSV) or rules (JSON), or the on-duty roster
+(staff and duty CSV, escalation JSON) → the compacted reference topics (``fangxian/ingest/``).
+Every record is validated before any is produced."""
 
 from __future__ import annotations
 
@@ -7,15 +8,23 @@ import argparse
 from pathlib import Path
 
 from fangxian.core.settings import Settings
-from schemas.topics import RECORD_OF_KIND
+from schemas.topics import RECORD_OF_KIND, ROSTER_RECORD_OF_KIND
+
+KINDS = {**RECORD_OF_KIND, **ROSTER_RECORD_OF_KIND}
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.ingest.loading import read_kind
     from fangxian.ingest.produce import RecordProducer
+    from fangxian.ingest.roster import read_roster
     from schemas import Codec, InvalidEvent
 
-    result = read_kind(args.kind, Path(args.file), settings)
+    path = Path(args.file)
+    result = (
+        read_roster(args.kind, path, settings)
+        if args.kind in ROSTER_RECORD_OF_KIND
+        else read_kind(args.kind, path, settings)
+    )
     for problem in result.errors:
         print(
             f"✗ 第{problem.line}行 line {problem.line} [{problem.field}] "
@@ -26,7 +35,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             f"! 第{problem.line}行 line {problem.line} [{problem.field}] "
             f"{problem.message_zh} / {problem.message_en}"
         )
-    record_name = RECORD_OF_KIND[args.kind]
+    record_name = KINDS[args.kind]
     codec = Codec()
     try:
         for record in result.records:
@@ -55,9 +64,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser(
-        "load", help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON)"
+        "load",
+        help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON); "
+        "值班名册 staff/duty (CSV) or escalation (JSON)",
     )
-    load.add_argument("kind", choices=sorted(RECORD_OF_KIND))
+    load.add_argument("kind", choices=sorted(KINDS))
     load.add_argument("file", help="CSV (UTF-8 or GB18030; Chinese or English headers) or JSON")
     load.add_argument("--dry-run", action="store_true", help="validate only, produce nothing")
     load.set_defaults(func=cmd_load)

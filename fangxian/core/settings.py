@@ -87,6 +87,15 @@ class Settings:
     warmup_readings_s: int = 3600
     warmup_reports_s: int = 15 * 86400
 
+    # on-duty dispatcher (streams/dispatch): keys are secrets, from the environment only
+    roster_key: str = ""  # AEAD key text for staff contact details (FANGXIAN_ROSTER_KEY)
+    ack_link_key: str = ""  # HMAC key of acknowledge links (FANGXIAN_ACK_LINK_KEY)
+    ack_base_url: str = "http://127.0.0.1:6070"  # how staff phones reach the ack endpoint
+    ack_port: int = 6070
+    dispatch_channels_file: str = ""  # JSON of channel targets with their secrets
+    dispatch_default_channels: str = ""  # comma-separated targets for steps that name none
+    dispatch_tick_s: float = 0.2
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from schemas import contract, labels
 from sinks.base import Reader
+from sinks.reports.on_duty import OnDutyFigures, on_duty_figures
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class DailyReport:
     alerts: list[AlertCount]  # non-zero only, by type then severity
     decisions: dict[str, int]  # every DECISIONS key
     passes_by_hour: list[int] = field(default_factory=lambda: [0] * 24)  # local hours 0–23
+    on_duty: list[OnDutyFigures] = field(default_factory=list)  # per community (on_duty.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data (English keys; labels are added by render)."""
@@ -111,6 +113,7 @@ class DailyReport:
             ],
             "decisions": dict(self.decisions),
             "passes_by_hour": list(self.passes_by_hour),
+            "on_duty": [f.to_dict() for f in self.on_duty],
         }
 
 
@@ -220,5 +223,6 @@ def build_report(reader: Reader, scope: Scope, day: dt.date, timezone: str) -> D
         "reports_received": reports_received,
         "reports_overdue": reports_overdue,
     }
+    on_duty = on_duty_figures(reader, scope.condition(), params, start, end)
     log.info("built %s report for %s %s", scope.kind, scope.code, day)
-    return DailyReport(scope, day, timezone, figures, symptoms, alerts, decisions, hours)
+    return DailyReport(scope, day, timezone, figures, symptoms, alerts, decisions, hours, on_duty)

@@ -18,6 +18,7 @@ from sinks.reports.daily import (
     SYMPTOM_LABELS,
     DailyReport,
 )
+from sinks.reports.on_duty import ON_DUTY_FIGURES
 
 TITLE_ZH = "社区疫情信息报表"
 TITLE_EN = "Community epidemic report"
@@ -46,6 +47,11 @@ def rows(report: DailyReport) -> list[tuple[str, str, str, str, int]]:
     out += [
         ("passes_by_hour", f"{h:02d}", f"{h:02d}时", f"hour {h:02d}", n)
         for h, n in enumerate(report.passes_by_hour)
+    ]
+    out += [
+        ("on_duty", f"{f.community_id}:{key}", zh, en, getattr(f, key))
+        for f in report.on_duty
+        for key, zh, en in ON_DUTY_FIGURES
     ]
     return out
 
@@ -112,16 +118,18 @@ def render_html(report: DailyReport) -> str:
         "symptoms": [],
         "alerts": [],
         "decisions": [],
+        "on_duty": [],
     }
     captions = {
         "figures": "概况 summary",
         "symptoms": "症状 symptoms (人数 residents)",
         "alerts": "告警 alerts",
         "decisions": "通行判定 gate decisions",
+        "on_duty": "预警处置反馈 alert acknowledgement",
     }
     for section, key, zh, en, value in rows(report):
         if section in sections:
-            label_zh = f"{key} {zh}" if section == "alerts" else zh
+            label_zh = f"{key} {zh}" if section in ("alerts", "on_duty") else zh
             sections[section].append((label_zh, en, value))
     scope = SCOPE_LABELS[report.scope.kind]
     tables = "".join(_table(captions[s], lines) for s, lines in sections.items())

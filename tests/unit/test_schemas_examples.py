@@ -54,6 +54,20 @@ CONTRACT_FIELDS = {
         "observation_days device_silent_s drift_margin_c drift_window_s alert_suppression_s "
         "updated_at"
     ),
+    "StaffMember": "staff_id community_id display_name role contacts active updated_at",
+    "DutyShift": (
+        "shift_id community_id staff_id level gates alert_types min_severity weekdays dates "
+        "start_minute end_minute active updated_at"
+    ),
+    "EscalationPolicy": (
+        "community_id timezone steps repeat_interval_s max_repeats group_wait_s "
+        "immediate_severities quiet_start_minute quiet_end_minute bypass_quiet_severities "
+        "silenced_types ack_link_ttl_s updated_at"
+    ),
+    "AlertAction": (
+        "action_id alert_id community_id action alert_type severity gate_id level staff_ids "
+        "channel delivery_id attempt group_count detail alert_event_time created_at"
+    ),
 }
 
 CONTRACT_ENUMS = {
@@ -78,6 +92,11 @@ CONTRACT_ENUMS = {
     "ResidentStatus": "NORMAL HOME_OBSERVATION CENTRALIZED_ISOLATION HOSPITALIZED RECOVERED",
     "LimitScope": "NONE PERSON HOUSEHOLD",
     "LimitDirection": "OUT IN ANY",
+    "StaffRole": "GATE_GUARD GRID_WORKER COMMUNITY_STAFF STREET_OFFICE MEDICAL OTHER",
+    "ActionKind": (
+        "ROUTED SENDING NOTIFIED DELIVERY_FAILED ACKNOWLEDGED ESCALATED RESOLVED SILENCED "
+        "ACK_REQUESTED RESOLVE_REQUESTED"
+    ),
 }
 
 # CommunityRules defaults, as the table in docs/contract.md gives them.
@@ -113,6 +132,7 @@ TIMESTAMP_FIELDS = {
     "updated_at",
     "valid_from",
     "valid_until",
+    "alert_event_time",
 }
 DATE_FIELDS = {"report_date", "observation_start"}
 TOKEN_FIELDS = (

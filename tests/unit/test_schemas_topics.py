@@ -19,8 +19,8 @@ def test_route_names_real_things(route: Route) -> None:
     assert route.record in contract.RECORD_NAMES
     assert route.topic in TOPIC_ATTRS
     assert route.key in {f["name"] for f in contract.schema(route.record)["fields"]}
-    assert (route.kind is not None) == (route.role == "reference")
-    assert (route.table is None) == (route.role == "reference")
+    assert (route.kind is not None) == (route.role in ("reference", "roster"))
+    assert (route.table is None) == (route.role in ("reference", "roster"))
 
 
 def test_every_record_and_topic_is_in_the_table_once() -> None:
@@ -41,6 +41,11 @@ def test_topic_and_key(record: str, record_dict: dict[str, str], topic: str, key
 
 def test_reference_kinds_load_rules_first() -> None:
     assert list(topics.RECORD_OF_KIND) == ["rules", "residents", "passes", "vehicles"]
+
+
+def test_roster_kinds_are_the_dispatchers_and_not_the_decide_stages() -> None:
+    assert list(topics.ROSTER_RECORD_OF_KIND) == ["staff", "duty", "escalation"]
+    assert not set(topics.ROSTER_RECORD_OF_KIND) & set(topics.RECORD_OF_KIND)
 
 
 def test_every_table_in_the_contract_table_has_columns() -> None:

@@ -1,0 +1,27 @@
+"""``fangxian dispatch``: the on-duty dispatcher as a process (``streams/dispatch/``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from fangxian.core.settings import Settings
+
+
+def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dispatch.stage import serve
+
+    asyncio.run(serve(settings, with_action_sink=not args.no_action_sink))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dispatch = sub.add_parser(
+        "dispatch", help="值班派单 the on-duty dispatcher (alerts → staff, ack, escalation)"
+    )
+    dispatch.add_argument(
+        "--no-action-sink",
+        action="store_true",
+        help="do not write alert.actions to ClickHouse from this process (the sink stage does)",
+    )
+    dispatch.set_defaults(func=cmd_dispatch)

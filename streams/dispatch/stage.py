@@ -1,0 +1,422 @@
+"""The dispatcher stage: its own consumer group on ``alerts``, state rebuilt from its own
+``alert.actions`` log, messages out through ``sinks.channels``, the acknowledge endpoint.
+
+Order of the writes, so that no alert is lost and no message is sent twice:
+  1. an alert is taken on with a ROUTED record; only after the broker has it (acks=all) are
+     the ``alerts`` offsets committed — a crash before redelivers the alert, and a redelivered
+     alert already ROUTED is skipped;
+  2. before a message is handed to a channel, its SENDING record is in the broker;
+  3. the outcome (NOTIFIED / DELIVERY_FAILED) is written after the channel answered.
+On assignment the dispatcher replays its partitions of ``alert.actions`` (the record of an
+alert goes to the partition number its alert came from), so open alerts, group windows,
+escalation timers and deliveries are back. A delivery with SENDING and no outcome is *in
+doubt*: the process died between 2 and 3. It is sent again — the one window in which a
+channel without idempotency (SMS, the group robots) can deliver a message twice; the generic
+webhook carries ``Idempotency-Key`` so its receiver can drop the repeat.
+
+``run_dispatcher(settings)`` runs it until SIGTERM/SIGINT (``fangxian dispatch``; the worker
+starts it as one more child process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from fangxian.core.settings import Settings
+from schemas import Codec, InvalidEvent
+from sinks.channels.base import Channel
+from sinks.channels.config import load_channels
+from sinks.channels.delivery import RetryPolicy, Sender
+from streams.dispatch.acklink import AckSigner
+from streams.dispatch.ackweb import ack_app
+from streams.dispatch.action_sink import ActionSink
+from streams.dispatch.contacts import ContactBox
+from streams.dispatch.machine import Delivery, DispatchMachine
+from streams.dispatch.message import compose
+from streams.dispatch.roster import Roster
+
+log = logging.getLogger(__name__)
+
+REFERENCE_RECORDS = {"staff": "StaffMember", "duty": "DutyShift", "escalation": "EscalationPolicy"}
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has not yet reached ``end`` on one of its partitions."""
+    for tp, offset in end.items():
+        if await consumer.position(tp) < offset:
+            return True
+    return False
+
+
+class _Assignment(ConsumerRebalanceListener):
+    def __init__(self, stage: DispatcherStage) -> None:
+        self._stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._stage.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._stage.restore(sorted(tp.partition for tp in assigned))
+
+
+class DispatcherStage:
+    def __init__(
+        self,
+        settings: Settings,
+        channels: dict[str, Channel] | None = None,
+        *,
+        clock_ms: Callable[[], int] = _wall_ms,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._s = settings
+        self._clock_ms = clock_ms
+        self._codec = Codec()
+        self._channels = (
+            channels if channels is not None else load_channels(settings.dispatch_channels_file)
+        )
+        self._retry = retry
+        self.roster = Roster(ContactBox(settings.roster_key), settings.default_timezone)
+        defaults = [c.strip() for c in settings.dispatch_default_channels.split(",") if c.strip()]
+        self.machine = DispatchMachine(self.roster, defaults)
+        self._signer = AckSigner(settings.ack_link_key, settings.ack_base_url)
+        self._producer: AIOKafkaProducer | None = None
+        self._alerts: AIOKafkaConsumer | None = None
+        self._actions: AIOKafkaConsumer | None = None
+        self._reference: AIOKafkaConsumer | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._sender: Sender | None = None
+        self._web: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._owned: list[int] = []
+        self.ready = asyncio.Event()  # set after the first assignment was restored
+        self.restored_records = 0
+        self.sent = 0
+        self.failed = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self._s
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        )
+        await self._producer.start()
+        self._session = aiohttp.ClientSession()
+        self._sender = Sender(self._channels, self._session, retry=self._retry)
+        await self._load_reference()
+        self._actions = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await self._actions.start()
+        self._alerts = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=f"{s.app_id}-dispatch",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self._alerts.subscribe([s.topics.alerts], listener=_Assignment(self))
+        await self._alerts.start()
+        self._web = web.AppRunner(ack_app(self._signer, self._publish_request, self._clock_ms))
+        await self._web.setup()
+        await web.TCPSite(self._web, s.bind_host, s.ack_port).start()
+        log.info(
+            "dispatcher started 值班派单已启动: group %s-dispatch, ack endpoint %s:%d, channels %s",
+            s.app_id,
+            s.bind_host,
+            s.ack_port,
+            sorted(self._channels),
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._web is not None:
+            await self._web.cleanup()
+        for consumer in (self._alerts, self._actions, self._reference):
+            if consumer is not None:
+                await consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- reference data -------------------------------------------------------------------------
+    async def _load_reference(self) -> None:
+        topics = {getattr(self._s.topics, kind): kind for kind in REFERENCE_RECORDS}
+        self._reference = AIOKafkaConsumer(
+            bootstrap_servers=self._s.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._reference.start()
+        partitions = []
+        for topic in topics:
+            for p in self._reference.partitions_for_topic(topic) or await self._partitions(topic):
+                partitions.append(TopicPartition(topic, p))
+        self._reference.assign(partitions)
+        await self._reference.seek_to_beginning(*partitions)
+        end = await self._reference.end_offsets(partitions)
+        self._reference_kinds = topics
+        while await _behind(self._reference, end):
+            await self._poll_reference(timeout_ms=500)
+        log.info(
+            "roster loaded 值班名册: %d staff, %d shifts, %d policies (%d unreadable contacts)",
+            len(self.roster.staff),
+            len(self.roster.shifts),
+            len(self.roster.policies),
+            self.roster.unreadable,
+        )
+
+    async def _partitions(self, topic: str) -> set[int]:
+        assert self._producer is not None
+        return set(await self._producer.partitions_for(topic))
+
+    async def _poll_reference(self, timeout_ms: int = 0) -> None:
+        assert self._reference is not None
+        batches = await self._reference.getmany(timeout_ms=timeout_ms, max_records=5000)
+        for tp, messages in batches.items():
+            kind = self._reference_kinds[tp.topic]
+            for msg in messages:
+                key = msg.key.decode() if msg.key else ""
+                record = None
+                if msg.value is not None:
+                    try:
+                        record = self._codec.decode(REFERENCE_RECORDS[kind], msg.value)
+                    except InvalidEvent as err:
+                        log.error("skipping undecodable %s record %s: %s", kind, key, err)
+                        continue
+                apply = {
+                    "staff": self.roster.apply_staff,
+                    "duty": self.roster.apply_shift,
+                    "escalation": self.roster.apply_policy,
+                }[kind]
+                apply(key, record)
+                self.machine.wake_all()
+
+    # -- assignment -----------------------------------------------------------------------------
+    async def on_revoked(self) -> None:
+        self.ready.clear()
+
+    async def restore(self, partitions: list[int]) -> None:
+        """Replay ``alert.actions`` partitions ``partitions`` into a fresh state."""
+        assert self._actions is not None
+        started = time.monotonic()
+        self.machine = DispatchMachine(self.roster, self.machine.default_channels)
+        self._owned = partitions
+        topic = self._s.topics.alert_actions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        self._actions.assign(tps)
+        count = 0
+        if tps:
+            await self._actions.seek_to_beginning(*tps)
+            end = await self._actions.end_offsets(tps)
+            while await _behind(self._actions, end):
+                batches = await self._actions.getmany(timeout_ms=500, max_records=10000)
+                for messages in batches.values():
+                    for msg in messages:
+                        record = self._decode_action(msg.value)
+                        if record is not None:
+                            self.machine.apply(record, live=False)
+                            count += 1
+        settled = self.machine.settle()
+        in_doubt = self.machine.release_in_doubt()
+        for record in settled:
+            await self._produce(record)
+        self.restored_records += count
+        log.info(
+            "dispatch state restored 状态已恢复: partitions %s, %d records, %d open alerts, "
+            "%d in-doubt deliveries to resend, %.2f s",
+            partitions,
+            count,
+            sum(1 for a in self.machine.alerts.values() if a.status == "OPEN"),
+            in_doubt,
+            time.monotonic() - started,
+        )
+        self.ready.set()
+
+    def _decode_action(self, value: bytes | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            return self._codec.decode("AlertAction", value)
+        except InvalidEvent as err:
+            log.error("skipping undecodable alert action: %s", err)
+            return None
+
+    # -- producing -------------------------------------------------------------------------------
+    def _partition_of(self, record: dict[str, Any]) -> int:
+        return int(record.get("detail", {}).get("partition", 0))
+
+    async def _produce(self, record: dict[str, Any], partition: int | None = None) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self._s.topics.alert_actions,
+            self._codec.encode("AlertAction", record),
+            key=record["alert_id"].encode(),
+            partition=self._partition_of(record) if partition is None else partition,
+        )
+
+    async def _publish_request(self, record: dict[str, Any], partition: int) -> None:
+        await self._produce(record, partition)
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        assert self._alerts is not None
+        while not self._stopping.is_set():
+            await self._poll_reference()
+            await self._tail_actions()
+            await self._take_alerts()
+            self._start_due_deliveries()
+
+    async def _tail_actions(self) -> None:
+        if self._actions is None or not self._owned:
+            return
+        batches = await self._actions.getmany(timeout_ms=0, max_records=5000)
+        for messages in batches.values():
+            for msg in messages:
+                record = self._decode_action(msg.value)
+                if record is None:
+                    continue
+                for derived in self.machine.apply(record):
+                    await self._produce(derived)
+
+    async def _take_alerts(self) -> None:
+        assert self._alerts is not None
+        batches = await self._alerts.getmany(
+            timeout_ms=int(self._s.dispatch_tick_s * 1000), max_records=2000
+        )
+        if not batches:
+            return
+        now = self._clock_ms()
+        pending = []
+        for tp, messages in batches.items():
+            for msg in messages:
+                try:
+                    alert = self._codec.decode("Alert", msg.value)
+                except InvalidEvent as err:
+                    log.error("skipping undecodable alert at %s@%d: %s", tp, msg.offset, err)
+                    continue
+                for record in self.machine.on_alert(alert, tp.partition, now):
+                    pending.append(self._producer_send(record))
+        if pending:
+            await asyncio.gather(*pending)
+        # ROUTED is in the broker: the messages may start before the offsets are committed
+        # (a crash in between redelivers alerts that are already ROUTED, and they are skipped)
+        self._start_due_deliveries()
+        await self._alerts.commit(
+            {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+        )
+
+    async def _producer_send(self, record: dict[str, Any]) -> None:
+        await self._produce(record)
+
+    def _start_due_deliveries(self) -> None:
+        now = self._clock_ms()
+        for delivery in self.machine.due(now):
+            records = self.machine.begin(delivery, now)  # marks it in flight at once
+            task = asyncio.create_task(self._deliver(delivery, records))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, delivery: Delivery, records: list[dict[str, Any]]) -> None:
+        assert self._sender is not None
+        for record in records:
+            await self._produce(record)  # SENDING is in the broker before the send
+        state = self.machine.alerts.get(delivery.alert_id)
+        if state is None:
+            return
+        policy = self.roster.policy(state.community_id)
+        message = compose(
+            state,
+            delivery,
+            self._signer,
+            now_ms=self._clock_ms(),
+            ttl_s=policy.ack_link_ttl_s,
+            timezone=policy.timezone,
+        )
+        outcome = await self._sender.deliver(delivery.channel, message)
+        detail = {"tries": str(outcome.tries)}
+        if not outcome.ok:
+            detail.update(error=outcome.error[:300], code=outcome.code)
+            self.failed += 1
+            log.warning(
+                "delivery failed 发送失败 %s via %s: %s",
+                delivery.alert_id,
+                delivery.channel,
+                outcome.error,
+            )
+        else:
+            self.sent += 1
+        if delivery.alert_id in self.machine.alerts:
+            await self._produce(self.machine.finish(delivery, outcome.ok, self._clock_ms(), detail))
+
+
+async def serve(
+    settings: Settings,
+    channels: dict[str, Channel] | None = None,
+    *,
+    with_action_sink: bool = True,
+) -> None:
+    """Run the dispatcher (and, unless told not to, the ``alert.actions`` → ClickHouse loop)
+    until SIGTERM/SIGINT."""
+    stage = DispatcherStage(settings, channels)
+    sink: ActionSink | None = None
+    extra: list[asyncio.Task[None]] = []
+    if with_action_sink:
+        from sinks import migrate, open_writer
+
+        writer = open_writer(settings.clickhouse_url)
+        migrate(writer, retention_days=settings.retention_days)
+        sink = ActionSink(settings, writer)
+        await sink.start()
+        extra.append(asyncio.create_task(sink.run()))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stage.start()
+    runner = asyncio.create_task(stage.run())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()  # a crash of the loop is a crash of the process
+    finally:
+        stopper.cancel()
+        await stage.stop()
+        if sink is not None:
+            await sink.stop()
+        for task in extra:
+            task.cancel()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+def run_dispatcher(settings: Settings) -> int:
+    """The dispatcher as a process: blocks until SIGTERM/SIGINT; returns the exit status."""
+    asyncio.run(serve(settings))
+    return 0
