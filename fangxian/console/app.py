@@ -542,6 +542,8 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(_as_coroutine(job(stop))) for job in deps.background
         ]
+        for task in tasks:
+            task.add_done_callback(_log_failure)
         try:
             yield
         finally:
@@ -582,6 +584,11 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
     )
 
     return SecurityHeaders(app)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("console background task failed", exc_info=task.exception())
 
 
 async def _as_coroutine(awaitable: Awaitable[None]) -> None:

@@ -281,11 +281,14 @@ class LiveFeed:
                 await consumer.stop()
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
-        from fangxian.console.roster import _partitions
+        from fangxian.console.roster import topic_partitions
 
         tps: list[TopicPartition] = []
         for topic in self._records:
-            tps += [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+            tps += [
+                TopicPartition(topic, p)
+                for p in sorted(await topic_partitions(consumer, topic, self._s.kafka_bootstrap))
+            ]
         consumer.assign(tps)
         back_ms = int(time.time() * 1000) - self._s.console_lookback_s * 1000
         rewind = [tp for tp in tps if tp.topic != self._s.topics.gate_decisions]

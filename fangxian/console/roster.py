@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fangxian.console.scope import StaffEntry
 from fangxian.core.settings import Settings
@@ -63,7 +63,7 @@ class StaffDirectory:
         )
         await consumer.start()
         try:
-            parts = await _partitions(consumer, topic)
+            parts = await topic_partitions(consumer, topic, settings.kafka_bootstrap)
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             if tps:
@@ -91,11 +91,17 @@ class StaffDirectory:
                 await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return set(parts)
-        await consumer.topics()  # refreshes metadata
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} does not exist: run `fangxian topics create`")
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, bootstrap: str) -> set[int]:
+    """The partitions of ``topic`` (a consumer without subscription has no metadata for it,
+    so ask the cluster through the client's public ``topics()`` refresh, then a producer)."""
+    parts = consumer.partitions_for_topic(topic)
+    if parts:
+        return set(parts)
+    if topic not in await consumer.topics():
+        raise RuntimeError(f"topic {topic} does not exist: run `fangxian topics create`")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return set(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()

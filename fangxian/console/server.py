@@ -64,14 +64,20 @@ class RunningConsole:
 
     async def ready(self, timeout_s: float = 30.0) -> None:
         """Until the HTTP socket listens, the staff roster is read and the feed positioned."""
-        async with asyncio.timeout(timeout_s):
-            while not self.server.started:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        steps = (
+            ("HTTP server", lambda: self.server.started),
+            ("staff directory", self.deps.directory.loaded.is_set),
+            ("live feed", self.feed.ready.is_set),
+        )
+        for name, done in steps:
+            while not done():
                 if self.task.done():
                     self.task.result()
                     raise RuntimeError("console stopped while starting")
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"console not ready after {timeout_s} s: {name}")
                 await asyncio.sleep(0.05)
-            await self.deps.directory.loaded.wait()
-            await self.feed.ready.wait()
 
     async def stop(self) -> None:
         self.server.should_exit = True
