@@ -99,24 +99,36 @@ def load_other_community_guard(settings: Settings, tmp_path: Path) -> None:
 
 
 def produce_background(settings: Settings) -> None:
-    """Rules, a resident and some traffic of the day, so every page has something on it."""
+    """Rules, residents and some traffic of the day, so every page has something on it: two
+    registered residents come in (occupancy 2, over the capacity of 1 the test sets), the
+    resident under home observation reports, the other community has a pass of its own."""
     producer = RecordProducer(settings)
     try:
         producer.send("CommunityRules", fresh_example("CommunityRules", community_id=COMMUNITY))
-        resident = fresh_example("Resident", community_id=COMMUNITY)
-        producer.send("Resident", resident)
+        observed = fresh_example("Resident", community_id=COMMUNITY)
+        first = fresh_example("Resident", "normal")
+        second = fresh_example(
+            "Resident", "normal", resident_id=uuid.uuid4().hex, household_id=uuid.uuid4().hex
+        )
+        for resident in (observed, first, second):
+            producer.send("Resident", resident)
         producer.flush()
         time.sleep(1.0)  # reference data before the events that need it
-        for stem, changes in (
-            ("resident_qr", {}),
-            ("resident_qr", {"direction": "OUT"}),
-            ("visitor", {}),
-            ("vehicle", {}),
-            ("resident_qr", {"gate_id": "west-gate", "device_id": "qr-west-01"}),
-        ):
+        for resident, gate in ((first, "east-gate"), (second, "west-gate")):
             producer.send(
-                "GateScan", fresh_example("GateScan", stem, community_id=COMMUNITY, **changes)
+                "GateScan",
+                fresh_example(
+                    "GateScan",
+                    "resident_qr",
+                    direction="IN",
+                    gate_id=gate,
+                    device_id=f"qr-{gate}",
+                    subject_id=resident["resident_id"],
+                    household_id=resident["household_id"],
+                ),
             )
+        for stem in ("visitor", "vehicle"):
+            producer.send("GateScan", fresh_example("GateScan", stem))
         producer.send(
             "TemperatureReading",
             fresh_example("TemperatureReading", temperature_c=36.4, subject_id=None),
@@ -124,12 +136,11 @@ def produce_background(settings: Settings) -> None:
         producer.send(
             "HealthReport",
             fresh_example(
-                "HealthReport", community_id=COMMUNITY, resident_id=resident["resident_id"]
+                "HealthReport", community_id=COMMUNITY, resident_id=observed["resident_id"]
             ),
         )
         producer.send(
-            "GateScan",
-            fresh_example("GateScan", "resident_qr", community_id=OTHER_COMMUNITY),
+            "GateScan", fresh_example("GateScan", "resident_qr", community_id=OTHER_COMMUNITY)
         )
     finally:
         producer.close()
@@ -303,6 +314,9 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
                 await asyncio.sleep(0.2)
             actions = [a for a in read_actions(settings) if a["alert_id"] == alert_id]
 
+            await page.goto(f"{url}/alerts")
+            await page.screenshot(path=str(shots / "alerts-acknowledged.png"), full_page=True)
+            occupancy = await (await page.request.get(f"{url}/api/occupancy")).json()
             for name in PAGES[1:]:
                 if name == "county":
                     continue
@@ -347,6 +361,7 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
             "direct": direct.status,
             "direct_page": direct_page.status,
             "other_act": act.status,
+            "occupancy": occupancy["occupancy"],
         }
 
     out = asyncio.run(main())
@@ -362,6 +377,9 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
     acknowledged = [a for a in out["actions"] if a["action"] == "ACKNOWLEDGED"]
     assert acknowledged and acknowledged[0]["staff_ids"] == [GUARD]
     assert out["stored"]["ACKNOWLEDGED"]["staff_ids"] == [GUARD]
+    (occupancy,) = out["occupancy"]
+    assert (occupancy["community_id"], occupancy["now"], occupancy["capacity"]) == (COMMUNITY, 2, 1)
+    assert occupancy["exceeded"] is True
     # the other community's guard: not on the page, not live, not directly, no action
     assert alert_id not in out["other_html"]
     assert "FEVER_CONFIRMED" not in out["other_html"]
