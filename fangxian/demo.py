@@ -91,6 +91,7 @@ class StatusBoard:
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
+        self.dispatch_summary = ""
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
@@ -183,35 +184,23 @@ def _feed(
 DEMO_PASSWORD_CHARS = 12
 
 
-def demo_staff(
+def demo_officer(
     sim: CommunitySimulator, roster_key: str, now_ms: int
-) -> list[tuple[str, dict[str, Any]]]:
-    """A console account per community (its gate guard) and one street officer over the
-    first community's county: ``(staff_id, StaffMember record)``. No contacts (the demo pages
-    nobody)."""
+) -> tuple[str, dict[str, Any]]:
+    """A street officer over the first community's county, for the console's county pages
+    (the guards, ``demo-guard-<i>``, are the dispatcher's demo roster: ``demo_dispatch``)."""
     from streams.dispatch.contacts import ContactBox, Contacts
 
-    box = ContactBox(roster_key)
-    people = [
-        (f"demo-guard-{c.index}", c.community_id, f"门岗 {c.index + 1} 号", "GATE_GUARD")
-        for c in sim.communities
-    ]
-    people.append(("demo-officer", sim.communities[0].community_id, "街道值班室", "STREET_OFFICE"))
-    return [
-        (
-            staff_id,
-            {
-                "staff_id": staff_id,
-                "community_id": community,
-                "display_name": name,
-                "role": role,
-                "contacts": box.seal(Contacts(), staff_id, community),
-                "active": True,
-                "updated_at": now_ms,
-            },
-        )
-        for staff_id, community, name, role in people
-    ]
+    staff_id, community = "demo-officer", sim.communities[0].community_id
+    return staff_id, {
+        "staff_id": staff_id,
+        "community_id": community,
+        "display_name": "街道值班室",
+        "role": "STREET_OFFICE",
+        "contacts": ContactBox(roster_key).seal(Contacts(), staff_id, community),
+        "active": True,
+        "updated_at": now_ms,
+    }
 
 
 def _console_port(preferred: int) -> int:
@@ -245,6 +234,10 @@ async def _run(
         clock_ms=lambda: board.sim_now_ms,
     )
     await runtime.start()
+    from fangxian.demo_dispatch import DemoDispatch
+
+    dispatch = DemoDispatch(settings, [c.community_id for c in run.simulator.communities])
+    dispatch_start = asyncio.create_task(dispatch.start())
     console = await start_console(
         settings, writer, host="127.0.0.1", port=_console_port(settings.console_port)
     )
@@ -276,6 +269,11 @@ async def _run(
     await console.stop()
     await runtime.stop()
     worker.cancel()
+    if dispatch_start.done() and dispatch_start.exception() is not None:
+        print(f"值班派单 dispatcher did not start: {dispatch_start.exception()}", flush=True)
+    dispatch_start.cancel()
+    board.dispatch_summary = dispatch.summary()
+    await dispatch.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
     try:
@@ -335,13 +333,13 @@ def run_demo(
         )
         producer = RecordProducer(settings)
         n = load_reference(producer, run.simulator)
-        staff = demo_staff(run.simulator, settings.roster_key, int(time.time() * 1000))
-        for _staff_id, record in staff:
-            producer.send("StaffMember", record)
+        officer, record = demo_officer(run.simulator, settings.roster_key, int(time.time() * 1000))
+        producer.send("StaffMember", record)
         producer.close()
+        accounts = [f"demo-guard-{c.index}" for c in run.simulator.communities] + [officer]
         password = secrets.token_urlsafe(DEMO_PASSWORD_CHARS)[:DEMO_PASSWORD_CHARS]
         credentials = Credentials(Path(settings.console_credentials_file))
-        for staff_id, _record in staff:
+        for staff_id in accounts:
             credentials.set_password(staff_id, password)
         print(
             f"参考数据 reference records loaded: {n}. 模拟 simulating {communities} communities × "
@@ -351,7 +349,7 @@ def run_demo(
         )
         print(
             "值班台账号 console accounts (this run only): "
-            + ", ".join(staff_id for staff_id, _ in staff)
+            + ", ".join(accounts)
             + f" — 密码 password: {password}",
             flush=True,
         )
@@ -373,4 +371,6 @@ def _print_summary(board: StatusBoard, counts: dict[str, Any]) -> None:
     missing = [t for t in ALERT_TYPES if t != "OTHER" and t not in board.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
+    if board.dispatch_summary:
+        print(board.dispatch_summary)
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

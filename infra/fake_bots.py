@@ -127,7 +127,7 @@ class FakeBots:
         return app
 
     async def start(self) -> FakeBots:
-        self._runner = web.AppRunner(self.app())
+        self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self

@@ -96,9 +96,10 @@ class Channel(abc.ABC):
     """One configured target (a group's robot, a webhook URL, an SMS account)."""
 
     kind: ClassVar[str]
-    #: the service's own limit: ``rate_count`` messages per ``rate_window_s``
-    rate_count: ClassVar[int] = 20
-    rate_window_s: ClassVar[float] = 60.0
+    #: the service's own limit: ``rate_count`` messages per ``rate_window_s`` (a channel file
+    #: may lower or raise it for one target)
+    rate_count: int = 20
+    rate_window_s: float = 60.0
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -62,7 +62,7 @@ def _errcode(data: dict[str, Any], *names: str) -> int:
 
 class WeComBot(Channel):
     kind: ClassVar[str] = "wecom"
-    rate_count: ClassVar[int] = 20
+    rate_count: int = 20
 
     def __init__(self, name: str, url: str) -> None:
         super().__init__(name)
@@ -98,7 +98,7 @@ class WeComBot(Channel):
 
 class DingTalkBot(Channel):
     kind: ClassVar[str] = "dingtalk"
-    rate_count: ClassVar[int] = 20
+    rate_count: int = 20
 
     def __init__(
         self, name: str, url: str, secret: str, clock_ms: Callable[[], int] | None = None
@@ -147,8 +147,8 @@ class DingTalkBot(Channel):
 
 class FeishuBot(Channel):
     kind: ClassVar[str] = "feishu"
-    rate_count: ClassVar[int] = 5
-    rate_window_s: ClassVar[float] = 1.0  # 5/s is the tighter of 5/s and 100/min
+    rate_count: int = 5
+    rate_window_s: float = 1.0  # 5/s is the tighter of 5/s and 100/min
 
     def __init__(
         self, name: str, url: str, secret: str, clock_s: Callable[[], int] | None = None

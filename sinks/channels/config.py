@@ -46,7 +46,15 @@ def build_channel(name: str, spec: Mapping[str, Any]) -> Channel:
 
 
 def build_channels(config: Mapping[str, Mapping[str, Any]]) -> dict[str, Channel]:
-    return {name: build_channel(name, spec) for name, spec in config.items()}
+    channels = {}
+    for name, spec in config.items():
+        channel = build_channel(name, spec)
+        if "rate_count" in spec:
+            channel.rate_count = int(spec["rate_count"])
+        if "rate_window_s" in spec:
+            channel.rate_window_s = float(spec["rate_window_s"])
+        channels[name] = channel
+    return channels
 
 
 def load_channels(path: str) -> dict[str, Channel]:

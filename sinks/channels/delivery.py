@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
+    """``retryable``: worth sending again later (rate limit, breaker open, 5xx or timeouts
+    after every try); a refused signature or an unknown target is not."""
+
     ok: bool
     tries: int
     error: str = ""
     code: str = ""
+    retryable: bool = False
+
+
+_SECRET_IN_URL = re.compile(r"((?:key|access_token|sign|timestamp)=)[^&\s'\"]+|(/hook/)[^/\s?'\"]+")
+
+
+def scrub(text: str) -> str:
+    """An error text without the robot keys, tokens and signatures a URL in it may carry."""
+    return _SECRET_IN_URL.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
 
 
 class RateLimiter:
@@ -132,22 +145,26 @@ class Sender:
         error, code = "", ""
         for attempt in range(1, self.retry.max_tries + 1):
             if not breaker.allows():
-                return Outcome(False, attempt - 1, error or "circuit open", code or "circuit_open")
+                return Outcome(
+                    False, attempt - 1, error or "circuit open", code or "circuit_open", True
+                )
             wait = limiter.wait_s()
             if wait > self.retry.max_rate_wait_s:
-                return Outcome(False, attempt - 1, "rate limit reached", "rate_limited_locally")
+                return Outcome(
+                    False, attempt - 1, "rate limit reached", "rate_limited_locally", True
+                )
             if wait > 0:
                 await self._sleep(wait)
             limiter.take()
             try:
                 await asyncio.wait_for(channel.send(self._session, message), self.retry.timeout_s)
             except DeliveryError as err:
-                error, code = str(err), err.code
+                error, code = scrub(str(err)), err.code
                 breaker.failure(err.block_s)
                 if not err.retryable:
                     return Outcome(False, attempt, error, code)
             except (TimeoutError, aiohttp.ClientError) as err:
-                error, code = f"{type(err).__name__}: {err}", "transport"
+                error, code = scrub(f"{type(err).__name__}: {err}"), "transport"
                 breaker.failure()
             else:
                 breaker.success()
@@ -155,4 +172,4 @@ class Sender:
             log.info("send to %s failed (try %d): %s", name, attempt, error)
             if attempt < self.retry.max_tries:
                 await self._sleep(self.retry.backoff_s(attempt, self._rng))
-        return Outcome(False, self.retry.max_tries, error, code)
+        return Outcome(False, self.retry.max_tries, error, code, True)

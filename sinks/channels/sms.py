@@ -109,7 +109,7 @@ class SmsChannel(Channel):
     """A text to each mentioned person's phone (the dispatcher makes one delivery per person)."""
 
     kind: ClassVar[str] = "sms"
-    rate_count: ClassVar[int] = 100
+    rate_count: int = 100
 
     def __init__(self, name: str, provider: SmsProvider) -> None:
         super().__init__(name)

@@ -30,6 +30,8 @@ NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
 OPEN, ACKNOWLEDGED, RESOLVED, SILENCED = "OPEN", "ACKNOWLEDGED", "RESOLVED", "SILENCED"
 SMS: Final = "sms"
 UNROUTED: Final = "unrouted"
+#: a delivery that failed for a passing reason is sent again, at most this many times in all
+MAX_ATTEMPTS: Final = 5
 REQUESTS: Final = {"ACK_REQUESTED": ACKNOWLEDGED, "RESOLVE_REQUESTED": RESOLVED}
 
 
@@ -58,6 +60,7 @@ class AlertState:
     outcomes: dict[str, str] = field(default_factory=dict)  # delivery_id → NOTIFIED/FAILED
     attempts: dict[str, int] = field(default_factory=dict)  # delivery_id → last SENDING attempt
     inflight: set[str] = field(default_factory=set)
+    retry_at: dict[str, int] = field(default_factory=dict)  # delivery_id → when to try again
     escalated_items: set[str] = field(default_factory=set)
     done_items: set[str] = field(default_factory=set)  # every delivery has an outcome
     wake_ms: int = 0  # nothing can be due before this (0: look at the next tick)
@@ -226,8 +229,13 @@ class DispatchMachine:
             if delivery not in state.outcomes:
                 state.inflight.add(delivery)
             state.attempts[delivery] = max(state.attempts.get(delivery, 0), record["attempt"])
+        elif kind == "DELIVERY_FAILED" and delivery and "retry_at" in detail:
+            state.inflight.discard(delivery)
+            if delivery not in state.outcomes:
+                state.retry_at[delivery] = int(detail["retry_at"])
         elif kind in ("NOTIFIED", "DELIVERY_FAILED") and delivery:
             state.inflight.discard(delivery)
+            state.retry_at.pop(delivery, None)
             state.outcomes[delivery] = "NOTIFIED" if kind == "NOTIFIED" else "FAILED"
             if kind == "NOTIFIED":
                 state.level = max(state.level, int(record.get("level", 0)))
@@ -366,7 +374,20 @@ class DispatchMachine:
                 if d.delivery_id not in state.outcomes
             ]
             if pending:
-                return [d for d in pending if d.delivery_id not in state.inflight]
+                ready = [
+                    d
+                    for d in pending
+                    if d.delivery_id not in state.inflight
+                    and state.retry_at.get(d.delivery_id, 0) <= now_ms
+                ]
+                later = [
+                    state.retry_at[d.delivery_id]
+                    for d in pending
+                    if state.retry_at.get(d.delivery_id, 0) > now_ms
+                ]
+                if not ready and len(later) == len(pending):
+                    state.wake_ms = min(later)  # every delivery waits for its retry
+                return ready
             state.done_items.add(item)
         if next_repeat > 0:
             due, _, _ = _item_due(policy, state, f"r{next_repeat}")
@@ -454,10 +475,22 @@ class DispatchMachine:
         return records
 
     def finish(
-        self, delivery: Delivery, ok: bool, now_ms: int, detail: Mapping[str, str]
+        self,
+        delivery: Delivery,
+        ok: bool,
+        now_ms: int,
+        detail: Mapping[str, str],
+        *,
+        retry_after_ms: int | None = None,
     ) -> dict[str, Any]:
+        """NOTIFIED or DELIVERY_FAILED, applied. A failure with ``retry_after_ms`` (a passing
+        reason) is sent again then, up to ``MAX_ATTEMPTS``; the last failure is final and the
+        chain goes on (the next step, or the repeat, pages again)."""
         kind = "NOTIFIED" if ok else "DELIVERY_FAILED"
-        record = self._delivery_record(kind, delivery, now_ms, dict(detail))
+        extra = dict(detail)
+        if not ok and retry_after_ms is not None and delivery.attempt < MAX_ATTEMPTS:
+            extra["retry_at"] = str(now_ms + retry_after_ms)
+        record = self._delivery_record(kind, delivery, now_ms, extra)
         self.apply(record)
         return record
 

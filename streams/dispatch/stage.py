@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
@@ -46,6 +47,10 @@ from streams.dispatch.message import compose
 from streams.dispatch.roster import Roster
 
 log = logging.getLogger(__name__)
+
+#: a delivery that failed for a passing reason waits 30 s, 60 s, 120 s, ... (at most 5 min)
+RETRY_BASE_MS = 30_000
+RETRY_CAP_MS = 300_000
 
 REFERENCE_RECORDS = {"staff": "StaffMember", "duty": "DutyShift", "escalation": "EscalationPolicy"}
 
@@ -81,8 +86,10 @@ class DispatcherStage:
         *,
         clock_ms: Callable[[], int] = _wall_ms,
         retry: RetryPolicy | None = None,
+        idempotent_producer: bool = True,
     ) -> None:
         self._s = settings
+        self._idempotent = idempotent_producer  # False for brokers without it (Tansu)
         self._clock_ms = clock_ms
         self._codec = Codec()
         self._channels = (
@@ -103,7 +110,11 @@ class DispatcherStage:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._owned: list[int] = []
-        self.ready = asyncio.Event()  # set after the first assignment was restored
+        self.ready = asyncio.Event()  # set once the current assignment is restored
+        # aiokafka runs the rebalance listener in its coordinator task, beside this loop: the
+        # loop's steps and a restore never interleave (a restore must not see a delivery of
+        # the old state half-done, nor the loop act on a state being rebuilt)
+        self._lock = asyncio.Lock()
         self.restored_records = 0
         self.sent = 0
         self.failed = 0
@@ -112,7 +123,10 @@ class DispatcherStage:
     async def start(self) -> None:
         s = self._s
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            bootstrap_servers=s.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=self._idempotent,
+            linger_ms=0,
         )
         await self._producer.start()
         self._session = aiohttp.ClientSession()
@@ -134,7 +148,9 @@ class DispatcherStage:
         )
         self._alerts.subscribe([s.topics.alerts], listener=_Assignment(self))
         await self._alerts.start()
-        self._web = web.AppRunner(ack_app(self._signer, self._publish_request, self._clock_ms))
+        self._web = web.AppRunner(
+            ack_app(self._signer, self._publish_request, self._clock_ms), access_log=None
+        )
         await self._web.setup()
         await web.TCPSite(self._web, s.bind_host, s.ack_port).start()
         log.info(
@@ -217,10 +233,24 @@ class DispatcherStage:
 
     # -- assignment -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:
-        self.ready.clear()
+        async with self._lock:
+            self.ready.clear()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Let the deliveries in flight finish (and record their outcome)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def restore(self, partitions: list[int]) -> None:
         """Replay ``alert.actions`` partitions ``partitions`` into a fresh state."""
+        async with self._lock:
+            self.ready.clear()
+            await self._drain()
+            await self._restore(partitions)
+            self.ready.set()
+
+    async def _restore(self, partitions: list[int]) -> None:
         assert self._actions is not None
         started = time.monotonic()
         self.machine = DispatchMachine(self.roster, self.machine.default_channels)
@@ -254,7 +284,6 @@ class DispatcherStage:
             in_doubt,
             time.monotonic() - started,
         )
-        self.ready.set()
 
     def _decode_action(self, value: bytes | None) -> dict[str, Any] | None:
         if value is None:
@@ -285,10 +314,12 @@ class DispatcherStage:
     async def run(self) -> None:
         assert self._alerts is not None
         while not self._stopping.is_set():
-            await self._poll_reference()
-            await self._tail_actions()
-            await self._take_alerts()
-            self._start_due_deliveries()
+            async with self._lock:
+                await self._poll_reference()
+                await self._tail_actions()
+                await self._take_alerts()
+                self._start_due_deliveries()
+            await asyncio.sleep(0)  # let a waiting restore have the lock
 
     async def _tail_actions(self) -> None:
         if self._actions is None or not self._owned:
@@ -309,6 +340,12 @@ class DispatcherStage:
         )
         if not batches:
             return
+        if not self.ready.is_set():
+            # fetched for partitions whose restore has not run yet: read them again after it
+            for tp, messages in batches.items():
+                if messages:
+                    self._alerts.seek(tp, messages[0].offset)
+            return
         now = self._clock_ms()
         pending = []
         for tp, messages in batches.items():
@@ -325,9 +362,14 @@ class DispatcherStage:
         # ROUTED is in the broker: the messages may start before the offsets are committed
         # (a crash in between redelivers alerts that are already ROUTED, and they are skipped)
         self._start_due_deliveries()
-        await self._alerts.commit(
-            {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-        )
+        try:
+            await self._alerts.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+            )
+        except (CommitFailedError, IllegalStateError) as err:
+            # a rebalance took the partitions meanwhile: their new owner reads these alerts
+            # again and finds them ROUTED in alert.actions
+            log.warning("alerts offsets not committed (rebalance): %s", err)
 
     async def _producer_send(self, record: dict[str, Any]) -> None:
         await self._produce(record)
@@ -370,7 +412,15 @@ class DispatcherStage:
         else:
             self.sent += 1
         if delivery.alert_id in self.machine.alerts:
-            await self._produce(self.machine.finish(delivery, outcome.ok, self._clock_ms(), detail))
+            retry_after = (
+                min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (delivery.attempt - 1))
+                if outcome.retryable
+                else None
+            )
+            record = self.machine.finish(
+                delivery, outcome.ok, self._clock_ms(), detail, retry_after_ms=retry_after
+            )
+            await self._produce(record)
 
 
 async def serve(

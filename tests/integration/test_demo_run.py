@@ -61,6 +61,9 @@ def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -
     assert any(f"{t}=" in status[-1] for t in ALERT_TYPES), status[-1]
     assert "🔔" not in head
     assert len(head.splitlines()) < 60, len(head.splitlines())
+    # the on-duty dispatcher delivered to the local robot, and the link acknowledged one
+    assert "📨 企业微信群 WeCom ← @guard" in out, out[-2000:]
+    assert "✔ 门岗点击确认链接 guard opened the acknowledge link: HTTP 200" in out
     counts = summary.split("ClickHouse (chdb) rows 行数: ")[1].strip()
     rows = dict(part.split("=") for part in counts.split(", "))
     assert int(rows["gate_scans"]) == int(rows["gate_decisions"]) > 0

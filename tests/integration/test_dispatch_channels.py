@@ -276,3 +276,45 @@ def test_backoff_is_full_jitter_within_the_cap() -> None:
     waits = [policy.backoff_s(attempt, rng) for attempt in (1, 2, 3, 4, 5, 6) for _ in range(50)]
     assert all(0 <= w <= 4.0 for w in waits)
     assert len({round(w, 3) for w in waits}) > 100, "jittered, not fixed"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        pytest.param(
+            "POST http://h/cgi-bin/webhook/send?key=abc123 failed",
+            "POST http://h/cgi-bin/webhook/send?key=*** failed",
+            id="wecom key",
+        ),
+        pytest.param(
+            "http://h/robot/send?access_token=T0K&timestamp=1&sign=S%2B",
+            "http://h/robot/send?access_token=***&timestamp=***&sign=***",
+            id="dingtalk token and signature",
+        ),
+        pytest.param(
+            "http://h/open-apis/bot/v2/hook/f19abc",
+            "http://h/open-apis/bot/v2/hook/***",
+            id="feishu hook",
+        ),
+    ],
+)
+def test_error_texts_never_carry_robot_keys(text: str, scrubbed: str) -> None:
+    from sinks.channels.delivery import scrub
+
+    assert scrub(text) == scrubbed
+
+
+def test_outcomes_say_whether_a_later_retry_is_worth_it() -> None:
+    async def body(bots: FakeBots, session: aiohttp.ClientSession) -> tuple[Outcome, Outcome]:
+        bots.inject("wecom", "5xx", "5xx", "5xx")
+        exhausted = await Sender({"t": make("wecom", bots)}, session, retry=FAST).deliver(
+            "t", message()
+        )
+        refused = await Sender(
+            {"t": make("wecom", bots, wrong_secret=True)}, session, retry=FAST
+        ).deliver("t", message())
+        return exhausted, refused
+
+    exhausted, refused = run(body)
+    assert exhausted.retryable and not exhausted.ok
+    assert not refused.retryable and not refused.ok

@@ -432,3 +432,41 @@ def test_a_shorter_policy_loaded_later_takes_effect_for_open_alerts() -> None:
     r.apply_policy(COMMUNITY, {**POLICY, "steps": steps})
     m.wake_all()
     assert {d.level for d in m.due(t0 + 2 * MIN)} == {2}
+
+
+@pytest.mark.parametrize(
+    ("retry_after_ms", "due_again"),
+    [
+        pytest.param(30_000, True, id="a passing failure (rate limit, 5xx) is sent again"),
+        pytest.param(None, False, id="a permanent failure (bad signature) is final"),
+    ],
+)
+def test_failed_delivery_retry(retry_after_ms: int | None, due_again: bool) -> None:
+    m = DispatchMachine(roster())
+    t0 = local_ms(15, 2)
+    m.on_alert(alert("a1", t0), 0, t0)
+    (d,) = m.due(t0)
+    m.begin(d, t0)
+    failed = m.finish(d, False, t0, {"code": "45009"}, retry_after_ms=retry_after_ms)
+    assert failed["action"] == "DELIVERY_FAILED"
+    assert m.due(t0 + 29_000) == []
+    again = m.due(t0 + 30_000)
+    assert [x.attempt for x in again] == ([2] if due_again else [])
+
+
+def test_retries_stop_after_max_attempts() -> None:
+    m = DispatchMachine(roster())
+    t0 = local_ms(15, 2)
+    m.on_alert(alert("a1", t0), 0, t0)
+    now = t0
+    attempts = []
+    for _ in range(8):
+        ds = m.due(now)
+        if not ds:
+            break
+        (d,) = ds
+        attempts.append(d.attempt)
+        m.begin(d, now)
+        m.finish(d, False, now, {}, retry_after_ms=1000)
+        now += 1000
+    assert attempts == [1, 2, 3, 4, 5]
