@@ -302,6 +302,13 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
                 raise AssertionError(f"no ACKNOWLEDGED; alert.actions has {seen}") from None
             status = await page.inner_text(f"{row} td.status")
 
+            # resolve the recheck with a note: the dispatcher closes it as RESOLVED
+            other_row = f'tr[data-alert-id="{recheck["id"]}"]'
+            await page.fill(f"{other_row} input[data-note]", "复测正常，已离开 recheck normal")
+            await page.click(f"{other_row} button[data-act=resolve]")
+            await page.wait_for_selector(f"{other_row}.st-RESOLVED", timeout=20_000)
+            resolved_note = await page.inner_text(f"{other_row} td.status .note")
+
             deadline = time.monotonic() + 30
             while True:
                 stored = read_contract_rows(
@@ -312,7 +319,9 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
                     break
                 assert time.monotonic() < deadline, f"not in ClickHouse: {sorted(kinds)}"
                 await asyncio.sleep(0.2)
-            actions = [a for a in read_actions(settings) if a["alert_id"] == alert_id]
+            everything = read_actions(settings)
+            actions = [a for a in everything if a["alert_id"] == alert_id]
+            resolutions = [a for a in everything if a["alert_id"] == recheck["id"]]
 
             await page.goto(f"{url}/alerts")
             await page.screenshot(path=str(shots / "alerts-acknowledged.png"), full_page=True)
@@ -362,6 +371,8 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
             "direct_page": direct_page.status,
             "other_act": act.status,
             "occupancy": occupancy["occupancy"],
+            "resolutions": resolutions,
+            "resolved_note": resolved_note,
         }
 
     out = asyncio.run(main())
@@ -377,6 +388,10 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
     acknowledged = [a for a in out["actions"] if a["action"] == "ACKNOWLEDGED"]
     assert acknowledged and acknowledged[0]["staff_ids"] == [GUARD]
     assert out["stored"]["ACKNOWLEDGED"]["staff_ids"] == [GUARD]
+    requests = [a for a in out["resolutions"] if a["action"] == "RESOLVE_REQUESTED"]
+    assert requests and requests[0]["detail"]["note"] == "复测正常，已离开 recheck normal"
+    assert [a["staff_ids"] for a in out["resolutions"] if a["action"] == "RESOLVED"] == [[GUARD]]
+    assert out["resolved_note"] == "复测正常，已离开 recheck normal"
     (occupancy,) = out["occupancy"]
     assert (occupancy["community_id"], occupancy["now"], occupancy["capacity"]) == (COMMUNITY, 2, 1)
     assert occupancy["exceeded"] is True
