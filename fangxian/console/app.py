@@ -56,6 +56,7 @@ LOGIN_CSRF_COOKIE = "fx_login_csrf"
 HEARTBEAT_S = 15.0
 MAX_FAILURES = 5
 LOCKOUT_S = 300
+ROUTED_WAIT_S = 3.0
 
 PAGES = (
     ("alerts", "实时预警", "Live alerts"),
@@ -481,6 +482,12 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             raise HTTPException(400, "请填写处置说明 a resolution needs a note")
         if deps.actions is None:
             raise HTTPException(503, "未连接 Kafka not connected")
+        # the dispatcher answers a request only for an alert it has taken on (ROUTED): one
+        # that arrives within milliseconds of the alert would go unanswered, so wait for it
+        for _ in range(int(ROUTED_WAIT_S / 0.05)):
+            if view.routed:
+                break
+            await asyncio.sleep(0.05)
         partition = view.partition
         if partition is None:
             partition = await deps.actions.alerts_partition(view.community_id)

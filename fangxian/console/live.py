@@ -51,6 +51,21 @@ _STATUS_RANK = {
 }
 
 
+# records only the dispatcher that holds an alert writes
+_DISPATCHER_KINDS = frozenset(
+    {
+        "ROUTED",
+        "SENDING",
+        "NOTIFIED",
+        "DELIVERY_FAILED",
+        "ESCALATED",
+        "ACKNOWLEDGED",
+        "RESOLVED",
+        "SILENCED",
+    }
+)
+
+
 @dataclass
 class AlertView:
     """An alert as the console shows it, with what ``alert.actions`` says about it."""
@@ -75,6 +90,7 @@ class AlertView:
     by: str = ""
     note: str = ""
     seen_ms: int = 0  # when this console first saw it (wall clock)
+    routed: bool = False  # the dispatcher has taken it on (its requests are answered)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +143,10 @@ def apply_action(view: AlertView, action: Mapping[str, Any]) -> bool:
     if view.partition is None and "partition" in detail:
         with contextlib.suppress(ValueError):
             view.partition = int(detail["partition"])
+    if kind in _DISPATCHER_KINDS:
+        view.routed = True
+    if kind == "ROUTED":
+        return False
     if kind == "NOTIFIED":
         view.notified += 1
         view.level = max(view.level, int(action.get("level") or 0))

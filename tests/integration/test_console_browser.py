@@ -133,6 +133,16 @@ def produce_background(settings: Settings) -> None:
             "TemperatureReading",
             fresh_example("TemperatureReading", temperature_c=36.4, subject_id=None),
         )
+        producer.send(  # an infrared gate reading 31 °C in the cold: a device alert
+            "TemperatureReading",
+            fresh_example(
+                "TemperatureReading",
+                device_id="ir-west-01",
+                gate_id="west-gate",
+                temperature_c=31.0,
+                subject_id=None,
+            ),
+        )
         producer.send(
             "HealthReport",
             fresh_example(
@@ -273,9 +283,7 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
             row = f'tr[data-alert-id="{alert_id}"]'
             await page.screenshot(path=str(shots / "alerts.png"), full_page=True)
 
-            # the escalation state is live too: the dispatcher's NOTIFIED shows in the row. A
-            # request that reaches the dispatcher before it has routed the alert is dropped
-            # (DispatchMachine.close of an unknown alert), so the guard clicks after this.
+            # the escalation state is live too: the dispatcher's NOTIFIED shows in the row
             await page.wait_for_function(
                 f"document.querySelector('{row} td.esc').textContent.includes('已通知 1')",
                 timeout=20_000,

@@ -110,3 +110,19 @@ def test_fan_out_only_to_viewers_of_the_community() -> None:
     assert east.queue.qsize() == 1
     assert west.queue.qsize() == 0
     assert officer.queue.qsize() == 1
+
+
+@pytest.mark.parametrize(
+    ("kinds", "routed"),
+    [
+        pytest.param([], False, id="not yet taken on by the dispatcher"),
+        pytest.param(["ROUTED"], True, id="routed"),
+        pytest.param(["ACK_REQUESTED"], False, id="a request is not the dispatcher"),
+        pytest.param(["NOTIFIED"], True, id="a delivery implies it was routed"),
+    ],
+)
+def test_routed_is_known_before_a_request_is_sent(kinds: list[str], routed: bool) -> None:
+    view = alert_view(_alert("a1"))
+    for kind in kinds:
+        apply_action(view, _action("a1", kind))
+    assert view.routed is routed
