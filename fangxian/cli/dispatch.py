@@ -9,9 +9,14 @@ from fangxian.core.settings import Settings
 
 
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.channels.config import ChannelConfigError
     from streams.dispatch.stage import serve
 
-    asyncio.run(serve(settings, with_action_sink=not args.no_action_sink))
+    try:
+        asyncio.run(serve(settings, with_action_sink=not args.no_action_sink))
+    except (ValueError, ChannelConfigError, FileNotFoundError) as err:  # missing keys, bad file
+        print(f"✗ {err}")
+        return 2
     return 0
 
 

@@ -323,6 +323,7 @@ class DispatchMachine:
         for state in self.alerts.values():
             count += len(state.inflight)
             state.inflight.clear()
+            state.wake_ms = 0
         self.in_doubt_resends += count
         return count
 
@@ -385,8 +386,10 @@ class DispatchMachine:
                     for d in pending
                     if state.retry_at.get(d.delivery_id, 0) > now_ms
                 ]
-                if not ready and len(later) == len(pending):
-                    state.wake_ms = min(later)  # every delivery waits for its retry
+                if not ready:
+                    # every delivery is in flight (its outcome record wakes the alert) or
+                    # waits for its retry
+                    state.wake_ms = min(later) if later else 2**62
                 return ready
             state.done_items.add(item)
         if next_repeat > 0:

@@ -380,7 +380,14 @@ class DispatcherStage:
             records = self.machine.begin(delivery, now)  # marks it in flight at once
             task = asyncio.create_task(self._deliver(delivery, records))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._delivery_done)
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # e.g. Kafka unreachable for the whole produce timeout: the delivery stays in
+            # flight, and a restart treats it as in doubt (sends it again)
+            log.error("delivery task failed 发送任务失败: %r", task.exception())
 
     async def _deliver(self, delivery: Delivery, records: list[dict[str, Any]]) -> None:
         assert self._sender is not None
