@@ -43,6 +43,8 @@ from schemas.errors import (
     WRONG_RECORD,
     InvalidEvent,
 )
+from schemas.fastread import FastRead, compile_reader
+from schemas.fastwrite import FastWrite, compile_writer
 from schemas.validate import VALIDATORS, Datum, Validator
 
 __all__ = [
@@ -118,6 +120,8 @@ class _Reader:
     defaults: dict[str, Any]
     field_count: int
     exact_types: tuple[tuple[str, type], ...]
+    fast: FastRead | None
+    fast_write: FastWrite | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ class _Plan:
     reader: dict[str, Any] | None  # None: same schema, no resolution needed
     validate: Validator
     rejection: tuple[str, str] | None = None  # (reason, detail) when it can never be read
+    # The compiled reader of the current schema (no resolution); fastavro when it refuses.
+    fast: FastRead | None = None
 
 
 def _parse_writer(schema: Schema) -> _Writer:
@@ -216,14 +222,17 @@ class Codec:
         for name, source in sources.items():
             writer = _parse_writer(source)
             self._add_writer(writer, source)
+            header = MARKER + writer.fingerprint
             self._readers[name] = _Reader(
                 name=name,
                 writer=writer,
-                header=MARKER + writer.fingerprint,
+                header=header,
                 validate=VALIDATORS.get(name, _no_checks),
                 defaults={f["name"]: f["default"] for f in source["fields"] if "default" in f},
                 field_count=len(source["fields"]),
                 exact_types=_exact_types(writer.schema),
+                fast=compile_reader(writer.schema),
+                fast_write=compile_writer(writer.schema, header),
             )
             self._plans[name] = {}
 
@@ -264,6 +273,19 @@ class Codec:
         not fit the schema (missing, extra or mistyped fields).
         """
         reader = self._reader(record_name)
+        fast = reader.fast_write
+        if fast is not None:
+            try:
+                message = fast(datum)
+            # It refuses any datum that is not exactly of the schema's types (see
+            # schemas.fastwrite); the checks and fastavro below then decide as they always did.
+            except Exception:
+                pass
+            else:
+                # Written means every field was there with its exact type: only the values
+                # are left to check.
+                reader.validate(datum)
+                return message
         _require_exact_types(record_name, datum, reader.exact_types)
         try:
             if len(datum) < reader.field_count:
@@ -301,22 +323,20 @@ class Codec:
             plan = self._plan(record_name, payload)
         if plan.rejection is not None:
             raise InvalidEvent(*plan.rejection)
-        fo = BytesIO(payload)
-        fo.seek(HEADER_SIZE)
-        try:
-            datum = schemaless_reader(fo, plan.writer, plan.reader)
-        # Bytes from the network can make the reader fail in many ways (EOF, bad UTF-8,
-        # enum index out of range, unresolvable enum symbol): each is a dead letter.
-        except Exception as err:
-            raise _truncated_or_mismatch(err, fo, len(payload)) from err
-        if fo.tell() != len(payload):
-            raise InvalidEvent(
-                SCHEMA_MISMATCH,
-                f"{len(payload) - fo.tell()} trailing bytes after the {record_name} record",
-            )
+        datum: dict[str, Any]
+        fast = plan.fast
+        if fast is None:
+            datum = _read_with_fastavro(plan, record_name, payload)
+        else:
+            try:
+                datum = fast(payload, HEADER_SIZE)
+            # It refuses anything unusual (see schemas.fastread); fastavro then decides, so
+            # a bad message gets exactly the reason and detail it always got.
+            except Exception:
+                datum = _read_with_fastavro(plan, record_name, payload)
         if validate:
-            plan.validate(cast(Datum, datum))
-        return cast(dict[str, Any], datum)
+            plan.validate(datum)
+        return datum
 
     def writer_record_name(self, payload: bytes) -> str:
         """Full name of the record type ``payload`` was written as, without decoding the body."""
@@ -360,9 +380,28 @@ class Codec:
         return plan
 
 
+def _read_with_fastavro(plan: _Plan, record_name: str, payload: bytes) -> dict[str, Any]:
+    fo = BytesIO(payload)
+    fo.seek(HEADER_SIZE)
+    try:
+        datum = schemaless_reader(fo, plan.writer, plan.reader)
+    # Bytes from the network can make the reader fail in many ways (EOF, bad UTF-8,
+    # enum index out of range, unresolvable enum symbol): each is a dead letter.
+    except Exception as err:
+        raise _truncated_or_mismatch(err, fo, len(payload)) from err
+    if fo.tell() != len(payload):
+        raise InvalidEvent(
+            SCHEMA_MISMATCH,
+            f"{len(payload) - fo.tell()} trailing bytes after the {record_name} record",
+        )
+    return cast(dict[str, Any], datum)
+
+
 def _plan_for(reader: _Reader, writer: _Writer) -> _Plan:
     if writer.fingerprint == reader.writer.fingerprint:
-        return _Plan(writer=reader.writer.parsed, reader=None, validate=reader.validate)
+        return _Plan(
+            writer=reader.writer.parsed, reader=None, validate=reader.validate, fast=reader.fast
+        )
     rejection: tuple[str, str] | None = None
     if writer.fullname != reader.writer.fullname:
         rejection = (

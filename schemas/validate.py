@@ -160,7 +160,7 @@ def require_timezone(value: object, field: str) -> None:
 # --- one validator per record -------------------------------------------------------------
 
 
-def validate_gate_scan(d: Datum) -> None:
+def _check_gate_scan(d: Datum) -> None:
     require_uuid(d["event_id"], "event_id")
     require_community_id(d["community_id"])
     require_id(d["gate_id"], "gate_id")
@@ -171,7 +171,7 @@ def validate_gate_scan(d: Datum) -> None:
     require_time_ms(d["event_time"], "event_time")
 
 
-def validate_temperature_reading(d: Datum) -> None:
+def _check_temperature_reading(d: Datum) -> None:
     require_uuid(d["event_id"], "event_id")
     require_community_id(d["community_id"])
     require_id(d["gate_id"], "gate_id")
@@ -182,7 +182,7 @@ def validate_temperature_reading(d: Datum) -> None:
     require_time_ms(d["event_time"], "event_time")
 
 
-def validate_health_report(d: Datum) -> None:
+def _check_health_report(d: Datum) -> None:
     require_uuid(d["event_id"], "event_id")
     require_community_id(d["community_id"])
     require_token(d["resident_id"], "resident_id")
@@ -192,7 +192,7 @@ def validate_health_report(d: Datum) -> None:
     require_time_ms(d["event_time"], "event_time")
 
 
-def validate_gate_decision(d: Datum) -> None:
+def _check_gate_decision(d: Datum) -> None:
     require_uuid(d["event_id"], "event_id")
     require_community_id(d["community_id"])
     require_id(d["gate_id"], "gate_id")
@@ -201,7 +201,7 @@ def validate_gate_decision(d: Datum) -> None:
     require_time_ms(d["decided_at"], "decided_at")
 
 
-def validate_alert(d: Datum) -> None:
+def _check_alert(d: Datum) -> None:
     require_uuid(d["alert_id"], "alert_id")
     require_community_id(d["community_id"])
     require_optional_token(d["subject_id"], "subject_id")
@@ -209,6 +209,228 @@ def validate_alert(d: Datum) -> None:
     require_id(d["message_en"], "message_en")
     require_time_ms(d["event_time"], "event_time")
     require_time_ms(d["created_at"], "created_at")
+
+
+# --- the hot records: one expression for the valid case, the checks above to say what is wrong
+#
+# Each ``validate_*`` below first evaluates, inline, a condition that holds only if every check
+# of its ``_check_*`` passes (never more permissive). Only when it does not hold — or a field is
+# missing or of an unhashable type — does it run the ``_check_*`` function, which raises the
+# first failure exactly as before. Community ids are few: one that passed the GB 32100 pattern
+# once is remembered (up to ``_KNOWN_COMMUNITIES_MAX``), so it costs a set lookup after that.
+
+_KNOWN_COMMUNITIES_MAX: Final = 65_536
+_known_communities: set[str] = set()
+_uuid_match = _UUID.fullmatch
+_raw_match = _RAW_ID_OR_PHONE.fullmatch
+
+
+def _community_seen(value: str) -> bool:
+    """True if ``value`` (a ``str``) is a well-formed community id; remembers it."""
+    if not credit_code_format_ok(value):
+        return False
+    if len(_known_communities) < _KNOWN_COMMUNITIES_MAX:
+        _known_communities.add(value)
+    return True
+
+
+def validate_gate_scan(d: Datum) -> None:
+    try:
+        v = d["event_id"]
+        if type(v) is str and _uuid_match(v) is not None:
+            v = d["community_id"]
+            if type(v) is str and (v in _known_communities or _community_seen(v)):
+                v = d["gate_id"]
+                w = d["device_id"]
+                t = d["subject_id"]
+                h = d["household_id"]
+                c = d["temperature_c"]
+                e = d["event_time"]
+                if (
+                    type(v) is str
+                    and v
+                    and not v.isspace()
+                    and type(w) is str
+                    and w
+                    and not w.isspace()
+                    and type(t) is str
+                    and t
+                    and not t.isspace()
+                    and t.isascii()
+                    and (len(t) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(t) is None)
+                    and (
+                        h is None
+                        or (
+                            type(h) is str
+                            and h
+                            and not h.isspace()
+                            and h.isascii()
+                            and (len(h) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(h) is None)
+                        )
+                    )
+                    and (
+                        c is None
+                        or ((type(c) is float or type(c) is int) and BODY_MIN_C <= c <= BODY_MAX_C)
+                    )
+                    and type(e) is int
+                    and MIN_TIME_MS <= e < MAX_TIME_MS
+                ):
+                    return
+    except (KeyError, TypeError):
+        pass
+    _check_gate_scan(d)
+
+
+def validate_temperature_reading(d: Datum) -> None:
+    try:
+        v = d["event_id"]
+        if type(v) is str and _uuid_match(v) is not None:
+            v = d["community_id"]
+            if type(v) is str and (v in _known_communities or _community_seen(v)):
+                v = d["gate_id"]
+                w = d["device_id"]
+                t = d["subject_id"]
+                c = d["temperature_c"]
+                a = d["ambient_c"]
+                e = d["event_time"]
+                if (
+                    type(v) is str
+                    and v
+                    and not v.isspace()
+                    and type(w) is str
+                    and w
+                    and not w.isspace()
+                    and (
+                        t is None
+                        or (
+                            type(t) is str
+                            and t
+                            and not t.isspace()
+                            and t.isascii()
+                            and (len(t) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(t) is None)
+                        )
+                    )
+                    and (type(c) is float or type(c) is int)
+                    and BODY_MIN_C <= c <= BODY_MAX_C
+                    and (
+                        a is None
+                        or (
+                            (type(a) is float or type(a) is int)
+                            and AMBIENT_MIN_C <= a <= AMBIENT_MAX_C
+                        )
+                    )
+                    and type(e) is int
+                    and MIN_TIME_MS <= e < MAX_TIME_MS
+                ):
+                    return
+    except (KeyError, TypeError):
+        pass
+    _check_temperature_reading(d)
+
+
+def validate_health_report(d: Datum) -> None:
+    try:
+        v = d["event_id"]
+        if type(v) is str and _uuid_match(v) is not None:
+            v = d["community_id"]
+            if type(v) is str and (v in _known_communities or _community_seen(v)):
+                r = d["resident_id"]
+                day = d["report_date"]
+                c = d["temperature_c"]
+                symptoms = d["symptoms"]
+                e = d["event_time"]
+                if (
+                    type(r) is str
+                    and r
+                    and not r.isspace()
+                    and r.isascii()
+                    and (len(r) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(r) is None)
+                    and type(day) is int
+                    and MIN_DAY <= day < MAX_DAY
+                    and (
+                        c is None
+                        or ((type(c) is float or type(c) is int) and BODY_MIN_C <= c <= BODY_MAX_C)
+                    )
+                    and type(symptoms) is list
+                    and (not symptoms or len(set(symptoms)) == len(symptoms))
+                    and type(e) is int
+                    and MIN_TIME_MS <= e < MAX_TIME_MS
+                ):
+                    return
+    except (KeyError, TypeError):
+        pass
+    _check_health_report(d)
+
+
+def validate_gate_decision(d: Datum) -> None:
+    try:
+        v = d["event_id"]
+        if type(v) is str and _uuid_match(v) is not None:
+            v = d["community_id"]
+            if type(v) is str and (v in _known_communities or _community_seen(v)):
+                g = d["gate_id"]
+                t = d["subject_id"]
+                e = d["decided_at"]
+                if (
+                    type(g) is str
+                    and g
+                    and not g.isspace()
+                    and (
+                        t == ""
+                        or (
+                            type(t) is str
+                            and t
+                            and not t.isspace()
+                            and t.isascii()
+                            and (len(t) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(t) is None)
+                        )
+                    )
+                    and type(e) is int
+                    and MIN_TIME_MS <= e < MAX_TIME_MS
+                ):
+                    return
+    except (KeyError, TypeError):
+        pass
+    _check_gate_decision(d)
+
+
+def validate_alert(d: Datum) -> None:
+    try:
+        v = d["alert_id"]
+        if type(v) is str and _uuid_match(v) is not None:
+            v = d["community_id"]
+            if type(v) is str and (v in _known_communities or _community_seen(v)):
+                t = d["subject_id"]
+                zh = d["message_zh"]
+                en = d["message_en"]
+                e = d["event_time"]
+                c = d["created_at"]
+                if (
+                    (
+                        t is None
+                        or (
+                            type(t) is str
+                            and t
+                            and not t.isspace()
+                            and t.isascii()
+                            and (len(t) not in _RAW_ID_OR_PHONE_LENGTHS or _raw_match(t) is None)
+                        )
+                    )
+                    and type(zh) is str
+                    and zh
+                    and not zh.isspace()
+                    and type(en) is str
+                    and en
+                    and not en.isspace()
+                    and type(e) is int
+                    and MIN_TIME_MS <= e < MAX_TIME_MS
+                    and type(c) is int
+                    and MIN_TIME_MS <= c < MAX_TIME_MS
+                ):
+                    return
+    except (KeyError, TypeError):
+        pass
+    _check_alert(d)
 
 
 def validate_dead_letter(d: Datum) -> None:

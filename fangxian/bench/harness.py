@@ -27,9 +27,9 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from fangxian.bench.ceiling import measure_ceiling
+from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
-from fangxian.bench.latency import measure_latency
+from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
 from fangxian.bench.worker import WorkerError, WorkerProcess
@@ -43,6 +43,7 @@ from fangxian.bench.workload import (
     produce_encoded,
     reference_pairs,
 )
+from fangxian.core.gctune import DEFAULT
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
@@ -73,6 +74,9 @@ class BenchConfig:
     skip_rss: bool = False
     skip_two_workers: bool = False
     profile: bool = False
+    #: collector setups of the bench workers (fangxian.core.gctune); the first is used by
+    #: every phase, and with more than one a ``gc`` phase compares them all
+    worker_gc: tuple[str, ...] = (DEFAULT,)
     out_dir: Path = Path("bench-results")
     kafka_heap: str = "1g"
 
@@ -196,10 +200,17 @@ def _pipeline(
     expected: int,
     *,
     profile: Path | None = None,
+    gc_mode: str | None = None,
 ) -> dict[str, Any]:
     """Start workers on the settings, let them drain the event topics, stop them."""
+    gc_mode = gc_mode or run.config.worker_gc[0]
     workers = [
-        WorkerProcess(s, run.log_path(f"{name}-{i}"), profile_prefix=profile if i == 0 else None)
+        WorkerProcess(
+            s,
+            run.log_path(f"{name}-{i}"),
+            profile_prefix=profile if i == 0 else None,
+            gc_mode=gc_mode,
+        )
         for i, s in enumerate(settings_list)
     ]
     reports: list[dict[str, Any] | None] = []
@@ -237,6 +248,10 @@ def _pipeline(
         "sink_rows_per_s_while_flushing": rate(total_rows, flush_s) if len(workers) == 1 else None,
         "peak_rss_mb": [kb_to_mb((r or {}).get("vmhwm_kb")) for r in reports],
         "profiled": profile is not None,  # pyinstrument slows the worker: not a clean figure
+        "gc_mode": gc_mode,
+        "gc": [(r or {}).get("gc") for r in reports],
+        "gc_objects_loaded": [state.get("gc") for state in loaded],
+        "gc_objects_at_stop": [(r or {}).get("gc_objects") for r in reports],
     }
     log.info("pipeline %s: %s", name, figures)
     return figures
@@ -250,26 +265,39 @@ def _first_batch_time(worker: WorkerProcess) -> float | None:
         return None
 
 
-def _latency(run: _Run, workload: Workload) -> dict[str, Any]:
+def _latency(
+    run: _Run, workload: Workload, *, prefix: str = "lat.", gc_mode: str | None = None
+) -> dict[str, Any]:
     cfg = run.config
-    topics = prefixed(run.base.topics, "lat.", (*EVENT_TOPICS, *OUTPUT_TOPICS))
-    settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url("latency"))
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, run.log_path("latency"))
+    gc_mode = gc_mode or cfg.worker_gc[0]
+    topics = prefixed(run.base.topics, prefix, (*EVENT_TOPICS, *OUTPUT_TOPICS))
+    settings = run.fresh(topics=topics, clickhouse_url=run.chdb_url(prefix.strip(".")))
+    # broker-stamped scans and decisions: scan→decision on the broker's clock
+    stamped = (topics.gate_scans, topics.gate_decisions)
+    ensure_topics(settings, extra_config={name: LOG_APPEND_TIME for name in stamped})
+    worker = WorkerProcess(settings, run.log_path(prefix.strip(".")), gc_mode=gc_mode)
     try:
         worker.start()
         worker.wait_state("loaded", 600)
         worker.command("go")
         worker.wait_state("running", 60)
-        loads = asyncio.run(
-            measure_latency(
-                settings, run.codec, workload.scans[:20_000], cfg.loads, duration_s=cfg.load_seconds
-            )
+        loads = measure_latency(
+            settings,
+            run.codec,
+            workload.scans[:20_000],
+            cfg.loads,
+            duration_s=cfg.load_seconds,
+            snapshot=worker.metrics,
         )
     finally:
         report = worker.stop()
     return {
         "worker": "subprocess (python -m fangxian.bench.worker), sink chdb",
+        "load_generator": "subprocess (python -m fangxian.bench.loadgen), confluent-kafka",
+        "reader": "thread in the harness, confluent-kafka",
+        "log_append_time_topics": list(stamped),
+        "clocks": CLOCKS,
+        "gc_mode": gc_mode,
         "load_seconds": cfg.load_seconds,
         "loads": loads,
         "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
@@ -365,11 +393,12 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         }
         _phase(
             errors,
-            "ceiling",
+            "ceilings",
             results,
-            "ceiling",
-            lambda: asyncio.run(measure_ceiling(run.base, run.codec, expected)),
+            "ceilings",
+            lambda: measure_ceilings(run.base, run.codec, expected),
         )
+        results.update(results.pop("ceilings", {}))
         out_dir = config.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         profile = out_dir / f"bench-{run.stamp}-profile" if config.profile else None
@@ -430,9 +459,18 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                     results["rss"].append(results.pop(f"rss_{n}"))
         else:
             run.skipped.append("rss (--skip-rss)")
+        if len(config.worker_gc) > 1:
+            _phase(
+                errors,
+                "gc",
+                results,
+                "gc_experiment",
+                lambda: _gc_experiment(run, workload, ends, expected),
+            )
         results["skipped"] = run.skipped
         results["errors"] = errors
         results["ratios"] = ratios(results)
+        results["ratio_decide_to_raw_ceiling"] = results["ratios"]["ratio_decide_to_raw_ceiling"]
         json_path = out_dir / f"bench-{run.stamp}.json"
         json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
@@ -464,13 +502,56 @@ def _two_workers(
     return figures
 
 
+def _gc_experiment(
+    run: _Run, workload: Workload, ends: dict[TopicPartition, int], expected: int
+) -> dict[str, Any]:
+    """Each collector setup in turn (in the order given, repeats allowed): the chdb pipeline,
+    then latency (unless skipped), each on a fresh group (and fresh latency topics)."""
+    out: dict[str, Any] = {}
+    for label in gc_labels(run.config.worker_gc):
+        mode = label.split()[0]
+        figures: dict[str, Any] = {
+            "pipeline": _pipeline(
+                run,
+                f"gc-{label.replace(' #', '-')}",
+                [run.fresh(clickhouse_url=run.chdb_url(f"gc-{label.replace(' #', '-')}"))],
+                ends,
+                expected,
+                gc_mode=mode,
+            )
+        }
+        if not run.config.skip_latency:
+            prefix = f"lat-{label.replace(' #', '-')}."
+            figures["latency"] = _latency(run, workload, prefix=prefix, gc_mode=mode)
+        out[label] = figures
+    return out
+
+
+def gc_labels(modes: Sequence[str]) -> list[str]:
+    """One label per run of the gc phase: the mode, then ``mode #2``… when it repeats (a
+    repeated, alternating list such as default,freeze,default,freeze evens out machine load)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for mode in modes:
+        seen[mode] = seen.get(mode, 0) + 1
+        labels.append(mode if seen[mode] == 1 else f"{mode} #{seen[mode]}")
+    return labels
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
-    """pipeline / ceiling for each sink."""
-    ceiling = (results.get("ceiling") or {}).get("events_per_s")
-    return {
-        f"pipeline_{sink}_over_ceiling": ratio((figures or {}).get("events_per_s"), ceiling)
-        for sink, figures in (results.get("pipeline") or {}).items()
-    }
+    """Each throughput over the best raw ceiling (the fastest client's consume + Avro read)."""
+    best = (results.get("raw_ceiling") or {}).get("best_events_per_s")
+    out: dict[str, float | None] = {}
+    for client, figures in (results.get("validating_decode") or {}).items():
+        out[f"validating_decode_{client}_over_raw_ceiling"] = ratio(
+            (figures or {}).get("events_per_s"), best
+        )
+    for sink, figures in (results.get("pipeline") or {}).items():
+        out[f"pipeline_{sink}_over_raw_ceiling"] = ratio((figures or {}).get("events_per_s"), best)
+    out["ratio_decide_to_raw_ceiling"] = ratio(
+        (results.get("decide") or {}).get("events_per_s"), best
+    )
+    return out
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -481,10 +562,18 @@ def summary_table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<44} {value if value is not None else '—'}")
 
     row("events 事件数", (results.get("workload") or {}).get("events"))
-    row(
-        "ceiling 上限 (consume+decode), events/s",
-        (results.get("ceiling") or {}).get("events_per_s"),
-    )
+    raw = results.get("raw_ceiling") or {}
+
+    def per_cpu(figures: dict[str, Any]) -> str:
+        return f"{figures.get('events_per_s')} ({figures.get('events_per_cpu_s')} per CPU-s)"
+
+    for client, figures in (results.get("consume_only") or {}).items():
+        row(f"consume only 仅消费 {client}, events/s", per_cpu(figures or {}))
+    for client in CLIENTS:
+        if client in raw:
+            row(f"raw ceiling 原始上限 {client}, events/s", per_cpu(raw[client] or {}))
+    for client, figures in (results.get("validating_decode") or {}).items():
+        row(f"  + validating decode 校验解码 {client}", per_cpu(figures or {}))
     for sink, figures in (results.get("pipeline") or {}).items():
         row(f"pipeline 全流程 {sink}, events/s", (figures or {}).get("events_per_s"))
         row(
@@ -499,10 +588,15 @@ def summary_table(results: dict[str, Any]) -> str:
         row("  speedup vs 1 worker", two.get("speedup_vs_one"))
     for load in results.get("latency") or []:
         row(
-            f"latency 延迟 @ {load['offered_per_s']:.0f}/s p50/p95/p99/max ms",
-            f"{load['p50_ms']} / {load['p95_ms']} / {load['p99_ms']} / {load['max_ms']}"
-            f" (missing {load['missing']})",
+            f"latency 延迟 @ {load['offered_per_s']:.0f}/s (achieved {load['achieved_per_s']:.0f})",
+            f"missing {load['missing']}",
         )
+        for clock in ("client", "broker", "decide_lag"):
+            figures = load.get(clock) or {}
+            row(
+                f"  {clock} p50/p95/p99 ms",
+                " / ".join(str(figures.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms")),
+            )
     for r in results.get("rss") or []:
         row(
             f"peak RSS 峰值内存 {r['residents']} residents, MB",

@@ -1,183 +1,240 @@
-"""End-to-end decision latency at fixed offered loads.
+"""Decision latency at fixed offered loads, on two clocks.
 
-A paced producer sends gate scans (``event_time`` = the send's wall clock) to the latency topic
-set; a separate consumer reads ``gate.decisions`` and matches each decision to its scan by
-``event_id``. Latency = the decision's receive time in the harness − the scan's send time (both
-this process's clock), and also the decision message's Kafka timestamp (the worker's produce
-time) − the scan's send time. The worker runs in its own process (``fangxian.bench.worker``)."""
+The scan and decision topics of the latency phase are created with
+``message.timestamp.type=LogAppendTime``, so the broker stamps every message as it appends it.
+A paced load generator in its own process (``fangxian.bench.loadgen``, confluent-kafka) sends
+gate scans; a reader thread here (confluent-kafka) reads ``gate.decisions`` and matches each
+decision to its scan by ``event_id``. Per load:
+
+- ``client``: decision received by the reader − scan handed to the producer (this machine's
+  wall clock, two processes): what a person at the gate would see, harness overheads included;
+- ``broker``: decision appended − scan appended (the broker's clock): the worker's part alone —
+  fetch, decide, produce — without the load generator's or the reader's delays;
+- ``decide_lag``: the worker's own ``fangxian_decision_lag_seconds`` histogram over the load
+  (per batch: oldest message's broker timestamp → decisions handed to the producer), as
+  bucket-estimated percentiles; and ``gc``, the worker's collector pauses during the load.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
+import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from fangxian.bench.stats import latency_summary, rate
+from fangxian.bench.loadgen import id_prefix, new_base, seq_of
+from fangxian.bench.stats import (
+    Histogram,
+    histogram_delta,
+    histogram_summary,
+    latency_summary,
+    rate,
+)
 from fangxian.core.settings import Settings
-from fangxian.ingest.produce import route
 from schemas import Codec
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.002
-MAX_BURST = 2_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: topic config the latency phase creates its scan and decision topics with
+LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+CLOCKS = {
+    "client": "decision received by the harness − scan handed to the producer (wall clock)",
+    "broker": "decision appended − scan appended (broker LogAppendTime)",
+    "decide_lag": "worker's fangxian_decision_lag_seconds per batch (bucket estimates)",
+}
 
 
-def due_count(elapsed_s: float, rate_per_s: float) -> int:
-    """How many messages a paced producer should have sent after ``elapsed_s``."""
-    return int(elapsed_s * rate_per_s) if elapsed_s > 0 else 0
+@dataclass
+class _Load:
+    """The decisions seen for one load's scans, by ``seq``."""
+
+    prefix: str
+    received_ms: dict[int, float] = field(default_factory=dict)
+    appended_ms: dict[int, int | None] = field(default_factory=dict)
 
 
-class _Tracker:
-    """Send times by event id, and the latencies of the decisions that came back."""
+class DecisionReader:
+    """A confluent-kafka consumer on every partition of the decision topic, from its current
+    end, in a thread; records each decision for the load being measured."""
 
-    def __init__(self) -> None:
-        self.sent_ms: dict[str, float] = {}
-        self.receive_ms: list[float] = []
-        self.produce_ms: list[float] = []
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        from confluent_kafka import Consumer, TopicPartition
 
-    def reset(self) -> None:
-        self.sent_ms.clear()
-        self.receive_ms = []
-        self.produce_ms = []
+        self._topic = settings.topics.gate_decisions
+        self._codec = codec
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": "bench-latency-reader",  # assign() only: nothing is committed
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        meta = self._consumer.list_topics(self._topic, timeout=30)
+        parts = sorted(meta.topics[self._topic].partitions)
+        assignment = []
+        for p in parts:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, p), timeout=30
+            )
+            assignment.append(TopicPartition(self._topic, p, high))
+        self._consumer.assign(assignment)
+        self.load = _Load(prefix="")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decision-reader", daemon=True)
+        self.error: BaseException | None = None
 
-    def decided(self, event_id: str, received_ms: float, kafka_ts_ms: int) -> None:
-        sent = self.sent_ms.pop(event_id, None)
-        if sent is not None:
-            self.receive_ms.append(received_ms - sent)
-            self.produce_ms.append(kafka_ts_ms - sent)
+    def start(self) -> DecisionReader:
+        self._thread.start()
+        return self
 
+    def _run(self) -> None:
+        from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
-async def _read_decisions(
-    settings: Settings, codec: Codec, tracker: _Tracker, ready: asyncio.Event
-) -> None:
-    topic = settings.topics.gate_decisions
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=5,
-    )
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [
-            TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        for tp in parts:
-            await consumer.position(tp)
-        ready.set()
-        decode = codec.decode
-        while True:
-            batches = await consumer.getmany(timeout_ms=50, max_records=5_000)
-            now_ms = time.time() * 1000
-            for messages in batches.values():
+        decode = self._codec.decode
+        try:
+            while not self._stop.is_set():
+                messages = self._consumer.consume(num_messages=5_000, timeout=0.05)
+                now_ms = time.time() * 1000
+                load = self.load
                 for msg in messages:
-                    decision = decode("GateDecision", msg.value)
-                    tracker.decided(decision["event_id"], now_ms, msg.timestamp)
-    finally:
-        await consumer.stop()
+                    if msg.error() is not None:
+                        continue
+                    decision = decode("GateDecision", cast(bytes, msg.value()), validate=False)
+                    seq = seq_of(decision["event_id"], load.prefix)
+                    if seq is None or seq in load.received_ms:
+                        continue  # another load's scan, or a replay's second decision
+                    load.received_ms[seq] = now_ms
+                    kind, ts = msg.timestamp()
+                    load.appended_ms[seq] = ts if kind == TIMESTAMP_LOG_APPEND_TIME else None
+        except BaseException as err:  # surfaced by the harness
+            self.error = err
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
 
 
-async def _paced(
-    producer: AIOKafkaProducer,
+def run_loadgen(
     settings: Settings,
-    codec: Codec,
     templates: Sequence[dict[str, Any]],
-    tracker: _Tracker,
     rate_per_s: float,
     duration_s: float,
-) -> tuple[int, float]:
-    """Send scans at ``rate_per_s`` for ``duration_s``; (sent, seconds taken)."""
-    encode = codec.encode
-    send = producer.send
-    sent_ms = tracker.sent_ms
-    source = itertools.cycle(templates)
-    base = uuid.uuid4().int & ~((1 << 64) - 1)
-    sent = 0
-    started = time.monotonic()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed >= duration_s:
-            break
-        burst = min(due_count(elapsed, rate_per_s) - sent, MAX_BURST)
-        for _ in range(burst):
-            now_ms = time.time() * 1000
-            scan = {
-                **next(source),
-                "event_id": str(uuid.UUID(int=base + sent)),
-                "event_time": int(now_ms),
-            }
-            topic, key = route(settings.topics, "GateScan", scan)
-            sent_ms[scan["event_id"]] = now_ms
-            await send(topic, encode("GateScan", scan), key=key)
-            sent += 1
-        await asyncio.sleep(TICK_S)
-    await producer.flush()
-    return sent, time.monotonic() - started
+    base: int,
+    scratch: Path,
+) -> dict[str, Any]:
+    """Run ``fangxian.bench.loadgen`` for one load and return what it wrote."""
+    job_path = scratch / f"loadgen-{int(rate_per_s)}.json"
+    out_path = scratch / f"loadgen-{int(rate_per_s)}-out.json"
+    job = {
+        "bootstrap": settings.kafka_bootstrap,
+        "topics": asdict(settings.topics),
+        "templates": list(templates),
+        "base": base,
+        "rate_per_s": rate_per_s,
+        "duration_s": duration_s,
+        "out": str(out_path),
+    }
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run(
+        [sys.executable, "-m", "fangxian.bench.loadgen", str(job_path)],
+        check=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=duration_s + 300,
+        capture_output=True,
+    )
+    result: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
+    return result
 
 
-async def _drain(tracker: _Tracker, timeout_s: float) -> None:
+def _drain(reader: DecisionReader, expected: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while tracker.sent_ms and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    while len(reader.load.received_ms) < expected and time.monotonic() < deadline:
+        if reader.error is not None:
+            raise RuntimeError("the decision reader failed") from reader.error
+        time.sleep(0.05)
 
 
-async def measure_latency(
+def load_figures(
+    offered: float, sent: dict[str, Any], load: _Load, lag: Histogram | None
+) -> dict[str, Any]:
+    """One load's figures from what the load generator sent and the reader saw."""
+    sent_ms: list[float] = sent["sent_ms"]
+    scan_appended: list[int | None] = sent["append_ms"]
+    client = [load.received_ms[s] - sent_ms[s] for s in load.received_ms if s < len(sent_ms)]
+    broker = []
+    for s, decided in load.appended_ms.items():
+        appended = scan_appended[s] if s < len(scan_appended) else None
+        if decided is not None and appended is not None:
+            broker.append(float(decided - appended))
+    return {
+        "offered_per_s": offered,
+        "achieved_per_s": rate(sent["sent"], sent["seconds"]),
+        "sent": sent["sent"],
+        "decided": len(client),
+        "missing": sent["sent"] - len(client),
+        "client": latency_summary(client),
+        "broker": latency_summary(broker),
+        "broker_stamped": len(broker),
+        "decide_lag": histogram_summary(lag) if lag is not None else None,
+    }
+
+
+def measure_latency(
     settings: Settings,
     codec: Codec,
     templates: Sequence[dict[str, Any]],
     loads: Sequence[float],
     *,
     duration_s: float,
+    snapshot: Callable[[], dict[str, Any]] | None = None,
     warmup_s: float = 2.0,
     drain_s: float = 15.0,
 ) -> list[dict[str, Any]]:
     """One figure dict per offered load (events/s), against a worker already running on
-    ``settings``' topics."""
-    tracker = _Tracker()
-    ready = asyncio.Event()
-    reader = asyncio.create_task(_read_decisions(settings, codec, tracker, ready))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=1, acks=1)
-    await producer.start()
+    ``settings``' topics (scan and decision topics created with ``LOG_APPEND_TIME``)."""
+    reader = DecisionReader(settings, codec).start()
     results = []
     try:
-        await asyncio.wait_for(ready.wait(), timeout=30)
-        # warm-up: the worker joins its group and serves the first decisions
-        await _paced(producer, settings, codec, templates, tracker, 200.0, warmup_s)
-        await _drain(tracker, 60.0)
-        if tracker.sent_ms:
-            raise RuntimeError("no decisions during the warm-up: is the latency worker running?")
-        for load in loads:
-            tracker.reset()
-            sent, seconds = await _paced(
-                producer, settings, codec, templates, tracker, load, duration_s
-            )
-            await _drain(tracker, drain_s)
-            figures: dict[str, Any] = {
-                "offered_per_s": load,
-                "achieved_per_s": rate(sent, seconds),
-                "sent": sent,
-                "decided": len(tracker.receive_ms),
-                "missing": len(tracker.sent_ms),
-                **latency_summary(tracker.receive_ms),
-                "produce_ts": latency_summary(tracker.produce_ms),
-            }
-            log.info("latency at %.0f/s: %s", load, figures)
-            results.append(figures)
-            await asyncio.sleep(1.0)
+        with tempfile.TemporaryDirectory(prefix="fangxian-loadgen-") as tmp:
+            scratch = Path(tmp)
+            # warm-up: the worker joins its group and serves the first decisions
+            base = new_base()
+            reader.load = _Load(id_prefix(base))
+            warm = run_loadgen(settings, templates, 200.0, warmup_s, base, scratch)
+            _drain(reader, warm["sent"], 60.0)
+            if len(reader.load.received_ms) < warm["sent"]:
+                raise RuntimeError("decisions missing after the warm-up: is the worker running?")
+            for offered in loads:
+                base = new_base()
+                load = _Load(id_prefix(base))
+                reader.load = load
+                before = snapshot() if snapshot else None
+                sent = run_loadgen(settings, templates, offered, duration_s, base, scratch)
+                _drain(reader, sent["sent"], drain_s)
+                after = snapshot() if snapshot else None
+                lag = None
+                if after and before:
+                    lag = histogram_delta(after["decision_lag"], before["decision_lag"])
+                figures = load_figures(offered, sent, load, lag)
+                if after:
+                    figures["gc"] = after.get("gc")  # the worker's collector pauses in the load
+                log.info("latency at %.0f/s: %s", offered, figures)
+                results.append(figures)
+                time.sleep(1.0)
     finally:
-        await producer.stop()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        reader.stop()
     return results

@@ -7,9 +7,12 @@ consumers do not share its GIL. Protocol — JSON lines on stdout, commands on s
   waits for ``go``;
 - on ``go`` it joins the consumer group and runs; the first processed batch prints
   ``{"state": "first_batch", "t": <epoch s>}``;
+- on ``metrics`` (while running) it prints ``{"state": "metrics", "decision_lag": …, "gc": …}``,
+  the decision-lag histogram so far and the collector's pauses since the previous ``metrics``;
 - on ``stop`` (or end of stdin) it stops cleanly and prints ``{"state": "stopped", …}`` with
   its peak RSS and metrics. With ``--profile PREFIX`` the run between ``go`` and ``stop`` is
-  profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``.
+  profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``; ``--gc MODE`` sets the
+  collector up once the reference data is loaded (``fangxian.core.gctune``).
 
 ``WorkerProcess`` is the harness side of that protocol.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fangxian.bench.rss import peak_rss_kb
+from fangxian.core.gctune import DEFAULT, MODES, GcProbe, apply_mode, tracked_objects
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings, Topics
 from infra.process import terminate
@@ -83,6 +87,22 @@ def metric_totals(metrics: Metrics) -> dict[str, Any]:
     return {"rows_written": rows, "sink_flush_s": flush_s, "flushes": flushes, "events": events}
 
 
+def lag_histogram(metrics: Metrics) -> dict[str, Any]:
+    """The decision-lag histogram as ``fangxian.bench.stats.Histogram`` (cumulative buckets)."""
+    buckets: list[list[float]] = []
+    count = total = 0.0
+    for family in metrics.decision_lag_seconds.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append([float(sample.labels["le"]), sample.value])
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    buckets.sort()
+    return {"buckets": buckets, "count": count, "sum": total}
+
+
 # --- the child -------------------------------------------------------------------------------
 
 
@@ -97,8 +117,9 @@ def _stdin_commands(loop: asyncio.AbstractEventLoop, commands: asyncio.Queue[str
     loop.call_soon_threadsafe(commands.put_nowait, "stop")
 
 
-async def _child(settings: Settings, profile_prefix: str | None) -> None:
+async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = DEFAULT) -> None:
     first: list[float] = []
+    probe = GcProbe().install()
 
     def on_result(result: BatchResult) -> None:
         if result.events and not first:
@@ -115,11 +136,13 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
     )
     await runtime.store.start()
     await runtime.store.ready.wait()
+    gc_setup = apply_mode(gc_mode)  # the reference data is loaded: what stays, stays
     _emit(
         "loaded",
         seconds=round(time.monotonic() - began, 2),
         vmhwm_kb=peak_rss_kb(),
         reference={kind: len(recs) for kind, recs in runtime.store.records.items()},
+        gc=gc_setup,
     )
     while (command := await commands.get()) != "go":
         if command == "stop":
@@ -133,6 +156,7 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
     await runtime.worker.start()
+    probe.reset()
     task = asyncio.create_task(runtime.run())
     _emit("running", t=time.time())
     waiter = asyncio.create_task(commands.get())
@@ -140,9 +164,14 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # a crash surfaces here (and in the harness via the exit code)
-        if waiter in done and waiter.result() == "stop":
-            break
         if waiter in done:
+            command = waiter.result()
+            if command == "stop":
+                break
+            if command == "metrics":
+                # gc pauses since the last snapshot
+                _emit("metrics", decision_lag=lag_histogram(runtime.metrics), gc=probe.report())
+                probe.reset()
             waiter = asyncio.create_task(commands.get())
     if profiler is not None:
         profiler.stop()
@@ -159,6 +188,9 @@ async def _child(settings: Settings, profile_prefix: str | None) -> None:
         "stopped",
         vmhwm_kb=peak_rss_kb(),
         committed_events=runtime.worker.committed_events,
+        gc=probe.report(),
+        gc_mode=gc_mode,
+        gc_objects=tracked_objects(),
         **metric_totals(runtime.metrics),
     )
 
@@ -167,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fangxian.bench.worker")
     parser.add_argument("settings_json")
     parser.add_argument("--profile", help="write a pyinstrument profile to PREFIX.txt/.html")
+    parser.add_argument("--gc", choices=MODES, default=DEFAULT, help="collector setup (gctune)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_child(settings_from_json(args.settings_json), args.profile))
+    asyncio.run(_child(settings_from_json(args.settings_json), args.profile, args.gc))
     return 0
 
 
@@ -199,8 +232,14 @@ class WorkerProcess:
     """One ``python -m fangxian.bench.worker`` child in its own process group."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, *, profile_prefix: Path | None = None
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        profile_prefix: Path | None = None,
+        gc_mode: str = DEFAULT,
     ) -> None:
+        self.gc_mode = gc_mode
         self.settings = settings
         self.log_path = log_path
         self._profile_prefix = profile_prefix
@@ -217,6 +256,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "fangxian.bench.worker", settings_to_json(self.settings)]
         if self._profile_prefix is not None:
             argv += ["--profile", str(self._profile_prefix)]
+        argv += ["--gc", self.gc_mode]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as err:
@@ -251,6 +291,13 @@ class WorkerProcess:
                 raise WorkerError(f"worker exited before {state!r}; log {self.log_path}")
             self.states[str(line.get("state"))] = line
         return self.states[state]
+
+    def metrics(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The running worker's decision-lag histogram now (``lag_histogram``) and its gc
+        pauses since the previous call (``gc``)."""
+        self.states.pop("metrics", None)
+        self.command("metrics")
+        return self.wait_state("metrics", timeout_s)
 
     def command(self, text: str) -> None:
         assert self._proc is not None and self._proc.stdin is not None

@@ -8,7 +8,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,8 +44,16 @@ def prefixed(topics: Topics, prefix: str, fields: Iterable[str]) -> Topics:
     return replace(topics, **{f: prefix + getattr(topics, f) for f in fields})
 
 
-def ensure_topics(settings: Settings) -> None:
-    create_topics(settings.kafka_bootstrap, topic_specs(settings))
+def ensure_topics(
+    settings: Settings, extra_config: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Create ``settings``' topics; ``extra_config`` adds topic config by topic name (at
+    creation only: an existing topic is left as it is)."""
+    specs = [
+        replace(spec, config={**spec.config, **(extra_config or {}).get(spec.name, {})})
+        for spec in topic_specs(settings)
+    ]
+    create_topics(settings.kafka_bootstrap, specs)
 
 
 def build_simulator(*, communities: int, residents: int, seed: int) -> CommunitySimulator:

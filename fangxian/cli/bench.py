@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fangxian.core.gctune import MODES as GC_MODES
 from fangxian.core.settings import Settings
 
 
@@ -30,6 +31,14 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _gc_modes(text: str) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [v for v in values if v not in GC_MODES]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"gc modes are {', '.join(GC_MODES)}: {text!r}")
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """The ``BenchConfig`` the command line asks for (``--quick`` sets the small defaults,
     explicit options override them)."""
@@ -43,6 +52,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "profile": args.profile,
         "out_dir": Path(args.out_dir),
     }
+    if args.worker_gc is not None:
+        changes["worker_gc"] = args.worker_gc
     for name in ("events", "loads", "load_seconds", "rss_residents", "seed"):
         value = getattr(args, name)
         if value is not None:
@@ -84,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--skip-two-workers", action="store_true")
     bench.add_argument(
         "--profile", action="store_true", help="pyinstrument profile of the chdb pipeline"
+    )
+    bench.add_argument(
+        "--worker-gc",
+        type=_gc_modes,
+        help=f"collector setups, e.g. default,freeze ({', '.join(GC_MODES)}); more than one "
+        "adds a phase comparing them (repeats allowed)",
     )
     bench.add_argument("--out-dir", default="bench-results")
     bench.set_defaults(func=cmd_bench)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fangxian.bench.latency import due_count
-from fangxian.bench.stats import latency_summary, percentile, rate, ratio
+from fangxian.bench.loadgen import due_count
+from fangxian.bench.stats import (
+    histogram_delta,
+    histogram_quantile,
+    histogram_summary,
+    latency_summary,
+    percentile,
+    rate,
+    ratio,
+)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +104,39 @@ def test_ratio(numerator: float | None, denominator: float | None, expected: flo
 )
 def test_due_count_paces_the_producer(elapsed: float, per_s: float, expected: int) -> None:
     assert due_count(elapsed, per_s) == expected
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        pytest.param(0.5, [[0.01, 0], [0.1, 10], [INF, 10]], 0.055, id="linear within a bucket"),
+        pytest.param(0.5, [[0.01, 10], [0.1, 10], [INF, 10]], 0.005, id="first bucket starts at 0"),
+        pytest.param(0.99, [[0.01, 5], [0.1, 5], [INF, 10]], 0.1, id="+Inf gives the top bound"),
+        pytest.param(0.5, [[0.01, 0], [INF, 0]], None, id="no observations"),
+        pytest.param(1.0, [[0.01, 3], [0.1, 4], [INF, 4]], 0.1, id="p100 is the top bucket"),
+    ],
+)
+def test_histogram_quantile_as_prometheus(
+    q: float, buckets: list[list[float]], expected: float | None
+) -> None:
+    got = histogram_quantile(q, buckets)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_histogram_delta_and_summary() -> None:
+    before = {"buckets": [[0.01, 2], [0.1, 3], [INF, 3]], "count": 3, "sum": 0.05}
+    after = {"buckets": [[0.01, 2], [0.1, 13], [INF, 13]], "count": 13, "sum": 0.55}
+    delta = histogram_delta(after, before)
+    assert delta == {"buckets": [[0.01, 0], [0.1, 10], [INF, 10]], "count": 10, "sum": 0.5}
+    summary = histogram_summary(delta)
+    assert summary["batches"] == 10
+    assert summary["mean_ms"] == pytest.approx(50.0)
+    assert summary["p50_ms"] == pytest.approx(55.0)
+    assert summary["above_top_bucket"] == 0
+    saturated = {"buckets": [[0.01, 0], [0.1, 1], [INF, 4]], "count": 4, "sum": 9.0}
+    assert histogram_summary(saturated)["above_top_bucket"] == 3
+    assert histogram_summary(saturated)["p99_ms"] == pytest.approx(100.0)
+    assert histogram_summary({"buckets": [[INF, 0]], "count": 0, "sum": 0.0})["p99_ms"] is None
