@@ -57,6 +57,7 @@ HEARTBEAT_S = 15.0
 MAX_FAILURES = 5
 LOCKOUT_S = 300
 ROUTED_WAIT_S = 3.0
+AREA_CACHE_S = 60.0
 
 PAGES = (
     ("alerts", "实时预警", "Live alerts"),
@@ -133,11 +134,22 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             raise HTTPException(401, "未登录 sign in first")
         return found
 
-    def communities_of(viewer: Viewer) -> list[str]:
+    area_cache: dict[str, tuple[float, list[str]]] = {}
+
+    async def communities_of(viewer: Viewer) -> list[str]:
         known = set(deps.directory.communities())
         known.update(a.community_id for a in deps.state.alerts.values())
         known.update(deps.state.decisions)
         known.update(deps.capacity.limits)
+        if viewer.area:  # an officer: also every community with gate traffic this week
+            cached = area_cache.get(viewer.area)
+            if cached is None or time.monotonic() - cached[0] > AREA_CACHE_S:
+                since = local_midnight_s(tz) - 7 * 86400
+                found = await run_in_threadpool(
+                    deps.history.communities_in_area, viewer.area, since
+                )
+                cached = area_cache[viewer.area] = (time.monotonic(), found)
+            known.update(cached[1])
         return viewer.visible(known)
 
     def community_param(request: Request, viewer: Viewer) -> str:
@@ -146,12 +158,14 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             raise HTTPException(403, "无权查看该社区 not your community")
         return asked
 
-    def page(request: Request, name: str, viewer: Viewer, sid: str, **context: Any) -> HTMLResponse:
+    async def page(
+        request: Request, name: str, viewer: Viewer, sid: str, **context: Any
+    ) -> HTMLResponse:
         html = env.get_template(f"{name}.html").render(
             viewer=viewer,
             csrf=deps.signer.csrf_token(sid),
             page_name=name,
-            communities=communities_of(viewer),
+            communities=await communities_of(viewer),
             timezone=tz,
             **context,
         )
@@ -263,7 +277,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
     async def alerts_page(request: Request) -> Response:
         viewer, sid = need_viewer(request, page=True)
         community = community_param(request, viewer)
-        return page(
+        return await page(
             request,
             "alerts",
             viewer,
@@ -279,7 +293,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         start = local_midnight_s(tz)
         by_gate = await run_in_threadpool(deps.history.decisions_by_gate, community, start)
         recent = await run_in_threadpool(deps.history.recent_decisions, community, start)
-        return page(
+        return await page(
             request,
             "decisions",
             viewer,
@@ -292,10 +306,10 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
 
     async def occupancy_page(request: Request) -> Response:
         viewer, sid = need_viewer(request, page=True)
-        communities = communities_of(viewer)
+        communities = await communities_of(viewer)
         if "community" in request.query_params:
             communities = [community_param(request, viewer)]
-        return page(
+        return await page(
             request,
             "occupancy",
             viewer,
@@ -308,13 +322,13 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         viewer, sid = need_viewer(request, page=True)
         community = community_param(request, viewer)
         rows = await run_in_threadpool(deps.history.observation, community, today(tz))
-        return page(request, "observation", viewer, sid, community=community, rows=rows)
+        return await page(request, "observation", viewer, sid, community=community, rows=rows)
 
     async def devices_page(request: Request) -> Response:
         viewer, sid = need_viewer(request, page=True)
         community = community_param(request, viewer)
         rows = await run_in_threadpool(deps.history.devices, community, local_midnight_s(tz))
-        return page(request, "devices", viewer, sid, community=community, rows=rows)
+        return await page(request, "devices", viewer, sid, community=community, rows=rows)
 
     def report_day(request: Request) -> dt.date:
         text = request.query_params.get("date")
@@ -338,7 +352,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         scope = report_scope(request, viewer)
         day = report_day(request)
         query = f"{scope.kind if scope.kind == 'county' else 'community'}={scope.code}"
-        return page(
+        return await page(
             request,
             "report",
             viewer,
@@ -375,7 +389,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         from sinks.reports.daily import FIGURES, Scope, build_report
 
         day = report_day(request)
-        communities = communities_of(viewer)
+        communities = await communities_of(viewer)
 
         def build() -> list[tuple[str, dict[str, int]]]:
             rows = [
@@ -393,7 +407,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             return rows
 
         rows = await run_in_threadpool(build)
-        return page(
+        return await page(
             request,
             "county",
             viewer,
@@ -425,7 +439,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
 
     async def api_occupancy(request: Request) -> Response:
         viewer, _ = need_viewer(request, page=False)
-        communities = communities_of(viewer)
+        communities = await communities_of(viewer)
         if "community" in request.query_params:
             communities = [community_param(request, viewer)]
         return JSONResponse({"occupancy": await occupancy_of(communities)})
@@ -451,7 +465,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
                 "role": viewer.staff.role,
                 "community_id": viewer.staff.community_id,
                 "area": viewer.area,
-                "communities": communities_of(viewer),
+                "communities": await communities_of(viewer),
             }
         )
 
