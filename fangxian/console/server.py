@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,12 @@ async def start_console(
 
 def run_console(settings: Settings) -> int:
     """``fangxian console``: serve until SIGINT/SIGTERM."""
+    try:
+        SessionSigner(settings.console_secret)
+        Capacity.parse(settings.console_capacity)
+    except ValueError as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 2
     reader = open_reader(settings.clickhouse_url)
     deps, _feed = assemble(settings, reader)
     log.info(
