@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fangxian.console.live import reasons_zh
 from fangxian.core.codes import credit_code_format_ok
 from fangxian.core.privacy import mask_token
 from schemas.labels import ALERT_TYPE_ZH, DECISION_ZH, SYMPTOM_ZH
@@ -128,6 +129,7 @@ class History:
                 "decision": str(decision),
                 "decision_zh": DECISION_ZH.get(str(decision), str(decision)),
                 "reasons": list(reasons),
+                "reasons_zh": reasons_zh(list(reasons)),
                 "subject": mask_token(subject),
                 "decided_at": int(at),
             }

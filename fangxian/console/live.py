@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,9 +177,15 @@ def decision_json(decision: Mapping[str, Any]) -> dict[str, Any]:
         "decision": decision["decision"],
         "decision_zh": DECISION_ZH.get(decision["decision"], decision["decision"]),
         "reasons": list(decision.get("reasons") or []),
+        "reasons_zh": reasons_zh(decision.get("reasons") or []),
         "subject": mask_token(decision.get("subject_id")),
         "decided_at": int(decision["decided_at"]),
     }
+
+
+def reasons_zh(reasons: Sequence[str]) -> str:
+    """``黄码 HEALTH_CODE_YELLOW、…``: the rules behind a decision, Chinese first."""
+    return "、".join(f"{ALERT_TYPE_ZH.get(r, r)} {r}" if r in ALERT_TYPE_ZH else r for r in reasons)
 
 
 @dataclass(eq=False)

@@ -91,7 +91,7 @@
       tbody.prepend(el("tr", { class: `dec-${d.decision} new` },
         el("td", {}, hms(d.decided_at)), el("td", {}, d.gate_id),
         el("td", {}, d.decision_zh, " ", en(d.decision)),
-        el("td", {}, d.reasons.join(", ")), el("td", { class: "mono" }, d.subject)));
+        el("td", {}, d.reasons_zh), el("td", { class: "mono" }, d.subject)));
       while (tbody.rows.length > 200) tbody.deleteRow(-1);
     }
     const gates = document.querySelector("#by-gate tbody");
