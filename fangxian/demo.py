@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from fangxian.core.settings import Settings
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
+from fangxian.sim.model import NOT_SIMULATED
 from schemas.contract import ALERT_TYPES, DECISIONS, SEVERITIES
 from schemas.labels import DECISION_ZH, SEVERITY_ZH
 from schemas.topics import RECORD_OF_KIND
@@ -368,7 +369,7 @@ def _print_summary(board: StatusBoard, counts: dict[str, Any]) -> None:
     print("告警 alerts by type:")
     for alert_type, n in sorted(board.alerts.items()):
         print(f"  {alert_type:<26} {n}")
-    missing = [t for t in ALERT_TYPES if t != "OTHER" and t not in board.alerts]
+    missing = [t for t in ALERT_TYPES if t not in NOT_SIMULATED and t not in board.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
     if board.dispatch_summary:

@@ -33,6 +33,7 @@ ALERT_TYPE_ZH: Final[dict[str, str]] = {
     "TEMPERATURE_IMPLAUSIBLE": "体温读数异常",
     "DEVICE_SILENT": "设备无数据",
     "DEVICE_DRIFT": "设备读数漂移",
+    "DEVICE_CLOCK_SKEW": "设备时钟偏差",
     "HEALTH_CODE_RED": "红码",
     "HEALTH_CODE_YELLOW": "黄码",
     "QUARANTINE_BREACH": "隔离人员外出",

@@ -106,6 +106,17 @@ def map_to_nested(sql: str) -> str:
     return _replace_wrapped(sql, "Map", nested)
 
 
+_MAP_SUBSCRIPT = re.compile(r"\b(?P<column>[a-z_][a-z0-9_]*)\['(?P<key>[^']*)'\]")
+
+
+def map_subscript_to_nested(sql: str) -> str:
+    """``m['k']`` → ``m.value[indexOf(m.key, 'k')]`` (a Map read as its Nested arrays; a
+    missing key reads '' either way)."""
+    return _MAP_SUBSCRIPT.sub(
+        lambda m: f"{m['column']}.value[indexOf({m['column']}.key, '{m['key']}')]", sql
+    )
+
+
 def bool_to_uint8(sql: str) -> str:
     """``Bool`` → ``UInt8`` (Bool is 21.12+)."""
     return re.sub(r"\bBool\b", "UInt8", sql)
@@ -125,6 +136,7 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("DateTime64", (20, 1), datetime64_to_datetime),
     Rewrite("non_replicated_deduplication_window", (20, 10), drop_settings),
     Rewrite("Map", (21, 8), map_to_nested),
+    Rewrite("Map subscript", (21, 8), map_subscript_to_nested),
     Rewrite("Bool", (21, 12), bool_to_uint8),
 )
 

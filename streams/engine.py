@@ -1,18 +1,41 @@
-"""The rule engine: the pure rules of ``streams.rules`` plus the window state they need.
+"""The rule engine: a small dispatcher over the state objects of ``streams.state``.
 
-No I/O and no clocks: time is the events' ``event_time`` or the ``now_ms`` the caller passes.
-The Faust agents feed it batches (``on_scans``, ``on_readings``, ``on_reports``), call ``tick``
-periodically, and send the returned decisions and alerts on.
+No I/O: time is the events' ``event_time``, their Kafka timestamps (for clock skew), and the
+``now_ms`` the caller passes to ``tick``. The decide stage calls ``on_events`` once per
+partition batch (scans, readings and reports of one poll merged in event-time order), calls
+``tick`` periodically, and sends the returned decisions and alerts on.
 
-Event time: each community has a watermark (the highest event time seen from it). An event more
-than ``allowed_lateness_s`` behind it is *late*: counted (``stats['late_events']``), listed in
-``Output.late_event_ids`` and still given its outputs (every scan gets its decision, reports are
-recorded) — but it no longer changes windowed state (recheck sequences, entry counts, dedupe,
-drift), whose windows may be gone. Events within lateness go into their correct windows.
+State objects (each keeps its data in ``streams.state.store.KeyedStore`` instances, so the
+changelog and ``restore`` come from the stores — docs/topology.md):
 
-Replays: a scan whose ``event_id`` was seen gets the same decision again and changes nothing; a
-replayed reading or report produces nothing. Alerts are not re-emitted for replays (their ids are
-deterministic, so a downstream de-duplicates a replay from scratch too).
+| object | stores (key) |
+| --- | --- |
+| ``EventClock`` | ``clock`` (community) |
+| ``ReplayMemory`` | ``replay`` (event id) |
+| ``GateAccess`` | ``quota`` (community|scope|id), ``pass_entries`` (community|pass), |
+| | ``dedupe`` (community|subject|gate|direction) |
+| ``FeverState`` | ``fever`` (community|subject, or community|device:<id>) |
+| ``DeviceHealth`` | ``devices`` (community|device) |
+| ``Observation`` | ``observation`` (community|resident) |
+| ``Alerter`` | ``suppress`` (community|alert type|key) |
+
+Event time (issue 9): each community's time is derived from the progress of its sources
+(``EventClock``: the most advanced verified device, never backwards, once per batch). An
+event stamped more than ``max_clock_skew_s`` after its Kafka timestamp is clamped to that
+timestamp and raises DEVICE_CLOCK_SKEW (its decision is still made). An event more than
+``allowed_lateness_s`` behind its community's time is *late*: counted (``stats['late_events']``,
+``Output.late_event_ids``) and still given every output; exits and entries still count (the quota
+is a count of real passes, counted both ways in event time), a late fever reading is still
+screened (its alerts say ``late``); only drift samples are dropped.
+
+What the events alone decide is deterministic: decisions, and the alerts raised by events and by
+event-time progress (fever flow incl. FEVER_RECHECK_MISSED, DEVICE_SILENT of an active
+community, drift, gate findings, reports). Wall-clock timers (``tick``): REPORT_OVERDUE and
+OBSERVATION_COMPLETED (nothing arrives when a resident does not report), and, for a community
+from which nothing arrived since the previous tick, FEVER_RECHECK_MISSED (window + lateness
+passed on the wall clock) and DEVICE_SILENT. Their ids are deterministic; *when* they fire
+depends on the clock. ``decided_at``/``created_at`` are the event time unless a ``now_ms`` is
+passed.
 
 Reference data: ``residents``/``passes``/``vehicles``/``rules`` may be injected as Mappings (e.g.
 backed by the worker's tables). Every change must still be announced through ``upsert_*`` /
@@ -22,20 +45,11 @@ residents under home observation, the parsed rules).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from streams.rules import alerts as A
-from streams.rules.alerts import AlertSuppressor, build_alert, mask
 from streams.rules.config import DEFAULT_RULES, CommunityRules
-from streams.rules.device_health import CommunityDevices, DeviceState
-from streams.rules.entry_limit import (
-    ExitQuota,
-    PassDeduper,
-    check_entry_limit,
-    direction_limited,
-    limit_key,
-)
 from streams.rules.gate_access import (
     ACTION_RANK,
     ALLOW,
@@ -43,44 +57,34 @@ from streams.rules.gate_access import (
     RECHECK,
     WARN,
     Finding,
-    check_curfew,
     check_face_consent,
-    check_health_code,
-    check_quarantine,
-    check_resident,
-    check_staff,
-    check_unknown_type,
-    check_vehicle,
-    check_visitor_pass,
+    strictest,
 )
-from streams.rules.health_reports import (
-    ObservationLog,
-    is_overdue,
-    reported_fever,
-    symptoms_severity,
-)
-from streams.rules.idempotency import RecentIds
-from streams.rules.temperature import (
-    HIGH,
-    IMPLAUSIBLE,
-    NORMAL,
-    FeverOutcome,
-    FeverRecheck,
-    Reading,
-    classify,
-    recheck_key,
-)
-from streams.rules.timeutil import MS_PER_SECOND, clock_for, format_day, format_minute
+from streams.rules.temperature import HIGH, IMPLAUSIBLE, classify, recheck_key
+from streams.rules.timeutil import MS_PER_SECOND
+from streams.state.access import GateAccess, ReplayMemory
+from streams.state.alerter import Alerter, fmt_c
+from streams.state.clock import EventClock
+from streams.state.devices import DeviceHealth
+from streams.state.fever import FeverState
+from streams.state.observation import Observation
+from streams.state.store import KeyedStore
 
 Event = Mapping[str, Any]
 Record = Mapping[str, Any]
 
-_FEVER_SEVERITY = {
-    A.FEVER_RECHECK: A.WARNING,
-    A.FEVER_CONFIRMED: A.CRITICAL,
-    A.FEVER_CLEARED: A.INFO,
-}
+SCAN = "scan"
+READING = "reading"
+REPORT = "report"
+#: tie-break of one instant: a scan before the gate reading of the same measurement
+KIND_ORDER = {SCAN: 0, READING: 1, REPORT: 2}
+
+#: (kind, event, Kafka timestamp or None)
+Item = tuple[str, Event, int | None]
+
 _RANK_ALLOW = ACTION_RANK[ALLOW]
+_RANK_WARN = ACTION_RANK[WARN]
+_RANK_RECHECK = ACTION_RANK[RECHECK]
 
 
 class Output:
@@ -100,17 +104,29 @@ class Output:
         )
 
 
-def _fmt_c(value: float) -> str:
-    return f"{value:.1f}"
+def _owns_all(community_id: str) -> bool:
+    return True
+
+
+def event_order(item: Item, max_skew_ms: int = 120_000) -> tuple[int, int, str]:
+    """Sort key of merged events: event time (a future one clamped to its Kafka timestamp, as
+    the engine will), then scan < reading < report, then id. ``RuleEngine.sort_key`` is this
+    with the engine's own skew setting."""
+    kind, ev, ts = item
+    t: int = ev["event_time"]
+    if ts is not None and ts > 0 and t > ts + max_skew_ms:
+        t = ts
+    return (t, KIND_ORDER[kind], ev["event_id"])
 
 
 class RuleEngine:
-    """Holds the rules' window state for any number of communities."""
+    """Dispatches events to the state objects of one task (any number of communities)."""
 
     def __init__(
         self,
         *,
         allowed_lateness_s: int = 300,
+        max_clock_skew_s: int = 120,
         residents: Mapping[str, Record] | None = None,
         passes: Mapping[str, Record] | None = None,
         vehicles: Mapping[str, Record] | None = None,
@@ -118,8 +134,10 @@ class RuleEngine:
         replay_capacity: int = 200_000,
         sweep_interval_s: int = 60,
         device_forget_s: int = 7 * 86_400,
+        owns: Callable[[str], bool] = _owns_all,
     ) -> None:
         self.lateness_ms = allowed_lateness_s * MS_PER_SECOND
+        self._owns = owns
         self._residents: Mapping[str, Record] = {} if residents is None else residents
         self._passes: Mapping[str, Record] = {} if passes is None else passes
         self._vehicles: Mapping[str, Record] = {} if vehicles is None else vehicles
@@ -130,32 +148,87 @@ class RuleEngine:
         self._sweep_interval_ms = sweep_interval_s * MS_PER_SECOND
         self._device_forget_ms = device_forget_s * MS_PER_SECOND
         self._last_sweep: int | None = None
+        # communities that had events since the previous tick (wall-clock timers skip them)
+        self._active: set[str] = set()
 
-        self._watermarks: dict[str, int] = {}
-        self._decisions: RecentIds[dict[str, Any]] = RecentIds(replay_capacity)
-        self._seen: RecentIds[bool] = RecentIds(replay_capacity)
-        self._fever: dict[str, FeverRecheck] = {}
-        self._devices: dict[str, CommunityDevices] = {}
-        self._quota = ExitQuota()
-        self._dedupe = PassDeduper()
-        self._pass_entries: dict[str, int] = {}
-        self._suppressor = AlertSuppressor()
-        # residents under HOME_OBSERVATION: resident_id -> (community_id, observation_start)
-        self._observed: dict[str, tuple[str, int | None]] = {}
-        self._logs: dict[str, ObservationLog] = {}
         self.stats: dict[str, int] = {
             "scans": 0,
             "readings": 0,
             "reports": 0,
             "late_events": 0,
             "replayed_events": 0,
+            "skewed_events": 0,
+            "duplicate_measurements": 0,
             "decisions": 0,
             "alerts": 0,
             "suppressed_alerts": 0,
             "expired_state": 0,
         }
+        self.clock = EventClock(
+            lateness_ms=self.lateness_ms, max_skew_ms=max_clock_skew_s * MS_PER_SECOND
+        )
+        self.replay = ReplayMemory(replay_capacity)
+        self.access = GateAccess()
+        self.fever = FeverState()
+        self.devices = DeviceHealth()
+        self.observation = Observation()
+        self.alerter = Alerter(self.stats)
+        self._stores: dict[str, KeyedStore[Any]] = {}
+        all_stores: list[KeyedStore[Any]] = [
+            self.clock.store,
+            self.replay.store,
+            *self.access.stores(),
+            self.fever.store,
+            self.devices.store,
+            self.observation.store,
+            self.alerter.store,
+        ]
+        for store in all_stores:
+            if store.name in self._stores:
+                raise ValueError(f"two stores named {store.name!r}")
+            self._stores[store.name] = store
+        self._restored: dict[str, Callable[[str], None]] = {
+            self.fever.store.name: self.fever.restored,
+            self.devices.store.name: self.devices.restored,
+        }
         for rid, rec in self._residents.items():
-            self._index_resident(rid, rec)
+            self.observation.index(rid, rec)
+
+    def sort_key(self, item: Item) -> tuple[int, int, str]:
+        """Order of a batch for ``on_events`` (``event_order`` with this engine's skew)."""
+        return event_order(item, self.clock.max_skew_ms)
+
+    # ------------------------------------------------------------------ state interface
+
+    def stores(self) -> list[KeyedStore[Any]]:
+        """Every store of this task (unique names)."""
+        return list(self._stores.values())
+
+    def take_changes(self) -> list[tuple[str, str, bytes | None]]:
+        """(store, key, encoded value or None) of every key changed since the last call, in
+        store then key order (the same events give the same changelog)."""
+        changes: list[tuple[str, str, bytes | None]] = []
+        append = changes.append
+        for name in sorted(self._stores):
+            store = self._stores[name]
+            if store.has_changes():
+                for key, raw in store.take_changes():
+                    append((name, key, raw))
+        return changes
+
+    def restore(self, store: str, key: str, raw: bytes | None) -> None:
+        """Apply one changelog record (before any event of the task is processed)."""
+        target = self._stores.get(store)
+        if target is None:
+            raise KeyError(f"no store named {store!r}")
+        target.restore(key, raw)
+        if store == self.clock.store.name:
+            # a restored task has not seen the lost one's ticks: its first tick treats the
+            # community as active (no wall-clock timer on it before the next tick)
+            self._active.add(key)
+        hook = self._restored.get(store)
+        if hook is not None:
+            hook(key)
 
     # ------------------------------------------------------------------ reference data
 
@@ -163,13 +236,12 @@ class RuleEngine:
         rid = record["resident_id"]
         if isinstance(self._residents, MutableMapping):
             self._residents[rid] = record
-        self._index_resident(rid, record)
+        self.observation.index(rid, record)
 
     def delete_resident(self, resident_id: str) -> None:
         if isinstance(self._residents, MutableMapping):
             self._residents.pop(resident_id, None)
-        self._observed.pop(resident_id, None)
-        self._logs.pop(resident_id, None)
+        self.observation.index(resident_id, None)
 
     def upsert_pass(self, record: Record) -> None:
         if isinstance(self._passes, MutableMapping):
@@ -178,7 +250,6 @@ class RuleEngine:
     def delete_pass(self, pass_id: str) -> None:
         if isinstance(self._passes, MutableMapping):
             self._passes.pop(pass_id, None)
-        self._pass_entries.pop(pass_id, None)
 
     def upsert_vehicle(self, record: Record) -> None:
         if isinstance(self._vehicles, MutableMapping):
@@ -208,17 +279,6 @@ class RuleEngine:
             self._rules[community_id] = rules
         return rules
 
-    def _index_resident(self, rid: str, record: Record) -> None:
-        if record.get("status") != "HOME_OBSERVATION":
-            self._observed.pop(rid, None)
-            self._logs.pop(rid, None)
-            return
-        start = record.get("observation_start")
-        previous = self._observed.get(rid)
-        if previous is not None and previous[1] != start:
-            self._logs.pop(rid, None)  # a new observation period starts a new log
-        self._observed[rid] = (record["community_id"], start)
-
     def bind_reference(
         self,
         *,
@@ -230,9 +290,9 @@ class RuleEngine:
         """Use these mappings for reference lookups from now on (e.g. the worker's store)."""
         if residents is not None:
             self._residents = residents
-            self._observed.clear()
+            self.observation.observed.clear()
             for rid, rec in residents.items():
-                self._index_resident(rid, rec)
+                self.observation.index(rid, rec)
         if passes is not None:
             self._passes = passes
         if vehicles is not None:
@@ -270,189 +330,144 @@ class RuleEngine:
 
     # ------------------------------------------------------------------ batches
 
-    def _begin_batch(self) -> None:
+    def on_events(self, items: Iterable[Item], now_ms: int | None = None) -> Output:
+        """One partition batch: scans, readings and reports, processed in the order given (the
+        caller sorts a poll with ``sort_key``). Every scan gets one GateDecision."""
+        out = Output()
         if self._rules_external:
             self._rules.clear()
-
-    def _advance(self, cid: str, t: int) -> bool:
-        """Move the community's watermark; True if ``t`` is beyond the allowed lateness."""
-        wm = self._watermarks.get(cid)
-        if wm is None or t > wm:
-            self._watermarks[cid] = t
-            return False
-        return t < wm - self.lateness_ms
-
-    def _mark_late(self, out: Output, event_id: str) -> None:
-        out.late += 1
-        out.late_event_ids.append(event_id)
-        self.stats["late_events"] += 1
+        touched: set[str] = set()
+        stats = self.stats
+        for kind, ev, broker_ts in items:
+            if kind == SCAN:
+                stats["scans"] += 1
+                self._scan(ev, broker_ts, now_ms, out, touched)
+            elif kind == READING:
+                stats["readings"] += 1
+                self._reading(ev, broker_ts, now_ms, out, touched)
+            elif kind == REPORT:
+                stats["reports"] += 1
+                self._report(ev, broker_ts, now_ms, out, touched)
+            else:
+                raise ValueError(f"unknown event kind {kind!r}")
+        self._end_batch(touched, now_ms, out)
+        stats["decisions"] += len(out.decisions)
+        return out
 
     def on_scans(self, events: Iterable[Event], now_ms: int | None = None) -> Output:
-        """One GateDecision per scan (and the alerts the scans raise)."""
-        out = Output()
-        self._begin_batch()
-        touched: set[str] = set()
-        scan = self._scan
-        n = 0
-        for ev in events:
-            scan(ev, now_ms, out, touched)
-            n += 1
-        self.stats["scans"] += n
-        self._close_rechecks(touched, now_ms, out)
-        self.stats["decisions"] += len(out.decisions)
-        return out
+        return self.on_events([(SCAN, ev, None) for ev in events], now_ms)
 
     def on_readings(self, events: Iterable[Event], now_ms: int | None = None) -> Output:
-        out = Output()
-        self._begin_batch()
-        touched: set[str] = set()
-        reading = self._reading
-        n = 0
-        for ev in events:
-            reading(ev, now_ms, out, touched)
-            n += 1
-        self.stats["readings"] += n
-        self._close_rechecks(touched, now_ms, out)
-        return out
+        return self.on_events([(READING, ev, None) for ev in events], now_ms)
 
     def on_reports(self, events: Iterable[Event], now_ms: int | None = None) -> Output:
-        out = Output()
-        self._begin_batch()
-        n = 0
-        for ev in events:
-            self._report(ev, now_ms, out)
-            n += 1
-        self.stats["reports"] += n
-        return out
+        return self.on_events([(REPORT, ev, None) for ev in events], now_ms)
 
-    # ------------------------------------------------------------------ alerts
+    def _end_batch(self, touched: set[str], now_ms: int | None, out: Output) -> None:
+        """Event-time progress of the batch's communities: recompute their time, then close
+        the recheck windows and find the silences it passed (beyond the allowed lateness)."""
+        self._active |= touched
+        for cid in sorted(touched):
+            now = self.clock.advance(cid)
+            if now is None:
+                continue
+            rules = self.rules_for(cid)
+            until = now - self.lateness_ms
+            self.fever.close(out.alerts, self.alerter, rules, cid, until, now_ms)
+            self.devices.close(out.alerts, self.alerter, rules, cid, until, now_ms)
 
-    def _alert(
+    def _time(
         self,
-        out: Output,
+        ev: Event,
+        broker_ts: int | None,
+        cid: str,
         rules: CommunityRules,
-        alert_type: str,
-        severity: str,
-        community_id: str,
-        suppress_key: str,
-        cause: str,
-        sources: list[str],
-        event_time: int,
-        created_at: int,
-        gate_id: str | None = None,
-        device_id: str | None = None,
-        subject_id: str | None = None,
-        details: dict[str, str] | None = None,
+        created_at: int | None,
+        out: Output,
+        touched: set[str],
+    ) -> tuple[int, bool]:
+        """(event time to use, late) of an event; clamps and alerts a future clock."""
+        t: int = ev["event_time"]
+        device_id = ev.get("device_id") or "app:" + str(ev.get("resident_id", ""))
+        if broker_ts is not None and self.clock.skewed(t, broker_ts):
+            self.stats["skewed_events"] += 1
+            self._skew_alert(ev, cid, rules, t, broker_ts, created_at, out)
+            t = broker_ts
+        touched.add(cid)
+        late = self.clock.observe(cid, device_id, t, broker_ts is not None and broker_ts > 0)
+        if late:
+            out.late += 1
+            out.late_event_ids.append(ev["event_id"])
+            self.stats["late_events"] += 1
+        return t, late
+
+    def _skew_alert(
+        self,
+        ev: Event,
+        cid: str,
+        rules: CommunityRules,
+        t: int,
+        broker_ts: int,
+        created_at: int | None,
+        out: Output,
     ) -> None:
-        if not self._suppressor.admit(
-            alert_type,
-            community_id,
-            suppress_key,
-            event_time,
-            rules.alert_suppression_s * MS_PER_SECOND,
-        ):
-            self.stats["suppressed_alerts"] += 1
-            return
-        self.stats["alerts"] += 1
-        out.alerts.append(
-            build_alert(
-                alert_type=alert_type,
-                severity=severity,
-                community_id=community_id,
-                cause=cause,
-                source_event_ids=sources,
-                event_time=event_time,
-                created_at=created_at,
-                gate_id=gate_id,
-                device_id=device_id,
-                subject_id=subject_id,
-                details=details,
-            )
+        device_id = ev.get("device_id")
+        self.alerter.emit(
+            out.alerts,
+            alert_type=A.DEVICE_CLOCK_SKEW,
+            severity=A.WARNING,
+            community_id=cid,
+            cause=ev["event_id"],
+            sources=[ev["event_id"]],
+            event_time=broker_ts,
+            created_at=broker_ts if created_at is None else created_at,
+            suppress_key="device:" + str(device_id),
+            window_ms=rules.alert_suppression_s * MS_PER_SECOND,
+            gate_id=ev.get("gate_id"),
+            device_id=device_id,
+            details={
+                "event_time": str(t),
+                "broker_time": str(broker_ts),
+                "ahead_s": str((t - broker_ts) // MS_PER_SECOND),
+                "max_skew_s": str(self.clock.max_skew_ms // MS_PER_SECOND),
+            },
         )
 
-    def _fever_alert(
+    # ------------------------------------------------------------------ readings
+
+    def _reading(
         self,
+        ev: Event,
+        broker_ts: int | None,
+        now_ms: int | None,
         out: Output,
-        rules: CommunityRules,
-        cid: str,
-        outcome: FeverOutcome,
-        created_at: int,
+        touched: set[str],
     ) -> None:
-        first, second = outcome.first, outcome.second
-        last = second if second is not None else first
-        sources = [first.event_id] if second is None else [first.event_id, second.event_id]
-        details = {
-            "temperature_c": _fmt_c(last.temperature_c),
-            "first_temperature_c": _fmt_c(first.temperature_c),
-            "threshold_c": _fmt_c(rules.fever_threshold_c),
-            "recheck_min": f"{rules.recheck_window_s / 60:g}",
-        }
-        if outcome.alert_type == A.FEVER_CLEARED:
-            details["notify"] = "false"  # recorded, no staff alert
-        self._alert(
+        event_id = ev["event_id"]
+        if event_id in self.replay:
+            self.stats["replayed_events"] += 1
+            return
+        cid = ev["community_id"]
+        rules = self._rules.get(cid) or self.rules_for(cid)
+        t, late = self._time(ev, broker_ts, cid, rules, now_ms, out, touched)
+        self.replay.remember(event_id, cid, t, None)
+        gate_id = ev["gate_id"]
+        device_id = ev["device_id"]
+        dev = self.devices.seen(cid, device_id, gate_id, t, ev["sensor"] == "INFRARED_GATE")
+        self._temperature(
             out,
             rules,
-            outcome.alert_type,
-            _FEVER_SEVERITY[outcome.alert_type],
             cid,
-            recheck_key(last.subject_id, last.device_id),
-            "|".join(sources),
-            sources,
-            last.event_time,
-            created_at,
-            gate_id=last.gate_id,
-            device_id=last.device_id,
-            subject_id=last.subject_id,
-            details=details,
+            event_id,
+            t,
+            ev["temperature_c"],
+            gate_id,
+            dev,
+            ev.get("subject_id"),
+            late,
+            t if now_ms is None else now_ms,
+            ev["sensor"] != "INFRARED_GATE",
         )
-
-    def _close_rechecks(self, touched: Iterable[str], now_ms: int | None, out: Output) -> None:
-        """Rechecks whose window the community's event time has passed are missed."""
-        for cid in touched:
-            fever = self._fever.get(cid)
-            if fever is not None:
-                wm = self._watermarks[cid]
-                self._emit_missed(cid, fever.close_due(wm), wm if now_ms is None else now_ms, out)
-
-    def _emit_missed(self, cid: str, missed: list[Reading], created_at: int, out: Output) -> None:
-        if not missed:
-            return
-        rules = self.rules_for(cid)
-        for r in missed:
-            self._alert(
-                out,
-                rules,
-                A.FEVER_RECHECK_MISSED,
-                A.WARNING,
-                cid,
-                recheck_key(r.subject_id, r.device_id),
-                r.event_id,
-                [r.event_id],
-                r.deadline,
-                created_at,
-                gate_id=r.gate_id,
-                device_id=r.device_id,
-                subject_id=r.subject_id,
-                details={
-                    "temperature_c": _fmt_c(r.temperature_c),
-                    "recheck_min": f"{rules.recheck_window_s / 60:g}",
-                    "deadline": str(r.deadline),
-                },
-            )
-
-    # ------------------------------------------------------------------ temperature
-
-    def _device(self, cid: str, device_id: str, gate_id: str, t: int) -> DeviceState:
-        devices = self._devices.get(cid)
-        if devices is None:
-            devices = self._devices[cid] = CommunityDevices()
-        dev = devices.devices.get(device_id)
-        if dev is None:
-            return devices.seen(cid, device_id, gate_id, t)
-        if t > dev.last_seen:
-            dev.last_seen = t
-            dev.silent = False
-        return dev
 
     def _temperature(
         self,
@@ -463,163 +478,94 @@ class RuleEngine:
         t: int,
         temperature_c: float,
         gate_id: str,
-        device_id: str,
+        dev: Any,
         subject_id: str | None,
-        dev: DeviceState,
         late: bool,
         created_at: int,
-    ) -> tuple[int, FeverOutcome | None]:
-        """Feed one temperature into device health and the fever flow; returns its class and
-        what it decided. Raises TEMPERATURE_IMPLAUSIBLE and the fever alerts."""
-        if temperature_c < rules.plausible_min_c or temperature_c > rules.plausible_max_c:
-            kind = IMPLAUSIBLE
-        elif temperature_c >= rules.fever_threshold_c:
-            kind = HIGH
-        else:
-            kind = NORMAL
+        handheld: bool = False,
+    ) -> tuple[int, str]:
+        """One measurement into device health and the fever flow: (its class, its role for the
+        scan's reasons). Raises TEMPERATURE_IMPLAUSIBLE and the fever alerts."""
+        kind = classify(temperature_c, rules)
+        device_id = dev.device_id
         if not late:
-            devices = self._devices[cid]
-            devices.add_sample(
+            self.devices.observe(
+                out.alerts,
+                self.alerter,
+                rules,
+                cid,
                 dev,
+                event_id,
                 t,
                 temperature_c,
                 kind != IMPLAUSIBLE,
-                self._watermarks[cid] - rules.drift_window_s * MS_PER_SECOND,
-            )
-            drift = devices.drift(dev, rules.drift_margin_c) if devices.drift_due(dev, t) else None
-            if drift is not None:
-                self._alert(
-                    out,
-                    rules,
-                    A.DEVICE_DRIFT,
-                    A.WARNING,
-                    cid,
-                    "device:" + device_id,
-                    device_id + "|" + event_id,
-                    [event_id],
-                    t,
-                    created_at,
-                    gate_id=gate_id,
-                    device_id=device_id,
-                    details={
-                        "device_mean_c": _fmt_c(drift.device_mean_c),
-                        "others_mean_c": _fmt_c(drift.others_mean_c),
-                        "delta_c": _fmt_c(drift.device_mean_c - drift.others_mean_c),
-                        "device_readings": str(drift.device_readings),
-                        "other_readings": str(drift.other_readings),
-                        "other_devices": str(drift.other_devices),
-                        "window_min": f"{rules.drift_window_s / 60:g}",
-                    },
-                )
-        if kind == IMPLAUSIBLE:
-            self._alert(
-                out,
-                rules,
-                A.TEMPERATURE_IMPLAUSIBLE,
-                A.WARNING if subject_id else A.INFO,
-                cid,
-                recheck_key(subject_id, device_id),
-                event_id,
-                [event_id],
-                t,
                 created_at,
+            )
+        if kind == IMPLAUSIBLE:
+            self.alerter.emit(
+                out.alerts,
+                alert_type=A.TEMPERATURE_IMPLAUSIBLE,
+                severity=A.WARNING if subject_id else A.INFO,
+                community_id=cid,
+                cause=event_id,
+                sources=[event_id],
+                event_time=t,
+                created_at=created_at,
+                suppress_key=recheck_key(subject_id, device_id),
+                window_ms=rules.alert_suppression_s * MS_PER_SECOND,
                 gate_id=gate_id,
                 device_id=device_id,
                 subject_id=subject_id,
                 details={
-                    "temperature_c": _fmt_c(temperature_c),
-                    "plausible_min_c": _fmt_c(rules.plausible_min_c),
-                    "plausible_max_c": _fmt_c(rules.plausible_max_c),
+                    "temperature_c": fmt_c(temperature_c),
+                    "plausible_min_c": fmt_c(rules.plausible_min_c),
+                    "plausible_max_c": fmt_c(rules.plausible_max_c),
                 },
             )
-            return kind, None
-        if late:
-            return kind, None
-        fever = self._fever.get(cid)
-        if fever is None:
-            fever = self._fever[cid] = FeverRecheck()
-        outcome = fever.observe(
-            subject_id or "device:" + device_id,
-            Reading(event_id, t, temperature_c, kind == HIGH, gate_id, device_id, subject_id),
-            rules.recheck_window_s * MS_PER_SECOND,
-        )
-        if outcome is not None:
-            self._fever_alert(out, rules, cid, outcome, created_at)
-        return kind, outcome
-
-    def _reading(self, ev: Event, now_ms: int | None, out: Output, touched: set[str]) -> None:
-        event_id = ev["event_id"]
-        if event_id in self._seen:
-            self.stats["replayed_events"] += 1
-            return
-        self._seen.put(event_id, True)
-        cid = ev["community_id"]
-        t = ev["event_time"]
-        rules = self._rules.get(cid) or self.rules_for(cid)
-        wm = self._watermarks.get(cid)
-        late = False
-        if wm is None or t > wm:
-            self._watermarks[cid] = t
-        elif t < wm - self.lateness_ms:
-            late = True
-            self._mark_late(out, event_id)
-        touched.add(cid)
-        gate_id = ev["gate_id"]
-        device_id = ev["device_id"]
-        dev = self._device(cid, device_id, gate_id, t)
-        if ev["sensor"] == "INFRARED_GATE":
-            dev.watched = True
-        self._temperature(
-            out,
+            return kind, ""
+        role = self.fever.observe(
+            out.alerts,
+            self.alerter,
             rules,
             cid,
             event_id,
             t,
-            ev["temperature_c"],
+            temperature_c,
+            kind == HIGH,
             gate_id,
             device_id,
-            ev.get("subject_id"),
-            dev,
+            subject_id,
+            created_at,
             late,
-            t if now_ms is None else now_ms,
+            handheld,
         )
+        return kind, role
 
     # ------------------------------------------------------------------ gate scans
 
-    def _scan(self, ev: Event, now_ms: int | None, out: Output, touched: set[str]) -> None:
+    def _scan(
+        self,
+        ev: Event,
+        broker_ts: int | None,
+        now_ms: int | None,
+        out: Output,
+        touched: set[str],
+    ) -> None:
         event_id = ev["event_id"]
-        previous = self._decisions.get(event_id)
+        previous = self.replay.decision(event_id)
         if previous is not None:
             self.stats["replayed_events"] += 1
-            replay = dict(previous)
-            replay["reasons"] = list(previous["reasons"])
-            out.decisions.append(replay)
+            out.decisions.append(previous)
             return
         cid = ev["community_id"]
-        t = ev["event_time"]
         rules = self._rules.get(cid) or self.rules_for(cid)
-        wm = self._watermarks.get(cid)
-        late = False
-        if wm is None or t > wm:
-            self._watermarks[cid] = t
-        elif t < wm - self.lateness_ms:
-            late = True
-            self._mark_late(out, event_id)
-        touched.add(cid)
+        t, late = self._time(ev, broker_ts, cid, rules, now_ms, out, touched)
         created_at = t if now_ms is None else now_ms
         gate_id = ev["gate_id"]
         device_id = ev["device_id"]
         subject_type = ev["subject_type"]
         subject_id = ev["subject_id"]
-        direction = ev["direction"]
-        devices = self._devices.get(cid)
-        dev = devices.devices.get(device_id) if devices is not None else None
-        if dev is None:
-            dev = self._device(cid, device_id, gate_id, t)
-            dev.watched = True  # a gate's scanner
-        elif t > dev.last_seen:
-            dev.last_seen = t
-            dev.silent = False
+        dev = self.devices.seen(cid, device_id, gate_id, t, True)  # a gate's scanner
         temperature_c = ev.get("temperature_c")
 
         resident: Record | None = None
@@ -634,98 +580,51 @@ class RuleEngine:
                 )
                 return
 
+        observation_over = (
+            resident is not None
+            and resident.get("status") == "HOME_OBSERVATION"
+            and self.observation.completed(cid, subject_id)
+        )
+        pending = self.access.observe(
+            ev,
+            cid,
+            t,
+            rules,
+            resident,
+            self._passes.get(subject_id) if subject_type == "VISITOR" else None,
+            self._vehicles.get(subject_id) if subject_type == "VEHICLE" else None,
+            observation_over,
+        )
         reasons: list[str] = []
         rank = _RANK_ALLOW
         action = ALLOW
-        findings: list[Finding] = []
-
-        health_code = ev.get("health_code")
-        if health_code == "RED" or health_code == "YELLOW":
-            found = check_health_code(health_code, rules)
-            if found is not None:
-                findings.append(found)
-
-        repeat = False
-        limit: tuple[str, str, str] | None = None
-        if subject_type == "RESIDENT":
-            found = check_resident(cid, resident)
-            if found is not None:
-                findings.append(found)
-            elif direction == "OUT":
-                found = check_quarantine(direction, resident)
-                if found is not None:
-                    findings.append(found)
-            if rules.entry_limit_scope != "NONE" and direction_limited(
-                direction, rules.entry_limit_direction
-            ):
-                household = ev.get("household_id") or (
-                    resident.get("household_id") if resident is not None else None
-                )
-                scope_id = limit_key(rules, subject_id, household)
-                if scope_id is not None:
-                    limit = (cid, scope_id[0], scope_id[1])
-        elif subject_type == "VISITOR":
-            used = self._pass_entries.get(subject_id, 0)
-            if direction == "IN" and used and not late:
-                repeat = self._dedupe.is_repeat(
-                    (cid, subject_id, gate_id, direction), t, rules.dedupe_window_s * MS_PER_SECOND
-                )
-            found = check_visitor_pass(
-                cid, direction, t, self._passes.get(subject_id), used - 1 if repeat else used
-            )
-            if found is not None:
-                findings.append(found)
-        elif subject_type == "VEHICLE":
-            found = check_vehicle(cid, direction, t, self._vehicles.get(subject_id))
-            if found is not None:
-                findings.append(found)
-        elif subject_type == "STAFF":
-            found = check_staff(resident)
-            if found is not None:
-                findings.append(found)
-        else:
-            findings.append(check_unknown_type())
-
-        if rules.curfew_start_minute is not None and rules.curfew_end_minute is not None:
-            found = check_curfew(clock_for(rules.timezone).minute_of_day(t), rules)
-            if found is not None:
-                findings.append(found)
-
-        if limit is not None and not late:
-            window_ms = rules.entry_limit_window_s * MS_PER_SECOND
-            repeat = self._dedupe.is_repeat(
-                (cid, subject_id, gate_id, direction), t, rules.dedupe_window_s * MS_PER_SECOND
-            )
-            if not repeat:
-                found = check_entry_limit(self._quota.count(limit, t, window_ms), rules, limit[1])
-                if found is not None:
-                    found.details["limit_key"] = mask(limit[2])
-                    findings.append(found)
-
-        for found in findings:  # rare: most passes fire no rule
+        window_ms = rules.alert_suppression_s * MS_PER_SECOND
+        for found in pending.findings:  # rare: most passes fire no rule
             reasons.append(found.alert_type)
-            r = ACTION_RANK[found.action]
-            if r > rank:
-                rank, action = r, found.action
-            self._alert(
-                out,
-                rules,
-                found.alert_type,
-                found.severity,
-                cid,
-                subject_id or gate_id,
-                event_id,
-                [event_id],
-                t,
-                created_at,
+            action = strictest(action, found.action)
+            rank = ACTION_RANK[action]
+            details = found.details
+            if found.alert_type == A.ENTRY_LIMIT_EXCEEDED and pending.limit is not None:
+                details["limit_key"] = A.mask(pending.limit[2])
+            self.alerter.emit(
+                out.alerts,
+                alert_type=found.alert_type,
+                severity=found.severity,
+                community_id=cid,
+                cause=event_id,
+                sources=[event_id],
+                event_time=t,
+                created_at=created_at,
+                suppress_key=subject_id or gate_id,
+                window_ms=window_ms,
                 gate_id=gate_id,
                 device_id=device_id,
                 subject_id=subject_id,
-                details=found.details,
+                details=details,
             )
 
         if temperature_c is not None:
-            kind, outcome = self._temperature(
+            kind, role = self._temperature(
                 out,
                 rules,
                 cid,
@@ -733,31 +632,24 @@ class RuleEngine:
                 t,
                 temperature_c,
                 gate_id,
-                device_id,
-                subject_id,
                 dev,
+                subject_id,
                 late,
                 created_at,
             )
             if kind == IMPLAUSIBLE:
                 reasons.append(A.TEMPERATURE_IMPLAUSIBLE)
-                if rank < ACTION_RANK[WARN]:
-                    rank, action = ACTION_RANK[WARN], WARN
+                if rank < _RANK_WARN:
+                    rank, action = _RANK_WARN, WARN
             elif kind == HIGH:
-                reasons.append(A.FEVER_RECHECK if outcome is None else outcome.alert_type)
-                if rank < ACTION_RANK[RECHECK]:
-                    rank, action = ACTION_RANK[RECHECK], RECHECK
-            elif outcome is not None:
-                reasons.append(outcome.alert_type)
+                reasons.append(role or A.FEVER_RECHECK)
+                if rank < _RANK_RECHECK:
+                    rank, action = _RANK_RECHECK, RECHECK
+            elif role:
+                reasons.append(role)
 
-        if action != DENY and not late and not repeat:
-            # a pass let through uses the quota; a denied one does not
-            if limit is not None:
-                self._quota.record(limit, t)
-                self._dedupe.record((cid, subject_id, gate_id, direction), t)
-            elif subject_type == "VISITOR" and direction == "IN":
-                self._pass_entries[subject_id] = self._pass_entries.get(subject_id, 0) + 1
-                self._dedupe.record((cid, subject_id, gate_id, direction), t)
+        if action != DENY:
+            self.access.record(pending, t)
 
         decision = {
             "event_id": event_id,
@@ -768,7 +660,7 @@ class RuleEngine:
             "reasons": reasons,
             "decided_at": created_at,
         }
-        self._decisions.put(event_id, decision)
+        self.replay.remember(event_id, cid, t, decision)
         out.decisions.append(decision)
 
     def _face_refused(
@@ -780,7 +672,7 @@ class RuleEngine:
         t: int,
         created_at: int,
         refused: Finding,
-        dev: DeviceState,
+        dev: Any,
         temperature_c: float | None,
         late: bool,
     ) -> None:
@@ -791,25 +683,29 @@ class RuleEngine:
         device_id = ev["device_id"]
         if temperature_c is not None and not late:
             kind = classify(temperature_c, rules)
-            devices = self._devices[cid]
-            devices.add_sample(
+            self.devices.observe(
+                out.alerts,
+                self.alerter,
+                rules,
+                cid,
                 dev,
+                event_id,
                 t,
                 temperature_c,
                 kind != IMPLAUSIBLE,
-                self._watermarks[cid] - rules.drift_window_s * MS_PER_SECOND,
+                created_at,
             )
-        self._alert(
-            out,
-            rules,
-            refused.alert_type,
-            refused.severity,
-            cid,
-            "device:" + device_id,
-            event_id,
-            [event_id],
-            t,
-            created_at,
+        self.alerter.emit(
+            out.alerts,
+            alert_type=refused.alert_type,
+            severity=refused.severity,
+            community_id=cid,
+            cause=event_id,
+            sources=[event_id],
+            event_time=t,
+            created_at=created_at,
+            suppress_key="device:" + device_id,
+            window_ms=rules.alert_suppression_s * MS_PER_SECOND,
             gate_id=gate_id,
             device_id=device_id,
             subject_id=None,
@@ -824,239 +720,112 @@ class RuleEngine:
             "reasons": [refused.alert_type],
             "decided_at": created_at,
         }
-        self._decisions.put(event_id, decision)
+        self.replay.remember(event_id, cid, t, decision)
         out.decisions.append(decision)
 
     # ------------------------------------------------------------------ health reports
 
-    def _report(self, ev: Event, now_ms: int | None, out: Output) -> None:
+    def _report(
+        self,
+        ev: Event,
+        broker_ts: int | None,
+        now_ms: int | None,
+        out: Output,
+        touched: set[str],
+    ) -> None:
         event_id = ev["event_id"]
-        if event_id in self._seen:
+        if event_id in self.replay:
             self.stats["replayed_events"] += 1
             return
-        self._seen.put(event_id, True)
         cid = ev["community_id"]
-        t = ev["event_time"]
         rules = self._rules.get(cid) or self.rules_for(cid)
-        if self._advance(cid, t):
-            self._mark_late(out, event_id)
-        created_at = t if now_ms is None else now_ms
-        rid = ev["resident_id"]
-        symptoms = ev.get("symptoms") or ()
-        severity = symptoms_severity(symptoms)
-        if severity is not None:
-            self._alert(
-                out,
-                rules,
-                A.SYMPTOMS_REPORTED,
-                severity,
-                cid,
-                rid,
-                event_id,
-                [event_id],
-                t,
-                created_at,
-                subject_id=rid,
-                details={
-                    "symptoms": ",".join(symptoms),
-                    "symptoms_zh": "、".join(A.label_zh(s) for s in symptoms),
-                },
-            )
-        temperature_c = ev.get("temperature_c")
-        fever = reported_fever(temperature_c, rules)
-        if fever and temperature_c is not None:
-            self._alert(
-                out,
-                rules,
-                A.FEVER_REPORTED,
-                A.WARNING,
-                cid,
-                rid,
-                event_id,
-                [event_id],
-                t,
-                created_at,
-                subject_id=rid,
-                details={
-                    "temperature_c": _fmt_c(temperature_c),
-                    "threshold_c": _fmt_c(rules.fever_threshold_c),
-                },
-            )
-        observed = self._observed.get(rid)
-        if observed is None:
-            return
-        start = observed[1]
-        day = ev.get("report_date")
-        if day is None:
-            day = clock_for(rules.timezone).local_day(t)
-        log = self._logs.get(rid)
-        if log is None:
-            log = self._logs[rid] = ObservationLog()
-        log.record(day, severity is None and not fever, start, rules.observation_days)
-        self._maybe_completed(out, rules, cid, rid, log, start, t, created_at)
-
-    def _maybe_completed(
-        self,
-        out: Output,
-        rules: CommunityRules,
-        cid: str,
-        rid: str,
-        log: ObservationLog,
-        start: int | None,
-        event_time: int,
-        created_at: int,
-    ) -> None:
-        if log.completed or not log.is_complete(start, rules.observation_days):
-            return
-        log.completed = True
-        self._alert(
-            out,
-            rules,
-            A.OBSERVATION_COMPLETED,
-            A.INFO,
-            cid,
-            rid,
-            f"{rid}|{start}",
-            [],
-            event_time,
-            created_at,
-            subject_id=rid,
-            details={
-                "observation_days": str(rules.observation_days),
-                "observation_start": str(start),
-            },
+        # reports come from the residents' app: they neither move nor are judged by the
+        # community's device clock, but a future date is still clamped
+        t: int = ev["event_time"]
+        if broker_ts is not None and self.clock.skewed(t, broker_ts):
+            self.stats["skewed_events"] += 1
+            t = broker_ts
+        self.replay.remember(event_id, cid, t, None)
+        self.observation.observe(
+            out.alerts, self.alerter, rules, ev, t, t if now_ms is None else now_ms
         )
 
     # ------------------------------------------------------------------ timers
 
     def tick(self, now_ms: int) -> Output:
-        """Timer rules at wall-clock ``now_ms``: missed rechecks, silent devices, overdue reports;
-        and, every ``sweep_interval_s``, expiry of state older than its window (+ lateness)."""
+        """Timer rules at wall-clock ``now_ms`` (see the module docstring): overdue reports,
+        observation completed; missed rechecks and silent devices of quiet communities; and,
+        every ``sweep_interval_s``, expiry of state older than its window (+ lateness)."""
         out = Output()
-        self._begin_batch()
-        for cid, fever in self._fever.items():
-            self._emit_missed(cid, fever.close_due(now_ms), now_ms, out)
-        self._tick_devices(now_ms, out)
-        self._tick_reports(now_ms, out)
+        if self._rules_external:
+            self._rules.clear()
+        owns = self._owns
+        quiet_until = now_ms - self.lateness_ms
+        for cid in sorted(set(self.fever.communities()) | set(self.devices.communities())):
+            if cid in self._active or not owns(cid):
+                continue
+            rules = self.rules_for(cid)
+            self.fever.close(out.alerts, self.alerter, rules, cid, quiet_until, now_ms)
+            self.devices.close(out.alerts, self.alerter, rules, cid, now_ms, now_ms)
+        self._active.clear()
+        self.observation.tick(out.alerts, self.alerter, self.rules_for, now_ms, owns)
         if self._last_sweep is None or now_ms - self._last_sweep >= self._sweep_interval_ms:
             self._last_sweep = now_ms
-            self.sweep(now_ms)
+            self.sweep()
         return out
 
-    def _tick_devices(self, now_ms: int, out: Output) -> None:
-        for cid, devices in self._devices.items():
-            rules = self.rules_for(cid)
-            silent_ms = rules.device_silent_s * MS_PER_SECOND
-            for dev in devices.newly_silent(now_ms, silent_ms):
-                self._alert(
-                    out,
-                    rules,
-                    A.DEVICE_SILENT,
-                    A.WARNING,
-                    cid,
-                    "device:" + dev.device_id,
-                    f"{dev.device_id}|{dev.last_seen}",
-                    [],
-                    dev.last_seen + silent_ms,
-                    now_ms,
-                    gate_id=dev.gate_id,
-                    device_id=dev.device_id,
-                    details={
-                        "last_seen": str(dev.last_seen),
-                        "silent_min": f"{rules.device_silent_s / 60:g}",
-                    },
-                )
-
-    def _tick_reports(self, now_ms: int, out: Output) -> None:
-        local: dict[str, tuple[int, int]] = {}
-        for rid, (cid, start) in self._observed.items():
-            rules = self.rules_for(cid)
-            today_minute = local.get(cid)
-            if today_minute is None:
-                clock = clock_for(rules.timezone)
-                today_minute = local[cid] = (clock.local_day(now_ms), clock.minute_of_day(now_ms))
-            today, minute = today_minute
-            log = self._logs.get(rid)
-            if log is None:
-                log = self._logs[rid] = ObservationLog()
-            if not log.completed:
-                self._maybe_completed(out, rules, cid, rid, log, start, now_ms, now_ms)
-            if (
-                today in log.reported
-                or today in log.overdue_alerted
-                or not is_overdue(
-                    today, minute, rules.report_deadline_minute, start, rules.observation_days
-                )
-            ):
-                continue
-            log.overdue_alerted.add(today)
-            deadline = clock_for(rules.timezone).to_epoch_ms(today, rules.report_deadline_minute)
-            self._alert(
-                out,
-                rules,
-                A.REPORT_OVERDUE,
-                A.WARNING,
-                cid,
-                rid,
-                f"{rid}|{today}",
-                [],
-                deadline,
-                now_ms,
-                subject_id=rid,
-                details={
-                    "date": format_day(today),
-                    "deadline": format_minute(rules.report_deadline_minute),
-                },
-            )
-
-    def sweep(self, now_ms: int) -> int:
+    def sweep(self, now_ms: int | None = None) -> int:
         """Expire state older than its window (+ lateness), per community event time."""
         lateness = self.lateness_ms
-        wm = self._watermarks
         dropped = 0
-        for cid, fever in self._fever.items():
-            rules = self.rules_for(cid)
-            dropped += fever.expire(wm[cid] - rules.recheck_window_s * MS_PER_SECOND - lateness)
         horizons_dedupe: dict[str, int] = {}
         horizons_suppress: dict[str, int] = {}
         horizons_quota: dict[str, int] = {}
         keep_quota: dict[str, int] = {}
-        for cid, w in wm.items():
+        horizons_replay: dict[str, int] = {}
+        horizons_pass: dict[str, int] = {}
+        for cid in self.clock.communities():
+            now = self.clock.time(cid)
+            if now is None:
+                continue
             rules = self.rules_for(cid)
-            horizons_dedupe[cid] = w - rules.dedupe_window_s * MS_PER_SECOND - lateness
-            horizons_suppress[cid] = w - rules.alert_suppression_s * MS_PER_SECOND - lateness
-            horizons_quota[cid] = w - lateness
+            horizons_dedupe[cid] = now - rules.dedupe_window_s * MS_PER_SECOND - lateness
+            horizons_suppress[cid] = now - 2 * rules.alert_suppression_s * MS_PER_SECOND - lateness
+            horizons_quota[cid] = now - lateness
             keep_quota[cid] = rules.entry_limit_window_s * MS_PER_SECOND
-        dropped += self._dedupe.expire(horizons_dedupe)
-        dropped += self._suppressor.expire(horizons_suppress)
-        dropped += self._quota.expire(horizons_quota, keep_quota)
-        for cid, devices in self._devices.items():
-            devices.expire(wm[cid] - self.rules_for(cid).drift_window_s * MS_PER_SECOND)
-            dropped += devices.forget(now_ms - self._device_forget_ms)
-        for pass_id in list(self._pass_entries):
-            record = self._passes.get(pass_id)
-            until = record.get("valid_until") if record is not None else None
-            if record is None or (
-                until is not None and until < wm.get(record.get("community_id", ""), 0) - lateness
-            ):
-                del self._pass_entries[pass_id]
-                dropped += 1
+            horizons_replay[cid] = now - 2 * lateness - 3_600_000
+            horizons_pass[cid] = now - lateness
+            dropped += self.fever.expire(
+                cid, now - rules.recheck_window_s * MS_PER_SECOND - lateness
+            )
+            dropped += self.devices.expire(
+                cid, now - rules.drift_window_s * MS_PER_SECOND, now - self._device_forget_ms
+            )
+        dropped += self.access.expire(
+            horizons_dedupe, horizons_quota, keep_quota, self._passes, horizons_pass
+        )
+        dropped += self.alerter.expire(horizons_suppress)
+        dropped += self.replay.expire(horizons_replay)
+        dropped += self.clock.expire(self._device_forget_ms)
+        dropped += self.observation.expire()
         self.stats["expired_state"] += dropped
         return dropped
 
     def state_sizes(self) -> dict[str, int]:
         """Entries held per kind of state (for metrics)."""
+        recheck_keys, open_rechecks = self.fever.sizes()
         return {
-            "recheck_keys": sum(len(f) for f in self._fever.values()),
-            "open_rechecks": sum(f.open_count() for f in self._fever.values()),
-            "devices": sum(len(d.devices) for d in self._devices.values()),
-            "quota_keys": len(self._quota),
-            "dedupe_keys": len(self._dedupe),
-            "suppression_keys": len(self._suppressor),
-            "pass_entries": len(self._pass_entries),
-            "observed_residents": len(self._observed),
-            "replay_ids": len(self._decisions) + len(self._seen),
+            "recheck_keys": recheck_keys,
+            "open_rechecks": open_rechecks,
+            "devices": self.devices.count(),
+            "quota_keys": len(self.access.quota),
+            "dedupe_keys": len(self.access.dedupe),
+            "suppression_keys": len(self.alerter.suppressor),
+            "pass_entries": len(self.access.pass_entries),
+            "observed_residents": len(self.observation.observed),
+            "replay_ids": len(self.replay),
         }
 
     def watermark(self, community_id: str) -> int | None:
-        return self._watermarks.get(community_id)
+        """The community's event time (``EventClock``)."""
+        return self.clock.time(community_id)

@@ -8,6 +8,7 @@ offsets once the rows are written.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
-from streams.engine import RuleEngine
+from schemas.validate import MAX_TIME_MS, MIN_TIME_MS
+from streams.engine import READING, REPORT, SCAN, Item, RuleEngine
 
 log = logging.getLogger(__name__)
 _DEAD_LETTER_NS = uuid.UUID("6f1d0c52-5a56-4d0e-9a5f-1c1f0b6b1f10")
@@ -51,20 +53,30 @@ class BatchResult:
             self.rows.setdefault(table, []).extend(rows)
 
 
-def dead_letter(msg: Message, err: InvalidEvent) -> dict[str, Any]:
+def dead_letter(msg: Message, err: InvalidEvent, now_ms: int | None = None) -> dict[str, Any]:
     """The DeadLetter record for ``msg``; its id is derived from the message's position, so a
-    redelivered bad message produces the same record (and the same ClickHouse row)."""
+    redelivered bad message produces the same record (and the same ClickHouse row).
+
+    Building it cannot fail: a Kafka timestamp the contract refuses (−1 when the producer set
+    none, 1970, after 2100) is replaced by ``now_ms`` (the wall clock if not given), clamped to
+    the contract's range; the original timestamp is kept in ``detail``."""
+    created_at = msg.timestamp
+    detail = err.detail
+    if not isinstance(created_at, int) or not MIN_TIME_MS <= created_at < MAX_TIME_MS:
+        detail = f"{detail} [kafka timestamp {created_at!r}]"
+        fallback = int(time.time() * 1000) if now_ms is None else now_ms
+        created_at = min(max(fallback, MIN_TIME_MS), MAX_TIME_MS - 1)
     return {
         "dead_letter_id": str(
             uuid.uuid5(_DEAD_LETTER_NS, f"{msg.topic}:{msg.partition}:{msg.offset}")
         ),
         "reason": err.reason,
-        "detail": err.detail[:1000],
+        "detail": detail[:1000],
         "source_topic": msg.topic,
         "source_partition": msg.partition,
         "source_offset": msg.offset,
         "original": msg.value if msg.value is not None else b"",
-        "created_at": msg.timestamp,
+        "created_at": created_at,
     }
 
 
@@ -125,6 +137,11 @@ class EventProcessor:
             t.temperature_readings: "TemperatureReading",
             t.health_reports: "HealthReport",
         }
+        self._kind_of = {
+            t.gate_scans: SCAN,
+            t.temperature_readings: READING,
+            t.health_reports: REPORT,
+        }
         self._budget = DeadLetterBudget(settings.dlq_max_ratio, settings.dlq_min_sample)
 
     @property
@@ -132,70 +149,66 @@ class EventProcessor:
         return list(self._record_of)
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
+        """One poll: scans, readings and reports merged in one event-time order and run
+        through the rules in one call (a reading a few minutes older than a scan of the same
+        poll is not late because of it)."""
         result = BatchResult(events=len(messages))
         t = self._topics
-        decoded, dead = self._decode(messages)
+        decoded, items, dead = self._decode(messages)
         for topic, events in decoded.items():
             if events:
                 self._metrics.events_in.labels(topic=topic).inc(len(events))
         self._budget.record(len(messages), len(dead))
         self._add_dead_letters(result, dead)
-
-        scans = decoded[t.gate_scans]
-        if scans:
-            out = self._engine.on_scans(scans)
+        if items:
+            out = self._engine.on_events(items)
             self._emit(result, out.decisions, out.alerts, out.late)
-            redact = {
-                d["event_id"] for d in out.decisions if "FACE_CONSENT_MISSING" in d["reasons"]
-            }
-            result.add_rows(
-                "gate_scans", [_redacted(s) if s["event_id"] in redact else s for s in scans]
-            )
-        readings = decoded[t.temperature_readings]
-        if readings:
-            out = self._engine.on_readings(readings)
-            self._emit(result, out.decisions, out.alerts, out.late)
-            result.add_rows("temperature_readings", readings)
-        reports = decoded[t.health_reports]
-        if reports:
-            out = self._engine.on_reports(reports)
-            self._emit(result, out.decisions, out.alerts, out.late)
-            result.add_rows("health_reports", reports)
+            scans = decoded[t.gate_scans]
+            if scans:
+                redact = {
+                    d["event_id"] for d in out.decisions if "FACE_CONSENT_MISSING" in d["reasons"]
+                }
+                result.add_rows(
+                    "gate_scans", [_redacted(s) if s["event_id"] in redact else s for s in scans]
+                )
+            result.add_rows("temperature_readings", decoded[t.temperature_readings])
+            result.add_rows("health_reports", decoded[t.health_reports])
         self._metrics.batch_events.observe(len(messages))
         return result
 
     def _decode(
         self, messages: Sequence[Message]
-    ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-        """Events per topic in event-time order, and dead letters for what does not decode.
-        A poll interleaves partitions arbitrarily; the rules see each batch in event-time order
-        so a replay in different chunks reaches the same decisions."""
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[Item], list[dict[str, Any]]]:
+        """Events per topic (for the rows), all events merged in event-time order for the
+        rules (with their Kafka timestamps), and dead letters for what does not decode. A poll
+        interleaves partitions and topics arbitrarily; the rules see one order."""
         decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self._record_of}
+        items: list[Item] = []
         dead: list[dict[str, Any]] = []
         decode = self._codec.decode
+        kind_of = self._kind_of
         for msg in messages:
             try:
                 if msg.value is None:
                     raise InvalidEvent(
                         "empty", "message has no value (tombstone on an event topic)"
                     )
-                decoded[msg.topic].append(decode(self._record_of[msg.topic], msg.value))
+                event = decode(self._record_of[msg.topic], msg.value)
             except InvalidEvent as err:
                 dead.append(dead_letter(msg, err))
-        for events in decoded.values():
-            events.sort(key=_event_time)
-        return decoded, dead
+                continue
+            decoded[msg.topic].append(event)
+            items.append((kind_of[msg.topic], event, msg.timestamp))
+        items.sort(key=self._engine.sort_key)
+        return decoded, items, dead
 
     def warm_up(self, messages: Sequence[Message]) -> int:
         """Feed already-committed events to the rules to rebuild window state (entry counts,
         pending rechecks, report history) after a restart or rebalance. Outputs are discarded:
         they were produced when the events were first processed. Returns events applied."""
-        t = self._topics
-        decoded, _ = self._decode(messages)  # bad ones were dead-lettered the first time round
-        self._engine.on_scans(decoded[t.gate_scans])
-        self._engine.on_readings(decoded[t.temperature_readings])
-        self._engine.on_reports(decoded[t.health_reports])
-        return sum(len(events) for events in decoded.values())
+        _, items, _ = self._decode(messages)  # bad ones were dead-lettered the first time round
+        self._engine.on_events(items)
+        return len(items)
 
     def tick(self, now_ms: int) -> BatchResult:
         """Timer-driven rules (overdue reports, silent devices, rechecks that never came)."""
@@ -279,10 +292,6 @@ def _encode_output_failed(record_name: str, record: dict[str, Any], err: Invalid
         err,
         record.get("event_id") or record.get("alert_id"),
     )
-
-
-def _event_time(event: dict[str, Any]) -> int:
-    return int(event["event_time"])
 
 
 def _redacted(scan: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,10 @@ class Runtime:
         self.codec = Codec()
         self._owns_writer = writer is None
         self.writer = writer or open_writer(settings.clickhouse_url)
-        self.engine = RuleEngine(allowed_lateness_s=settings.allowed_lateness_s)
+        self.engine = RuleEngine(
+            allowed_lateness_s=settings.allowed_lateness_s,
+            max_clock_skew_s=settings.max_clock_skew_s,
+        )
         self.store = ReferenceStore(
             settings, self.codec, self.metrics, on_update=self._on_reference
         )

@@ -25,7 +25,12 @@ from sinks.reports.sqltime import epoch_ms_expr, local_day_bounds
 
 log = logging.getLogger(__name__)
 
-DEVICE_ALERTS = ("DEVICE_SILENT", "DEVICE_DRIFT", "TEMPERATURE_IMPLAUSIBLE")
+DEVICE_ALERTS = (
+    "DEVICE_SILENT",
+    "DEVICE_DRIFT",
+    "DEVICE_CLOCK_SKEW",
+    "TEMPERATURE_IMPLAUSIBLE",
+)
 ADMITTED = ("ALLOW", "WARN")
 ALERT_LIMIT = 500
 

@@ -26,6 +26,12 @@ class Metrics(NamedTuple):
     batch_events: Histogram
     decision_lag_seconds: Histogram
     reference_records: Gauge
+    # Defined here for the dashboards and alert rules (infra/grafana, infra/prometheus); the
+    # stages of docs/topology.md set them: the consumer lag per group, the per-gate decision
+    # count (a gate that falls silent), and the dispatcher's failed deliveries.
+    consumer_lag: Gauge
+    gate_decisions_by_gate: Counter
+    dispatch_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -100,6 +106,24 @@ class Metrics(NamedTuple):
                 "fangxian_reference_records",
                 "Reference records held, per kind",
                 ["kind"],
+                registry=reg,
+            ),
+            consumer_lag=Gauge(
+                "fangxian_consumer_lag_messages",
+                "Messages between a consumer group's committed offset and the partition's end",
+                ["group", "topic", "partition"],
+                registry=reg,
+            ),
+            gate_decisions_by_gate=Counter(
+                "fangxian_gate_decisions_by_gate",
+                "Gate decisions, per community and gate",
+                ["community_id", "gate_id"],
+                registry=reg,
+            ),
+            dispatch_failures=Counter(
+                "fangxian_dispatch_failures",
+                "Alert deliveries that failed, per channel and reason",
+                ["channel", "reason"],
                 registry=reg,
             ),
         )

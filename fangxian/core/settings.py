@@ -81,6 +81,9 @@ class Settings:
     console_lookback_s: int = 1800  # live feed starts this far back in alerts / alert.actions
     # event time
     allowed_lateness_s: int = 300
+    # an event stamped further than this after its Kafka timestamp is clamped to it
+    # (DEVICE_CLOCK_SKEW): one device's fast clock must not move its community's time
+    max_clock_skew_s: int = 120
     # window state a worker rebuilds from the topics when it is assigned partitions (entry
     # limits look back 48 h, rechecks and drift minutes, home observation 14 days of reports)
     warmup_scans_s: int = 48 * 3600 + 600

@@ -327,10 +327,10 @@ class _ScenarioPlanner:
             (c, r)
             for c in sim.communities
             for r in c.residents
-            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days + 1
+            if r.status == "HOME_OBSERVATION" and r.observation_start == today - days
         )
         # the earlier days of its period, as a consumer finds them in the retained topic
-        for day in range(today - days + 1, today):
+        for day in range(today - days, today):
             at = sim._local_ms(day, 480 + self.rng.uniform(0, 90))
             self.history.append(
                 sim._health_report(
@@ -344,7 +344,7 @@ class _ScenarioPlanner:
             slot,
             ids,
             subject_id=completing.resident_id,
-            note=f"last day of the period; {days - 1} earlier daily reports come first as history",
+            note=f"the day after the period; its {days} daily reports come first as history",
         )
         deadline_day = sim.local_day(deadline)
         observing = [

@@ -29,8 +29,8 @@ What a day contains (background, rates are per scan unless noted):
 ``ensure_every_alert_type=True`` adds one scripted situation per ``AlertType`` (except OTHER) on
 top, listed in ``CommunitySimulator.scenarios`` with the event ids that should cause it; see
 ``scripted_day()`` for a run that satisfies its time requirements. Two things in that mode are
-not background-like: the run opens with the earlier daily reports of the resident whose
-observation ends today (event times on the preceding days, as a consumer would find them in
+not background-like: the run opens with the daily reports of the resident whose observation
+ended yesterday (event times on the preceding days, as a consumer would find them in
 the retained topic) so OBSERVATION_COMPLETED can be decided, and no face scan without consent
 happens in the scripted community within ``alert_suppression_s`` of the scripted one (the
 rule engine suppresses repeats per device).
@@ -233,8 +233,9 @@ class CommunitySimulator:
             if code not in codes:
                 r.health_code = code
         observing = [r for r in residents if r.status == "HOME_OBSERVATION"]
-        # today is the last day of this one's observation period
-        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"] + 1
+        # yesterday was the last day of this one's observation period (completed once
+        # the period is over, issue 9)
+        observing[0].observation_start = start_day - DEFAULT_RULES["observation_days"]
         return residents
 
     def _build_resident(

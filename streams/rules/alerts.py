@@ -12,11 +12,13 @@ field keeps the pseudonymous token so records can be joined.
 from __future__ import annotations
 
 import uuid
+from bisect import insort
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fangxian.core.privacy import mask_token as mask
 from schemas.labels import DECISION_ZH, SYMPTOM_ZH
+from streams.state.store import KeyedStore
 
 # Alert types (enum AlertType in the contract).
 FEVER_RECHECK = "FEVER_RECHECK"
@@ -39,6 +41,7 @@ SYMPTOMS_REPORTED = "SYMPTOMS_REPORTED"
 FEVER_REPORTED = "FEVER_REPORTED"
 REPORT_OVERDUE = "REPORT_OVERDUE"
 OBSERVATION_COMPLETED = "OBSERVATION_COMPLETED"
+DEVICE_CLOCK_SKEW = "DEVICE_CLOCK_SKEW"
 OTHER = "OTHER"
 
 INFO = "INFO"
@@ -60,6 +63,9 @@ _ZH_LABELS: dict[str, str] = {
     **SYMPTOM_ZH,
     "HOME_OBSERVATION": "居家观察",
     "CENTRALIZED_ISOLATION": "集中隔离",
+    "HOSPITALIZED": "住院",
+    "OUT": "外出",
+    "IN": "进入",
     "PERSON": "个人",
     "HOUSEHOLD": "家庭",
     "RESIDENT": "居民",
@@ -82,6 +88,9 @@ _EN_LABELS: dict[str, str] = {
     "DENY": "deny",
     "HOME_OBSERVATION": "home observation",
     "CENTRALIZED_ISOLATION": "centralized isolation",
+    "HOSPITALIZED": "hospital care",
+    "OUT": "go out",
+    "IN": "come in",
     "PERSON": "person",
     "HOUSEHOLD": "household",
     "unknown_pass": "does not exist",
@@ -150,9 +159,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{action_en}. Verify their travel history.",
     ),
     QUARANTINE_BREACH: (
-        "【违反隔离】门岗 {gate} {status_zh}中的居民 {subject} 试图外出，已拦截，请立即处置。",
-        "[Quarantine breach] Gate {gate} resident {subject} under {status_en} tried to go out "
-        "and was stopped; act now.",
+        "【违反隔离】门岗 {gate} {status_zh}中的居民 {subject} 试图{direction_zh}，"
+        "已拦截，请立即处置。",
+        "[Quarantine breach] Gate {gate} resident {subject} under {status_en} tried to "
+        "{direction_en} and was stopped; act now.",
     ),
     UNKNOWN_SUBJECT: (
         "【身份不明】门岗 {gate} {subject_type_zh} {subject} 未登记，已禁止通行，"
@@ -208,6 +218,13 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "[Observation completed] Resident {subject} finished {observation_days} days of home "
         "observation with every day reported and no symptoms; the release certificate can be "
         "issued.",
+    ),
+    DEVICE_CLOCK_SKEW: (
+        "【设备时钟超前】门岗 {gate} 设备 {device} 的事件时间比到达时间快 {ahead_s} 秒"
+        "（允许 {max_skew_s} 秒），已按到达时间处理，请校准设备时钟与时区。",
+        "[Device clock ahead] Gate {gate} device {device} stamps events {ahead_s} s ahead of "
+        "their arrival (allowed {max_skew_s} s); processed at arrival time. Set the device's "
+        "clock and time zone.",
     ),
     OTHER: ("【提示】{detail}", "[Notice] {detail}"),
 }
@@ -278,31 +295,64 @@ def build_alert(
 class AlertSuppressor:
     """The same alert type for the same subject (or device) is not repeated within a window.
 
-    Keyed by (alert type, community, subject-or-device); compares event times, so an out-of-order
-    alert close to an emitted one is suppressed too.
+    Event time is cut into fixed buckets of the suppression window per (alert type, community,
+    subject-or-device): the first alert of a bucket is admitted, the rest of the bucket is
+    suppressed. The admitted set is therefore the same whatever order the events arrive in, and
+    the alert's id is derived from the bucket (``bucket_cause``), so whichever event of a bucket
+    arrives first, the alert has the same id. At most two alerts fall within one window (one at
+    each side of a bucket boundary).
+
+    The admitted buckets live in a ``KeyedStore`` (key ``community|type|key``, value the sorted
+    admitted bucket numbers), so they are changelogged and restored with the partition.
     """
 
-    __slots__ = ("_last",)
+    __slots__ = ("store",)
 
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str], int] = {}
+    def __init__(self, store: KeyedStore[list[int]] | None = None) -> None:
+        self.store: KeyedStore[list[int]] = KeyedStore("suppress") if store is None else store
+
+    @staticmethod
+    def bucket(t: int, window_ms: int) -> int:
+        """Start (ms) of the suppression bucket holding ``t``."""
+        return t - t % window_ms if window_ms > 0 else t
 
     def admit(self, alert_type: str, community_id: str, key: str, t: int, window_ms: int) -> bool:
         """True if the alert may be emitted (and is remembered); False if suppressed."""
-        k = (alert_type, community_id, key)
-        last = self._last.get(k)
-        if last is not None and abs(t - last) < window_ms:
+        if window_ms <= 0:
+            return True
+        k = community_id + "|" + alert_type + "|" + key
+        b = t - t % window_ms
+        store = self.store
+        admitted = store.get(k)
+        if admitted is None:
+            store[k] = [b]
+            return True
+        if b in admitted:
             return False
-        if last is None or t > last:
-            self._last[k] = t
+        insort(admitted, b)
+        store.touch(k)
         return True
 
     def expire(self, horizon_ms: Mapping[str, int]) -> int:
-        """Forget entries older than the community's horizon; returns how many were dropped."""
-        stale = [k for k, t in self._last.items() if t < horizon_ms.get(k[1], 0)]
-        for k in stale:
-            del self._last[k]
-        return len(stale)
+        """Forget buckets that start before the community's horizon; returns how many."""
+        dropped = 0
+        store = self.store
+        for k, admitted in store.items():
+            horizon = horizon_ms.get(k.partition("|")[0], 0)
+            if admitted[0] >= horizon:
+                continue
+            keep = [b for b in admitted if b >= horizon]
+            dropped += len(admitted) - len(keep)
+            if keep:
+                store[k] = keep
+            else:
+                del store[k]
+        return dropped
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self.store)
+
+
+def bucket_cause(community_id: str, key: str, bucket: int) -> str:
+    """The cause (for ``alert_id``) of a suppressible alert: its suppression bucket."""
+    return f"{community_id}|{key}|{bucket}"

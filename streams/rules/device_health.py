@@ -1,7 +1,11 @@
 """Device health: silent devices and drifting thermometers.
 
 * Silent: a device that was sending (readings or scans) and has sent nothing for longer than
-  ``device_silent_s`` — reported once per silence episode; the next event from it ends the episode.
+  ``device_silent_s`` — reported once per silence episode, i.e. per gap longer than that between
+  two of its events in event time (or after its last one). A gap is judged only once it is final
+  (``newly_silent(until, …)``: every event before ``until`` has arrived), so the episodes, and
+  their ids (device and the event time the gap starts at), do not depend on how events were
+  batched or ordered.
 * Drift: over a sliding event-time window of ``drift_window_s``, a device whose mean differs from
   the community's other devices by more than ``drift_margin_c``. The device's own mean includes
   implausible readings (an infrared gun reading 33 °C in the cold is the drift we look for); the
@@ -12,12 +16,23 @@
   the median of all devices (itself included): one drifting device then cannot make its healthy
   neighbours look drifted, even with only three devices.  Checked at most once per
   ``CHECK_EVERY_MS`` of event time per device, so the hot path stays O(1) per reading.
+
+* A device is *watched* for silence only once it is established: a fixed gate device (scanner or
+  infrared gate) that has sent at two different times. A one-off device id (a typo, a test
+  device, a forged id) is never reported silent; it is forgotten after the forget horizon.
+
+State: one ``KeyedStore`` (``devices``) shared by every community's ``CommunityDevices``; key
+``community|device``; value the device with its readings in the drift window.
 """
 
 from __future__ import annotations
 
+import json
+from bisect import bisect_left
 from collections import deque
 from typing import NamedTuple
+
+from streams.state.store import KeyedStore
 
 MIN_READINGS = 5
 MIN_OTHER_DEVICES = 2
@@ -25,19 +40,22 @@ CHECK_EVERY_MS = 10_000
 
 
 class DeviceState:
-    """What the engine knows about one device."""
+    """What the engine knows about one device, with its readings in the drift window."""
 
     __slots__ = (
+        "alerted",
         "all_n",
         "all_sum",
         "community_id",
         "device_id",
+        "first_seen",
         "gate_id",
         "last_seen",
         "next_check",
         "ok_n",
         "ok_sum",
-        "silent",
+        "samples",
+        "times",
         "watched",
     )
 
@@ -45,16 +63,69 @@ class DeviceState:
         self.community_id = community_id
         self.device_id = device_id
         self.gate_id = gate_id
+        self.first_seen = last_seen
         self.last_seen = last_seen
-        self.silent = False
+        self.times: list[int] = [last_seen]  # its recent event times, sorted
+        self.alerted: list[int] = []  # starts of the silence gaps already reported
         # fixed gate devices are expected to keep sending; a handheld gun or a contact
         # thermometer is used on demand (rechecks), so its silence means nothing
         self.watched = False
-        self.all_sum = 0.0
+        # sums in hundredths of a degree (ints): exact whatever the order of adds and removes,
+        # so a device restored from the changelog decides like the one that saw every reading
+        self.all_sum = 0
         self.all_n = 0
-        self.ok_sum = 0.0
+        self.ok_sum = 0
         self.ok_n = 0
         self.next_check = 0
+        self.samples: deque[tuple[int, float, bool]] = deque()
+
+    @property
+    def established(self) -> bool:
+        """Sent at two different times (a one-off id is not a device to watch)."""
+        return self.last_seen > self.first_seen
+
+
+def encode_device(dev: DeviceState) -> bytes:
+    return json.dumps(
+        [
+            dev.community_id,
+            dev.device_id,
+            dev.gate_id,
+            dev.first_seen,
+            dev.last_seen,
+            dev.times,
+            dev.alerted,
+            dev.watched,
+            dev.next_check,
+            [[t, c, p] for t, c, p in dev.samples],
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
+def decode_device(raw: bytes) -> DeviceState:
+    cid, device_id, gate_id, first, last, times, alerted, watched, next_check, samples = json.loads(
+        raw
+    )
+    dev = DeviceState(cid, device_id, gate_id, last)
+    dev.first_seen = first
+    dev.times = times
+    dev.alerted = alerted
+    dev.watched = watched
+    dev.next_check = next_check
+    for t, c, p in samples:
+        dev.samples.append((t, c, p))
+        dev.all_sum += _centi(c)
+        dev.all_n += 1
+        if p:
+            dev.ok_sum += _centi(c)
+            dev.ok_n += 1
+    return dev
+
+
+def device_store() -> KeyedStore[DeviceState]:
+    return KeyedStore("devices", encode=encode_device, decode=decode_device)
 
 
 class Drift(NamedTuple):
@@ -68,14 +139,22 @@ class Drift(NamedTuple):
 class CommunityDevices:
     """The devices of one community and the drift window over their readings."""
 
-    __slots__ = ("_samples", "devices", "ok_devices", "ok_n", "ok_sum")
+    __slots__ = ("_prefix", "_store", "devices")
 
-    def __init__(self) -> None:
-        self.devices: dict[str, DeviceState] = {}
-        self._samples: deque[tuple[int, DeviceState, float, bool]] = deque()
-        self.ok_sum = 0.0
-        self.ok_n = 0
-        self.ok_devices = 0  # devices with at least one plausible reading in the window
+    def __init__(self, store: KeyedStore[DeviceState] | None = None, prefix: str = "") -> None:
+        self._store: KeyedStore[DeviceState] = device_store() if store is None else store
+        self._prefix = prefix
+        self.devices: dict[str, DeviceState] = {}  # the store's values of this community
+
+    def restored(self, device_id: str) -> None:
+        dev = self._store.get(self._prefix + device_id)
+        if dev is None:
+            self.devices.pop(device_id, None)
+        else:
+            self.devices[device_id] = dev
+
+    def touch(self, dev: DeviceState) -> None:
+        self._store.touch(self._prefix + dev.device_id)
 
     def seen(self, community_id: str, device_id: str, gate_id: str, t: int) -> DeviceState:
         """Record activity of a device at event time ``t``; ends a silence episode."""
@@ -83,61 +162,74 @@ class CommunityDevices:
         if dev is None:
             dev = DeviceState(community_id, device_id, gate_id, t)
             self.devices[device_id] = dev
-        elif t > dev.last_seen:
-            dev.last_seen = t
-            dev.silent = False
+            self._store[self._prefix + device_id] = dev
+        else:
+            times = dev.times
+            if t > dev.last_seen:
+                dev.last_seen = t
+                times.append(t)
+            else:
+                if t < dev.first_seen:
+                    dev.first_seen = t
+                i = bisect_left(times, t)
+                if i == len(times) or times[i] != t:
+                    times.insert(i, t)
+            self._store.touch(self._prefix + device_id)
         return dev
+
+    @property
+    def ok_n(self) -> int:
+        return sum(d.ok_n for d in self.devices.values())
+
+    @property
+    def ok_devices(self) -> int:
+        return sum(1 for d in self.devices.values() if d.ok_n)
 
     def add_sample(
         self, dev: DeviceState, t: int, temperature_c: float, plausible: bool, horizon: int
     ) -> None:
         """Add a reading to the drift window; samples at or before ``horizon`` leave it."""
-        if self._samples and self._samples[0][0] <= horizon:
-            self.expire(horizon)
+        samples = dev.samples
+        if samples and samples[0][0] <= horizon:
+            _expire_device(dev, horizon)
         if t <= horizon:
             return
-        self._samples.append((t, dev, temperature_c, plausible))
-        dev.all_sum += temperature_c
+        if samples and t < samples[-1][0]:
+            samples.append((t, temperature_c, plausible))
+            ordered = sorted(samples, key=lambda s: s[0])
+            samples.clear()
+            samples.extend(ordered)
+        else:
+            samples.append((t, temperature_c, plausible))
+        centi = _centi(temperature_c)
+        dev.all_sum += centi
         dev.all_n += 1
         if plausible:
-            if dev.ok_n == 0:
-                self.ok_devices += 1
-            dev.ok_sum += temperature_c
+            dev.ok_sum += centi
             dev.ok_n += 1
-            self.ok_sum += temperature_c
-            self.ok_n += 1
+        self._store.touch(self._prefix + dev.device_id)
 
     def expire(self, horizon: int) -> None:
-        samples = self._samples
-        while samples and samples[0][0] <= horizon:
-            _, dev, temperature_c, plausible = samples.popleft()
-            dev.all_sum -= temperature_c
-            dev.all_n -= 1
-            if dev.all_n == 0:
-                dev.all_sum = 0.0  # no float residue from add/subtract
-            if plausible:
-                dev.ok_sum -= temperature_c
-                dev.ok_n -= 1
-                self.ok_sum -= temperature_c
-                self.ok_n -= 1
-                if dev.ok_n == 0:
-                    dev.ok_sum = 0.0
-                    self.ok_devices -= 1
-                if self.ok_n == 0:
-                    self.ok_sum = 0.0
+        for dev in self.devices.values():
+            if dev.samples and dev.samples[0][0] <= horizon:
+                _expire_device(dev, horizon)
+                self._store.touch(self._prefix + dev.device_id)
 
-    def drift(self, dev: DeviceState, margin_c: float) -> Drift | None:
-        """The device's drift against the others if it exceeds ``margin_c`` with enough data."""
+    def drift(self, dev: DeviceState, margin_c: float, horizon: int | None = None) -> Drift | None:
+        """The device's drift against the others if it exceeds ``margin_c`` with enough data
+        (``horizon``: first let the other devices' samples at or before it leave the window)."""
         if dev.all_n < MIN_READINGS:
             return None
+        if horizon is not None:
+            self.expire(horizon)
         others = sorted(
-            d.ok_sum / d.ok_n
+            d.ok_sum / d.ok_n / 100
             for d in self.devices.values()
             if d is not dev and d.ok_n >= MIN_READINGS
         )
         if len(others) < MIN_OTHER_DEVICES:
             return None
-        mean = dev.all_sum / dev.all_n
+        mean = dev.all_sum / dev.all_n / 100
         baseline = _median(others)
         if abs(mean - baseline) <= margin_c:
             return None
@@ -152,13 +244,35 @@ class CommunityDevices:
         dev.next_check = t + CHECK_EVERY_MS
         return True
 
-    def newly_silent(self, now_ms: int, silent_ms: int) -> list[DeviceState]:
-        """Devices quiet for more than ``silent_ms`` at ``now_ms`` not yet reported; marks them."""
-        found: list[DeviceState] = []
+    def newly_silent(self, until_ms: int, silent_ms: int) -> list[tuple[DeviceState, int]]:
+        """Silence episodes of established watched devices that are final at ``until_ms`` (every
+        event before it has arrived) and not yet reported: (device, start of the gap) — a gap
+        longer than ``silent_ms`` between two of its events, or from its last event to
+        ``until_ms``. Marks them reported and forgets event times no gap can start at."""
+        found: list[tuple[DeviceState, int]] = []
+        cutoff = until_ms - silent_ms
         for dev in self.devices.values():
-            if dev.watched and not dev.silent and now_ms - dev.last_seen > silent_ms:
-                dev.silent = True
-                found.append(dev)
+            times = dev.times
+            if not dev.watched or not times or times[0] >= cutoff:
+                continue
+            changed = False
+            for i, a in enumerate(times):
+                if a >= cutoff:
+                    break
+                b = times[i + 1] if i + 1 < len(times) else until_ms
+                if min(b, until_ms) - a > silent_ms and a > dev.first_seen and a not in dev.alerted:
+                    dev.alerted.append(a)
+                    found.append((dev, a))
+                    changed = True
+            keep = bisect_left(times, cutoff) - 1  # the last time before the cutoff stays
+            if keep > 0:
+                del times[:keep]
+                changed = True
+            if dev.alerted and dev.alerted[0] < times[0]:
+                dev.alerted = [a for a in dev.alerted if a >= times[0]]
+                changed = True
+            if changed:
+                self._store.touch(self._prefix + dev.device_id)
         return found
 
     def forget(self, before_ms: int) -> int:
@@ -168,7 +282,28 @@ class CommunityDevices:
         ]
         for d in stale:
             del self.devices[d]
+            self._store.pop(self._prefix + d)
         return len(stale)
+
+
+def _expire_device(dev: DeviceState, horizon: int) -> None:
+    samples = dev.samples
+    while samples and samples[0][0] <= horizon:
+        _, temperature_c, plausible = samples.popleft()
+        centi = _centi(temperature_c)
+        dev.all_sum -= centi
+        dev.all_n -= 1
+        if plausible:
+            dev.ok_sum -= centi
+            dev.ok_n -= 1
+    if dev.all_n == 0:
+        dev.all_sum = 0
+    if dev.ok_n == 0:
+        dev.ok_sum = 0
+
+
+def _centi(temperature_c: float) -> int:
+    return int(temperature_c * 100 + 0.5)
 
 
 def _median(values: list[float]) -> float:

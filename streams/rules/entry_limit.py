@@ -9,12 +9,13 @@ let through are recorded: a denied pass does not use the quota.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping
 
 from streams.rules.alerts import ENTRY_LIMIT_EXCEEDED, WARNING
 from streams.rules.config import CommunityRules
 from streams.rules.gate_access import Finding
+from streams.state.store import KeyedStore
 
 
 def direction_limited(direction: str, limit_direction: str) -> bool:
@@ -54,72 +55,107 @@ def check_entry_limit(passes_in_window: int, rules: CommunityRules, scope: str) 
     )
 
 
+def _key(parts: tuple[str, ...]) -> str:
+    return "|".join(parts)
+
+
 class ExitQuota:
-    """Pass times per (community, scope, id), sorted, for sliding-window counts."""
+    """Pass times per (community, scope, id), sorted, for sliding-window counts.
 
-    __slots__ = ("_passes",)
+    Counts look both ways in event time: a pass recorded *after* ``t`` (it arrived first, out of
+    order) and within the window counts against the pass at ``t`` too, so two exits of a
+    one-per-48-h household are never both allowed, whichever arrives first (issue 9, defect 4).
+    Data in a ``KeyedStore`` (key ``community|scope|id``, value the sorted pass times).
+    """
 
-    def __init__(self) -> None:
-        self._passes: dict[tuple[str, str, str], list[int]] = {}
+    __slots__ = ("store",)
+
+    def __init__(self, store: KeyedStore[list[int]] | None = None) -> None:
+        self.store: KeyedStore[list[int]] = KeyedStore("quota") if store is None else store
 
     def count(self, key: tuple[str, str, str], t: int, window_ms: int) -> int:
-        """Passes recorded in the window (t - window, t]."""
-        times = self._passes.get(key)
+        """Passes recorded within the window around ``t``: (t - window, t + window)."""
+        times = self.store.get(_key(key))
         if not times:
             return 0
-        return bisect_right(times, t) - bisect_right(times, t - window_ms)
+        return bisect_left(times, t + window_ms) - bisect_right(times, t - window_ms)
 
     def record(self, key: tuple[str, str, str], t: int) -> None:
-        times = self._passes.get(key)
+        k = _key(key)
+        store = self.store
+        times = store.get(k)
         if times is None:
-            self._passes[key] = [t]
-        elif t >= times[-1]:
+            store[k] = [t]
+            return
+        if t >= times[-1]:
             times.append(t)
         else:
             insort(times, t)
+        store.touch(k)
 
     def expire(self, horizon_ms: Mapping[str, int], keep_ms: Mapping[str, int]) -> int:
         """Drop passes older than the community's horizon minus its window."""
         dropped = 0
-        for key in list(self._passes):
-            cutoff = horizon_ms.get(key[0], 0) - keep_ms.get(key[0], 0)
-            times = self._passes[key]
+        store = self.store
+        for k, times in store.items():
+            cid = k.partition("|")[0]
+            cutoff = horizon_ms.get(cid, 0) - keep_ms.get(cid, 0)
             i = bisect_right(times, cutoff)
             if i:
                 dropped += i
                 if i == len(times):
-                    del self._passes[key]
+                    del store[k]
                 else:
                     del times[:i]
+                    store.touch(k)
         return dropped
 
     def __len__(self) -> int:
-        return len(self._passes)
+        return len(self.store)
 
 
 class PassDeduper:
-    """Last counted pass per (community, subject, gate, direction): a scan within the dedupe
-    window after it is the same pass, not a new one."""
+    """Counted passes per (community, subject, gate, direction): a scan within the dedupe window
+    of one of them (before or after it in event time) is the same pass, not a new one.
+    Data in a ``KeyedStore`` (key ``community|subject|gate|direction``, value sorted times)."""
 
-    __slots__ = ("_last",)
+    __slots__ = ("store",)
 
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str, str], int] = {}
+    def __init__(self, store: KeyedStore[list[int]] | None = None) -> None:
+        self.store: KeyedStore[list[int]] = KeyedStore("dedupe") if store is None else store
 
     def is_repeat(self, key: tuple[str, str, str, str], t: int, window_ms: int) -> bool:
-        last = self._last.get(key)
-        return last is not None and abs(t - last) <= window_ms
+        times = self.store.get(_key(key))
+        if not times:
+            return False
+        i = bisect_left(times, t - window_ms)
+        return i < len(times) and times[i] <= t + window_ms
 
     def record(self, key: tuple[str, str, str, str], t: int) -> None:
-        last = self._last.get(key)
-        if last is None or t > last:
-            self._last[key] = t
+        k = _key(key)
+        store = self.store
+        times = store.get(k)
+        if times is None:
+            store[k] = [t]
+            return
+        if t >= times[-1]:
+            times.append(t)
+        else:
+            insort(times, t)
+        store.touch(k)
 
     def expire(self, horizon_ms: Mapping[str, int]) -> int:
-        stale = [k for k, t in self._last.items() if t < horizon_ms.get(k[0], 0)]
-        for k in stale:
-            del self._last[k]
-        return len(stale)
+        dropped = 0
+        store = self.store
+        for k, times in store.items():
+            horizon = horizon_ms.get(k.partition("|")[0], 0)
+            if times[-1] < horizon:
+                dropped += 1
+                del store[k]
+            elif times[0] < horizon:
+                del times[: bisect_left(times, horizon)]
+                store.touch(k)
+        return dropped
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self.store)

@@ -7,7 +7,10 @@ Subject rules by ``subject_type``:
 * RESIDENT: the resident must be registered in this community (else UNKNOWN_SUBJECT); one under
   HOME_OBSERVATION or CENTRALIZED_ISOLATION scanning OUT is a QUARANTINE_BREACH.
 * STAFF: looked up in the resident register (staff are registered like residents, possibly
-  for another community); unknown → UNKNOWN_SUBJECT.
+  for another community); unknown → UNKNOWN_SUBJECT; under observation or isolation they are
+  stopped going out like any resident.
+* HOSPITALIZED (resident or staff record): stopped in both directions (QUARANTINE_BREACH) — the
+  holder should be in hospital, so staff check who is at the gate.
 * VISITOR: ``subject_id`` is the pass_id. Unknown, revoked or other-community passes are invalid in
   both directions; not-yet-valid, expired and used-up passes only stop entries (IN) — a visitor
   whose pass ran out is let out.
@@ -104,13 +107,29 @@ def check_unknown_type() -> Finding:
     return _unknown("UNKNOWN")
 
 
-def check_quarantine(direction: str, resident: Record | None) -> Finding | None:
-    """A resident under home observation or centralized isolation must not go out."""
-    if direction != "OUT" or resident is None:
+def check_quarantine(
+    direction: str, resident: Record | None, observation_over: bool = False
+) -> Finding | None:
+    """A resident (or staff member) under home observation or centralized isolation must not go
+    out; once a home observation's period is over and it was completed clean
+    (``observation_over``), the register is only late, and the pass is not stopped. A
+    HOSPITALIZED person's code at the gate, either way, is someone else's use of it or a
+    discharge the register does not know: stopped for a check in person."""
+    if resident is None:
         return None
     status = resident.get("status")
+    if status == "HOSPITALIZED":
+        return Finding(
+            DENY, QUARANTINE_BREACH, CRITICAL, {"status": "HOSPITALIZED", "direction": direction}
+        )
+    if direction != "OUT":
+        return None
     if status in QUARANTINE_STATUSES:
-        return Finding(DENY, QUARANTINE_BREACH, CRITICAL, {"status": str(status)})
+        if observation_over and status == "HOME_OBSERVATION":
+            return None
+        return Finding(
+            DENY, QUARANTINE_BREACH, CRITICAL, {"status": str(status), "direction": direction}
+        )
     return None
 
 

@@ -16,6 +16,7 @@ observation period without symptoms or fever gets OBSERVATION_COMPLETED once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from streams.rules.alerts import CRITICAL, INFO, WARNING
@@ -70,30 +71,60 @@ def is_overdue(
 
 
 class ObservationLog:
-    """Reports of one resident under observation."""
+    """Reports of one resident under observation. ``doubtful`` days had only reports with an
+    implausible temperature (44.5 °C typed by hand): reported, but not a clean day."""
 
-    __slots__ = ("completed", "overdue_alerted", "reported", "unclean")
+    __slots__ = ("clean_days", "completed", "overdue_alerted", "reported", "unclean")
 
     def __init__(self) -> None:
         self.reported: set[int] = set()
+        self.clean_days: set[int] = set()
         self.overdue_alerted: set[int] = set()
         self.unclean = False  # any report in the period with symptoms or fever
         self.completed = False
 
-    def record(self, day: int, clean: bool, start_day: int | None, days: int) -> None:
+    def record(
+        self, day: int, clean: bool, start_day: int | None, days: int, plausible: bool = True
+    ) -> None:
         period = observation_days(start_day, days)
         if period is not None and day not in period:
             return
         self.reported.add(day)
         if not clean:
             self.unclean = True
+        elif plausible:
+            self.clean_days.add(day)
 
     def is_complete(self, start_day: int | None, days: int, today: int | None = None) -> bool:
-        """Every day of the period reported, none with symptoms; with ``today``, also the last
-        day of the period has come."""
+        """Every day of the period reported clean, none with symptoms; with ``today``, also the
+        last day of the period is over (``today`` is after it)."""
         period = observation_days(start_day, days)
         if period is None or self.unclean or days <= 0:
             return False
-        if today is not None and today < period[-1]:
+        if today is not None and today <= period[-1]:
             return False
-        return all(d in self.reported for d in period)
+        return all(d in self.clean_days for d in period)
+
+
+def encode_log(log: ObservationLog) -> bytes:
+    return json.dumps(
+        [
+            sorted(log.reported),
+            sorted(log.clean_days),
+            sorted(log.overdue_alerted),
+            log.unclean,
+            log.completed,
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_log(raw: bytes) -> ObservationLog:
+    reported, clean, overdue, unclean, completed = json.loads(raw)
+    log = ObservationLog()
+    log.reported = set(reported)
+    log.clean_days = set(clean)
+    log.overdue_alerted = set(overdue)
+    log.unclean = unclean
+    log.completed = completed
+    return log

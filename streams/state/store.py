@@ -61,6 +61,11 @@ class KeyedStore(Generic[V]):
     def get(self, key: str, default: V | None = None) -> V | None:
         return self._data.get(key, default)
 
+    def getter(self) -> Callable[[str], V | None]:
+        """A fast lookup (``dict.get`` of the data) for hot paths; stays valid for the store's
+        life (restore and clear keep the same dict)."""
+        return self._data.get
+
     def __getitem__(self, key: str) -> V:
         return self._data[key]
 

@@ -452,21 +452,26 @@ def test_injected_rules_mapping_is_reread_per_batch() -> None:
         ),
         pytest.param(
             [[reading("b", 200 * S, 36.5)], [reading("a", 100 * S, 38.0)]],
-            ["FEVER_CLEARED"],
-            id="out-of-order low reading does not confirm",
+            ["FEVER_RECHECK", "FEVER_CLEARED"],
+            id="out-of-order low reading clears; the gate's recheck request is still raised",
         ),
         pytest.param(
-            [[reading("a", 0, 38.0)], [reading("b", 400 * S, 38.0)]],
-            ["FEVER_RECHECK", "FEVER_RECHECK_MISSED"],
-            id="recheck after the window is missed and starts over (suppressed)",
+            [
+                [reading("a", 0, 38.0)],
+                [reading("b", 400 * S, 38.0)],
+                [reading("x", 601 * S, 36.5, "other")],
+            ],
+            ["FEVER_RECHECK", "FEVER_RECHECK", "FEVER_RECHECK_MISSED"],
+            id="reading after the window opens a new recheck; the first is missed once event "
+            "time passes its window plus the lateness",
         ),
         pytest.param(
             [
                 [reading("a", 0, 38.0), reading("x", 450 * S, 36.5, "other")],
                 [reading("b", 200 * S, 38.2)],
             ],
-            ["FEVER_RECHECK", "FEVER_RECHECK_MISSED", "FEVER_CONFIRMED"],
-            id="recheck within lateness still confirms after the window closed",
+            ["FEVER_RECHECK", "FEVER_CONFIRMED"],
+            id="recheck within lateness confirms: the window is not closed before it could come",
         ),
         pytest.param(
             [[reading("a", 0, 33.0)], [reading("b", MIN, 38.0)]],
@@ -474,9 +479,23 @@ def test_injected_rules_mapping_is_reread_per_batch() -> None:
             id="implausible reading is never a fever",
         ),
         pytest.param(
-            [[reading("a", 0, 38.0, None)], [reading("b", MIN, 38.3, None)]],
-            ["FEVER_RECHECK", "FEVER_CONFIRMED"],
-            id="without subject the same device rechecks",
+            [
+                [reading("a", 0, 38.0, None)],
+                [reading("b", MIN, 38.3, None)],
+                [reading("x", 7 * MIN, 36.5, "other")],
+            ],
+            ["FEVER_RECHECK", "FEVER_RECHECK"],
+            id="without subject two readings of a gate are two people: two recheck requests "
+            "(raised once the scan of their instant can no longer arrive)",
+        ),
+        pytest.param(
+            [
+                [reading("a", 0, 38.0, None)],
+                [reading("b", MIN, 36.5, None)],
+                [reading("x", 7 * MIN, 36.5, "other")],
+            ],
+            ["FEVER_RECHECK"],
+            id="without subject the next person's normal reading clears nobody",
         ),
         pytest.param(
             [[reading("a", 0, 38.0)], [reading("a", 0, 38.0)]],
@@ -514,10 +533,11 @@ def test_missed_recheck_fires_on_tick_with_no_traffic() -> None:
     e = engine()
     e.on_readings([reading("a", 0, 38.0)])
     assert types(e.tick(T0 + 299 * S)) == []
-    out = e.tick(T0 + 301 * S)
+    assert types(e.tick(T0 + 301 * S)) == []  # a recheck may still be on its way (lateness)
+    out = e.tick(T0 + 601 * S)
     assert types(out) == ["FEVER_RECHECK_MISSED"]
     assert out.alerts[0]["event_time"] == T0 + 300 * S
-    assert types(e.tick(T0 + 400 * S)) == []
+    assert types(e.tick(T0 + 700 * S)) == []
 
 
 # ---------------------------------------------------------------- device health
@@ -525,12 +545,13 @@ def test_missed_recheck_fires_on_tick_with_no_traffic() -> None:
 
 def test_silent_device_alerted_once() -> None:
     e = engine()
-    e.on_readings([reading("a", 0, 36.5)])
+    e.on_readings([reading("a0", -30 * S, 36.5), reading("a", 0, 36.5)])
     assert types(e.tick(T0 + 600 * S)) == []
     assert types(e.tick(T0 + 601 * S)) == ["DEVICE_SILENT"]
     assert types(e.tick(T0 + 1200 * S)) == []
     e.on_readings([reading("b", 1300 * S, 36.5)])
-    assert types(e.tick(T0 + 1901 * S)) == ["DEVICE_SILENT"]
+    assert types(e.tick(T0 + 1901 * S)) == []  # the first tick after traffic: event time decides
+    assert types(e.tick(T0 + 1902 * S)) == ["DEVICE_SILENT"]
 
 
 def test_handheld_gun_used_for_rechecks_is_never_silent() -> None:
@@ -611,7 +632,8 @@ def test_observation_completed_once() -> None:
     for d in range(14):
         e.on_reports([report(f"r{d}", OBS_START_DAY + d, _local(d, 8 * 60))])
     assert types(e.on_reports([report("again", OBS_START_DAY + 13, _local(13, 9 * 60))])) == []
-    assert types(e.tick(T0 + _local(14, 8 * 60))) == []
+    assert types(e.tick(T0 + _local(14, 8 * 60))) == ["OBSERVATION_COMPLETED"]  # day 13 is over
+    assert types(e.tick(T0 + _local(14, 9 * 60))) == []
 
 
 @pytest.mark.parametrize(

@@ -70,15 +70,22 @@ def test_drift_window_forgets_old_samples() -> None:
 
 def test_silent_device_alerted_once_per_episode() -> None:
     devices = CommunityDevices()
-    devices.seen("c", "D-01", "G-01", 0).watched = True
+    devices.seen("c", "D-01", "G-01", -MIN).watched = True
+    devices.seen("c", "D-01", "G-01", 0)
     assert devices.newly_silent(10 * MIN, 10 * MIN) == []
-    assert [d.device_id for d in devices.newly_silent(10 * MIN + 1, 10 * MIN)] == ["D-01"]
+    assert [d.device_id for d, _ in devices.newly_silent(10 * MIN + 1, 10 * MIN)] == ["D-01"]
     assert devices.newly_silent(20 * MIN, 10 * MIN) == []
     devices.seen("c", "D-01", "G-01", 21 * MIN)
-    assert [d.device_id for d in devices.newly_silent(32 * MIN, 10 * MIN)] == ["D-01"]
+    assert [d.device_id for d, _ in devices.newly_silent(32 * MIN, 10 * MIN)] == ["D-01"]
 
 
 def test_silence_of_an_on_demand_handheld_is_not_an_alert() -> None:
     devices = CommunityDevices()
     devices.seen("c", "H-01", "G-01", 0)  # not watched: a handheld used for rechecks
+    assert devices.newly_silent(60 * MIN, 10 * MIN) == []
+
+
+def test_a_one_off_device_id_is_never_reported_silent() -> None:
+    devices = CommunityDevices()
+    devices.seen("c", "D-typo", "G-01", 0).watched = True  # sent once, never again
     assert devices.newly_silent(60 * MIN, 10 * MIN) == []

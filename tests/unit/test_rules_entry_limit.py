@@ -25,7 +25,8 @@ KEY = ("c", "HOUSEHOLD", "h1")
         pytest.param([0], H48 - 1, 1, id="pass just inside 48h counts"),
         pytest.param([0], H48, 0, id="pass exactly 48h ago has left the window"),
         pytest.param([0, 10, 20], 30, 3, id="every pass in the window counts"),
-        pytest.param([100], 50, 0, id="later pass does not count for an earlier one"),
+        pytest.param([100], 50, 1, id="later pass in the window counts for an earlier one"),
+        pytest.param([H48 + 60], 50, 0, id="later pass beyond the window does not count"),
         pytest.param([20, 0, 10], 30, 3, id="out-of-order records are sorted"),
     ],
 )

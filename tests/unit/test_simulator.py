@@ -151,7 +151,9 @@ def test_records_validate_against_the_avro_schemas(
 def test_alert_types_are_the_contracts_minus_other() -> None:
     alert = json.loads((AVRO_DIR / "Alert.avsc").read_text("utf-8"))
     (field,) = [f for f in alert["fields"] if f["name"] == "alert_type"]
-    assert set(ALERT_TYPES) == set(field["type"]["symbols"]) - {"OTHER"}
+    # DEVICE_CLOCK_SKEW needs a device clock ahead of the Kafka timestamp, which a simulated
+    # stream produced in real time does not have: the engine tests cover it
+    assert set(ALERT_TYPES) == set(field["type"]["symbols"]) - {"OTHER", "DEVICE_CLOCK_SKEW"}
 
 
 def test_events_are_in_event_time_order(day: list[tuple[str, dict[str, Any]]]) -> None:
@@ -325,7 +327,7 @@ def test_scripted_day_plans_every_alert_type(
     assert times[-1] < start + 16_800_000
     (completed,) = [s for s in run.scenarios if s.alert_type == "OBSERVATION_COMPLETED"]
     history = [(name, e) for name, e in events if e["event_time"] < start]
-    assert len(history) == DEFAULT_RULES["observation_days"] - 1
+    assert len(history) == DEFAULT_RULES["observation_days"]  # the period ended yesterday
     assert {(name, e["resident_id"]) for name, e in history} == {
         ("HealthReport", completed.subject_id)
     }
