@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from playwright import async_api as playwright_api
 
 from fangxian.console.auth import Credentials
 from fangxian.console.server import start_console
@@ -49,8 +49,6 @@ from tests.integration.dispatch_harness import (
     read_actions,
 )
 from tests.integration.pipeline_harness import fresh_example
-
-playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = "/usr/bin/chromium"
 GUARD = "st-east-day"  # of COMMUNITY, in docs/examples/staff-example.csv
@@ -210,10 +208,11 @@ async def seen_at(page: Any, alert_type: str, timeout_s: float) -> dict[str, Any
     raise AssertionError(f"no {alert_type} row within {timeout_s} s")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test-deps)")
 def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
     topics: Settings, chdb_url: str, tmp_path: Path
 ) -> None:
+    # like the services of conftest.py: a missing browser fails the test, it never skips it
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run `make test-deps` (Debian chromium)"
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
