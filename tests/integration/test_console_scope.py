@@ -183,3 +183,14 @@ def test_session_cookie_flags_and_no_session(console: tuple[TestClient, dict[str
         "/login", data={"csrf": "forged", "staff_id": "guard-east", "password": PASSWORD}
     )
     assert refused.status_code == 403  # no double-submit cookie: CSRF on the sign-in form too
+
+
+def test_repeated_wrong_passwords_lock_the_staff_id(
+    console: tuple[TestClient, dict[str, Any]],
+) -> None:
+    client, _ = console
+    assert sign_in(client, "guard-west") == 303  # control: the right password works
+    for _ in range(5):
+        assert sign_in(client, "guard-west", "a wrong password here") == 401
+    assert sign_in(client, "guard-west") == 401  # locked, even with the right one
+    assert sign_in(client, "guard-east") == 303  # another staff id is not locked
