@@ -314,8 +314,15 @@ def run_demo(
         "防线 fangxian — 启动内置 Kafka 兼容代理 starting the embedded broker (Tansu)…", flush=True
     )
     with TansuBroker() as broker:
+        print(
+            f"内置代理仅监听本机、无身份认证 the embedded broker listens on {broker.bootstrap} "
+            "only (loopback), without authentication or ACLs: for this demo, never for "
+            "production (docker-compose.yml runs Kafka with SASL and ACLs)",
+            flush=True,
+        )
         settings = settings.replace(
             kafka_bootstrap=broker.bootstrap,
+            kafka_security_protocol="PLAINTEXT",
             clickhouse_url=f"chdb://{(data_dir / 'chdb').resolve()}",
             pseudonym_key=settings.pseudonym_key or DEMO_KEY,
             roster_key=settings.roster_key or DEMO_KEY,

@@ -1,10 +1,22 @@
 """The Debian ``clickhouse-server`` (18.16) as a child process for tests: a small config in a temp
-dir, loopback only, a passwordless ``default`` user and a read-only ``bi_reader`` user showing
-the role BI tools get in production."""
+dir, loopback only, a passwordless ``default`` user and the least-privilege users of production
+as far as 18.16 can express them (it has no SQL access control: users.xml profiles and
+``allow_databases`` are all there is):
+
+- ``bi_reader``: profile ``readonly=1`` — no INSERT, ALTER, DROP, CREATE or SET;
+- ``fangxian_sink``: ``allow_ddl=0`` (no CREATE, ALTER — including ``ALTER … DELETE`` — DROP,
+  TRUNCATE, OPTIMIZE, and ``SET allow_ddl`` is refused too) and ``allow_databases`` = the app
+  database only. 18.16 cannot separate INSERT from SELECT, so it can read back the app
+  database; the production users.d file (ClickHouse 25.8) grants INSERT and SHOW COLUMNS only;
+- ``fangxian_migrate``: DDL, in the app database only.
+
+The two fangxian users have random passwords per server (``passwords``)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +33,9 @@ from infra.process import Service, ServiceStartError, spawn, terminate, wait_unt
 log = logging.getLogger(__name__)
 
 BI_READER = "bi_reader"
+SINK_USER = "fangxian_sink"
+MIGRATE_USER = "fangxian_migrate"
+APP_DATABASE = "fangxian"
 # Debian keeps server binaries in /usr/sbin, which is not on a normal user's PATH
 _DEBIAN_SBIN = Path("/usr/sbin/clickhouse-server")
 INSTALL_HINT = "install it with `apt-get install clickhouse-server` (Debian/Ubuntu)"
@@ -63,23 +78,37 @@ def config_xml(*, data_dir: Path, tcp_port: int, http_port: int, log_level: str)
 """
 
 
-def users_xml() -> str:
-    """Users for tests: ``default`` (no password, loopback) and ``bi_reader`` (readonly=1)."""
+def users_xml(passwords: dict[str, str] | None = None, app_database: str = APP_DATABASE) -> str:
+    """Users for tests: ``default`` (no password, loopback), ``bi_reader`` (readonly=1), and the
+    sink and migration users (see the module doc) with ``passwords`` (user → password)."""
+    passwords = passwords or {}
+    only_app = f"<allow_databases><database>{escape(app_database)}</database></allow_databases>"
 
-    def user(name: str, profile: str) -> str:
+    def user(name: str, profile: str, extra: str = "") -> str:
+        if name in passwords:
+            digest = hashlib.sha256(passwords[name].encode()).hexdigest()
+            password = f"<password_sha256_hex>{digest}</password_sha256_hex>"
+        else:
+            password = "<password></password>"
         return (
-            f"    <{name}><password></password>"
+            f"    <{name}>{password}"
             f"<networks><ip>{LOOPBACK}</ip></networks>"
-            f"<profile>{profile}</profile><quota>default</quota></{name}>\n"
+            f"<profile>{profile}</profile><quota>default</quota>{extra}</{name}>\n"
         )
 
+    users = user("default", "default") + user(BI_READER, "readonly")
+    if SINK_USER in passwords:
+        users += user(SINK_USER, "sink", only_app)
+    if MIGRATE_USER in passwords:
+        users += user(MIGRATE_USER, "default", only_app)
     return (
         '<?xml version="1.0"?>\n<yandex>\n'
         "  <profiles>\n"
         "    <default><max_memory_usage>2000000000</max_memory_usage></default>\n"
         "    <readonly><readonly>1</readonly></readonly>\n"
+        "    <sink><max_memory_usage>2000000000</max_memory_usage><allow_ddl>0</allow_ddl></sink>\n"
         "  </profiles>\n"
-        "  <users>\n" + user("default", "default") + user(BI_READER, "readonly") + "  </users>\n"
+        "  <users>\n" + users + "  </users>\n"
         "  <quotas><default><interval><duration>3600</duration><queries>0</queries>"
         "<errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows>"
         "<execution_time>0</execution_time></interval></default></quotas>\n"
@@ -106,6 +135,8 @@ class ClickHouseServer(Service):
         self.http_port = 0
         self.version = ""
         self.start_seconds = 0.0
+        self.app_database = APP_DATABASE
+        self.passwords = {SINK_USER: secrets.token_hex(16), MIGRATE_USER: secrets.token_hex(16)}
 
     @property
     def url(self) -> str:
@@ -116,11 +147,25 @@ class ClickHouseServer(Service):
     def url_for(self, database: str, user: str = "default") -> str:
         if self._proc is None:
             raise RuntimeError("ClickHouseServer is not started")
-        return f"clickhouse://{user}@{LOOPBACK}:{self.tcp_port}/{database}"
+        password = self.passwords.get(user)
+        login = f"{user}:{password}" if password else user
+        return f"clickhouse://{login}@{LOOPBACK}:{self.tcp_port}/{database}"
 
-    def client(self, user: str = "default", database: str = "default") -> Client:
-        """A clickhouse-driver client for this server (the caller disconnects it)."""
-        return Client(LOOPBACK, port=self.tcp_port, user=user, database=database, connect_timeout=2)
+    def client(
+        self, user: str = "default", database: str = "default", password: str | None = None
+    ) -> Client:
+        """A clickhouse-driver client for this server (the caller disconnects it); the password
+        of the fangxian users is filled in unless given."""
+        if password is None:
+            password = self.passwords.get(user, "")
+        return Client(
+            LOOPBACK,
+            port=self.tcp_port,
+            user=user,
+            password=password,
+            database=database,
+            connect_timeout=2,
+        )
 
     @property
     def log_path(self) -> Path:
@@ -196,7 +241,9 @@ class ClickHouseServer(Service):
             ),
             encoding="utf-8",
         )
-        (data_dir / "users.xml").write_text(users_xml(), encoding="utf-8")
+        (data_dir / "users.xml").write_text(
+            users_xml(self.passwords, self.app_database), encoding="utf-8"
+        )
         return spawn([*command, f"--config-file={config}"], log_path=self.log_path, cwd=data_dir)
 
     def _answers(self) -> bool:

@@ -106,7 +106,12 @@ class TansuBroker(Service):
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
-        log.info("Tansu broker ready on %s in %.2f s", self.bootstrap, self.start_seconds)
+        log.info(
+            "Tansu broker ready on %s in %.2f s (loopback only, no authentication, no ACLs: "
+            "local runs only)",
+            self.bootstrap,
+            self.start_seconds,
+        )
         return self
 
     def stop(self) -> None:

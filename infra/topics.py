@@ -85,16 +85,20 @@ def create_topics(
     *,
     tolerate_existing: bool = True,
     broker_supports_configs: bool = True,
+    client: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created by this call.
 
     Existing topics are left as they are (not altered) unless ``tolerate_existing`` is False, in
     which case TopicAlreadyExistsError is raised. Any other broker error is raised. Pass
     ``broker_supports_configs=False`` for brokers (Tansu) that reject per-topic configs.
+    ``client``: security options (``fangxian.core.kafka_security.kafka_client_kwargs``).
     """
     if not specs:
         return []
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="fangxian-topics", **dict(client or {})
+    )
     try:
         response = admin.create_topics(
             _request(specs, broker_supports_configs),

@@ -135,6 +135,19 @@ TABLES: Mapping[str, tuple[Column, ...]] = {
         Column("alert_event_time", _TS),
         Column("created_at", _TS),
     ),
+    # the one table that is not a contract record: staff actions on personal data, written by
+    # the tools (sinks/audit.py), never from Kafka
+    "audit_log": (
+        Column("audit_id", _S),
+        Column("at", _TS),
+        Column("actor", _S),
+        Column("action", _S),
+        Column("subject", _S),
+        Column("subject_ref", _S),
+        Column("scope", _S),
+        Column("details", Kind.STRING_MAP, default={}),
+        Column("origin", _S),
+    ),
 }
 
 # Which table holds which contract record: the contract table, schemas/topics.py.

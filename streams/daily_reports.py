@@ -40,10 +40,11 @@ def publish_report(report: DailyReport, producer: Producer, topic: str) -> None:
     log.info("published report %s to %s", report_key(report).decode(), topic)
 
 
-def kafka_producer(bootstrap: str) -> Producer:
+def kafka_producer(bootstrap: str, **client: Any) -> Producer:
+    """``client``: security options (``fangxian.core.kafka_security.kafka_client_kwargs``)."""
     from kafka import KafkaProducer
 
-    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer: Producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client)
     return producer
 
 

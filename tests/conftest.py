@@ -10,6 +10,14 @@ A test asks for what it needs by fixture name and is marked by it automatically,
 - ``clickhouse_url`` (``clickhouse_server``): a fresh database on it, dropped afterwards.
 - ``chdb_url`` (``chdb``): a ``chdb://`` directory under ``tmp_path``.
 - ``tansu_broker``: Tansu (in-memory, Kafka-compatible) for zero-setup checks.
+- ``secure_kafka`` (``kafka``): a second Apache Kafka node in secure mode — SASL/SCRAM-SHA-512
+  (and SASL_SSL with a CA made for the run), StandardAuthorizer, nothing allowed without an
+  ACL — with a SCRAM user per role of ``infra.acl.Principals`` (``secure_kafka.security.users``
+  holds the passwords). Only the security tests use it; every other test stays on the
+  plaintext ``kafka_broker``.
+- ``secure_topics`` (``kafka``): like ``topics`` on ``secure_kafka``, with the ACL table of
+  this test's settings applied; the Settings connect as the super user
+  (``secure_kafka.settings_for(role, settings)`` connects as a role).
 
 A service that cannot start fails its tests with the service's log; it never skips them, so a
 CI run without real services cannot pass quietly.
@@ -18,17 +26,20 @@ CI run without real services cannot pass quietly.
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from fangxian.core.settings import Settings, Topics
+from infra.acl import Principals, acl_table, apply_acls
 from infra.clickhouse_server import ClickHouseServer
-from infra.kafka_broker import KafkaBroker
+from infra.kafka_broker import KafkaBroker, KafkaSecurity
 from infra.tansu import TansuBroker
 from infra.topics import create_topics, topic_specs
 
@@ -37,6 +48,8 @@ log = logging.getLogger(__name__)
 FIXTURE_MARKERS = {
     "kafka_broker": "kafka",
     "topics": "kafka",
+    "secure_kafka": "kafka",
+    "secure_topics": "kafka",
     "clickhouse_server": "clickhouse_server",
     "clickhouse_url": "clickhouse_server",
     "chdb_url": "chdb",
@@ -83,6 +96,43 @@ def kafka_broker(pytestconfig: pytest.Config) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture(scope="session")
+def secure_kafka(pytestconfig: pytest.Config) -> Iterator[KafkaBroker]:
+    users = {user: secrets.token_hex(16) for user in Principals().roles().values()}
+    broker = KafkaBroker(security=KafkaSecurity(users=users, tls=True)).start()
+    pytestconfig.stash[_START_TIMES]["Apache Kafka broker (SASL/SCRAM, ACLs)"] = (
+        broker.start_seconds
+    )
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def secure_topics(secure_kafka: KafkaBroker) -> Iterator[Settings]:
+    """Settings (as the super user) with this test's own topics and app id on the secure
+    broker, and the ACL table of those names applied."""
+    assert secure_kafka.security is not None
+    name = unique_name()
+    settings = secure_kafka.settings_for(
+        secure_kafka.security.super_user,
+        Settings(
+            app_id=f"fangxian-{name}",
+            topics=Topics().with_prefix(f"{name}."),
+            event_partitions=TEST_EVENT_PARTITIONS,
+            reference_partitions=TEST_REFERENCE_PARTITIONS,
+        ),
+    )
+    specs = topic_specs(settings)
+    create_topics(settings.kafka_bootstrap, specs, client=secure_kafka.admin_kwargs())
+    apply_acls(settings, acl_table(settings))
+    yield settings
+    _delete_topics(
+        settings.kafka_bootstrap, [spec.name for spec in specs], **secure_kafka.admin_kwargs()
+    )
+
+
+@pytest.fixture(scope="session")
 def clickhouse_server(pytestconfig: pytest.Config) -> Iterator[ClickHouseServer]:
     server = ClickHouseServer().start()
     pytestconfig.stash[_START_TIMES][f"ClickHouse server {server.version}"] = server.start_seconds
@@ -118,8 +168,10 @@ def topics(kafka_broker: KafkaBroker) -> Iterator[Settings]:
     _delete_topics(kafka_broker.bootstrap, [spec.name for spec in topic_specs(settings)])
 
 
-def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fangxian-test-cleanup")
+def _delete_topics(bootstrap: str, names: list[str], **client: Any) -> None:
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="fangxian-test-cleanup", **client
+    )
     try:
         admin.delete_topics(names, raise_errors=False)
     except KafkaError as err:  # cleanup only: the session broker goes away anyway

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "worker",
     "topics",
+    "acl",
     "db",
     "simulate",
     "report",

@@ -8,8 +8,10 @@ from fangxian.core.settings import Settings
 
 
 def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.reporting.audit import staff_entry
     from fangxian.reporting.contacts import find_contacts, render_json, render_table
     from sinks import open_writer
+    from sinks.audit import CONTACTS_QUERY, write_audit
     from sinks.reports.sqltime import parse_duration_s, parse_local_time
 
     timezone = args.timezone or settings.default_timezone
@@ -18,6 +20,16 @@ def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
     window_ms = parse_duration_s(args.window) * 1000
     writer = open_writer(settings.clickhouse_url)
     try:
+        # audited before it runs: no audit row, no query (fail closed)
+        write_audit(
+            writer,
+            staff_entry(
+                settings,
+                CONTACTS_QUERY,
+                subject=args.subject,
+                details={"from": args.start, "to": args.end, "window": args.window},
+            ),
+        )
         result = find_contacts(writer, args.subject, start, end, window_ms)
     finally:
         writer.close()

@@ -9,11 +9,19 @@ from fangxian.core.settings import Settings
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.core.privacy import mask_token
+    from fangxian.reporting.audit import staff_entry
     from fangxian.reporting.forget import forget_subject
     from sinks import open_writer
+    from sinks.audit import FORGET, write_audit
 
     writer = open_writer(settings.clickhouse_url)
     try:
+        write_audit(  # before the deletion: no audit row, no deletion
+            writer,
+            staff_entry(
+                settings, FORGET, subject=args.subject, details={"dry_run": str(args.dry_run)}
+            ),
+        )
         result = forget_subject(writer, args.subject, dry_run=args.dry_run)
     finally:
         writer.close()

@@ -14,17 +14,21 @@ KINDS = {**RECORD_OF_KIND, **ROSTER_RECORD_OF_KIND}
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from fangxian.ingest.loading import read_kind
+    from fangxian.ingest.loading import LoadError, read_kind
     from fangxian.ingest.produce import RecordProducer
     from fangxian.ingest.roster import read_roster
     from schemas import Codec, InvalidEvent
 
     path = Path(args.file)
-    result = (
-        read_roster(args.kind, path, settings)
-        if args.kind in ROSTER_RECORD_OF_KIND
-        else read_kind(args.kind, path, settings)
-    )
+    try:
+        result = (
+            read_roster(args.kind, path, settings)
+            if args.kind in ROSTER_RECORD_OF_KIND
+            else read_kind(args.kind, path, settings)
+        )
+    except LoadError as err:
+        print(f"✗ 无法导入 cannot load {args.file}: {err}")
+        return 2
     for problem in result.errors:
         print(
             f"✗ 第{problem.line}行 line {problem.line} [{problem.field}] "

@@ -11,7 +11,9 @@ from fangxian.core.settings import Settings
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.reporting.audit import staff_entry
     from sinks import open_writer
+    from sinks.audit import REPORT_EXPORT, write_audit
     from sinks.reports.daily import Scope, build_report
     from sinks.reports.render import RENDERERS
 
@@ -19,6 +21,20 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     timezone = args.timezone or settings.default_timezone
     writer = open_writer(settings.clickhouse_url)
     try:
+        write_audit(
+            writer,
+            staff_entry(
+                settings,
+                REPORT_EXPORT,
+                scope=f"{scope.kind}:{scope.code}",
+                details={
+                    "date": args.date,
+                    "format": args.format,
+                    "out": args.out or "stdout",
+                    "publish": str(args.publish),
+                },
+            ),
+        )
         report = build_report(writer, scope, dt.date.fromisoformat(args.date), timezone)
     finally:
         writer.close()
@@ -29,9 +45,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(text)
     if args.publish:
+        from fangxian.core.kafka_security import kafka_client_kwargs
         from streams.daily_reports import kafka_producer, publish_report
 
-        producer = kafka_producer(settings.kafka_bootstrap)
+        producer = kafka_producer(settings.kafka_bootstrap, **kafka_client_kwargs(settings))
         try:
             publish_report(report, producer, settings.topics.reports_daily)
         finally:

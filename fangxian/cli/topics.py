@@ -8,9 +8,12 @@ from fangxian.core.settings import Settings
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from fangxian.core.kafka_security import kafka_client_kwargs
     from infra.topics import create_topics, topic_specs
 
-    created = create_topics(settings.kafka_bootstrap, topic_specs(settings))
+    created = create_topics(
+        settings.kafka_bootstrap, topic_specs(settings), client=kafka_client_kwargs(settings)
+    )
     print(f"topics ready 主题已就绪: {', '.join(created) or '(all existed)'}")
     return 0
 

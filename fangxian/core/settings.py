@@ -40,9 +40,20 @@ class Settings:
 
     Environment variables are ``FANGXIAN_`` + the upper-cased field name, e.g.
     ``FANGXIAN_KAFKA_BOOTSTRAP=127.0.0.1:9092``; topic names are ``FANGXIAN_TOPIC_<NAME>``.
+    Any field can instead name a file holding its value, ``FANGXIAN_<NAME>_FILE`` (the Docker
+    secrets convention, e.g. ``FANGXIAN_KAFKA_PASSWORD_FILE=/run/secrets/kafka_password``); the
+    file's content without its trailing newline is the value. Setting both is an error.
     """
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka authentication (fangxian.core.kafka_security turns these into client kwargs):
+    # PLAINTEXT (loopback tests, the embedded Tansu run), SASL_PLAINTEXT or SASL_SSL
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
+    # CA bundle (PEM) the broker's TLS certificate is checked against; "" = the system's CAs
+    kafka_ssl_cafile: str = ""
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
     app_id: str = "fangxian"
@@ -68,8 +79,11 @@ class Settings:
     dlq_max_ratio: float = 0.5
     dlq_min_sample: int = 1000
     # personal data
-    pseudonym_key: str = ""  # HMAC key for resident IDs / phones / plates; required for loads
+    # HMAC key for resident IDs / phones / plates; required for loads
+    pseudonym_key: str = field(default="", repr=False)
     retention_days: int = 90
+    # who a staff tool (contacts, report, forget) records in the audit log; "" = the OS login
+    staff_id: str = ""
     default_timezone: str = "Asia/Shanghai"
     # staff console (fangxian console): the cookie key is a secret, from the environment only
     console_port: int = 6080
@@ -106,7 +120,7 @@ class Settings:
         for f in fields(cls):
             if f.name == "topics":
                 continue
-            raw = env.get("FANGXIAN_" + f.name.upper())
+            raw = env_or_file(env, "FANGXIAN_" + f.name.upper())
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
@@ -127,3 +141,17 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def env_or_file(env: Mapping[str, str], name: str) -> str | None:
+    """``env[name]``, or the content of the file ``env[name + "_FILE"]`` names, or None."""
+    path = env.get(name + "_FILE")
+    if path is None:
+        return env.get(name)
+    if name in env:
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    try:
+        with open(path, encoding="utf-8") as secret:
+            return secret.read().rstrip("\r\n")
+    except OSError as err:
+        raise ValueError(f"{name}_FILE={path}: cannot read it ({err.strerror})") from err

@@ -10,7 +10,15 @@ from typing import Any
 
 from fangxian.core.privacy import Pseudonymiser
 from fangxian.core.settings import Settings
-from fangxian.ingest.reference_csv import LoadResult, load_passes, load_residents, load_vehicles
+from fangxian.ingest.reference_csv import (
+    LoadError,
+    LoadResult,
+    load_passes,
+    load_residents,
+    load_vehicles,
+)
+
+__all__ = ["LoadError", "read_kind"]
 
 
 def read_kind(kind: str, path: Path, settings: Settings) -> LoadResult:
@@ -31,7 +39,18 @@ def read_kind(kind: str, path: Path, settings: Settings) -> LoadResult:
 
 
 def _rules_from_json(path: Path) -> LoadResult:
-    """One CommunityRules object or a list of them; missing fields take contract defaults."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    records: list[dict[str, Any]] = data if isinstance(data, list) else [data]
+    """One CommunityRules object or a list of them; missing fields take contract defaults.
+
+    Raises LoadError for a file that is not UTF-8 JSON holding objects."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise LoadError("文件不是 UTF-8 编码", f"not UTF-8 text: {err.reason}") from err
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise LoadError("文件不是有效的 JSON", f"not valid JSON: {err}") from err
+    records: list[Any] = data if isinstance(data, list) else [data]
+    if not all(isinstance(record, dict) for record in records):
+        raise LoadError(
+            "规则须为 JSON 对象或对象数组", "rules must be a JSON object or a list of objects"
+        )
     return LoadResult(records=records)

@@ -8,6 +8,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings, Topics
 from schemas import Codec
 from schemas.topics import topic_and_key
@@ -25,6 +26,7 @@ class RecordProducer:
         self._topics = settings.topics
         self._codec = codec or Codec()
         options: dict[str, Any] = {"linger_ms": 10, "batch_size": 256 * 1024, "acks": 1}
+        options.update(kafka_client_kwargs(settings))  # the loader / device principal
         options.update(config)
         self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
         self.sent = 0

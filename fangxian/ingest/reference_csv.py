@@ -44,6 +44,7 @@ __all__ = [
     "PASS_COLUMNS",
     "RESIDENT_COLUMNS",
     "VEHICLE_COLUMNS",
+    "LoadError",
     "LoadResult",
     "RowError",
     "load_passes",
@@ -143,6 +144,15 @@ class LoadResult:
         return not self.errors
 
 
+class LoadError(ValueError):
+    """A file that cannot be loaded at all (not text, not CSV, not JSON, not records): the
+    message says why in Chinese and English. Row-level problems are ``RowError``s instead."""
+
+    def __init__(self, zh: str, en: str) -> None:
+        super().__init__(f"{zh} / {en}")
+        self.message_zh, self.message_en = zh, en
+
+
 class _RowInvalid(Exception):
     def __init__(self, field_name: str, zh: str, en: str) -> None:
         super().__init__(en)
@@ -182,13 +192,31 @@ def _read_text(source: Source, result: LoadResult) -> TextIO:
                 "file is not UTF-8; read as GB18030",
             )
         )
-        return io.StringIO(data.decode("gb18030"), newline="")
+        try:
+            return io.StringIO(data.decode("gb18030"), newline="")
+        except UnicodeDecodeError as err:
+            raise LoadError(
+                "文件既不是 UTF-8 也不是 GB18030 编码的文本",
+                f"file is neither UTF-8 nor GB18030 text (byte {err.start})",
+            ) from err
 
 
 def _rows(
     source: Source, columns: Mapping[str, tuple[str, ...]], kind: str, result: LoadResult
 ) -> Iterator[_Row]:
     reader = csv.reader(_read_text(source, result))
+    try:
+        yield from _parse_rows(reader, columns, kind, result)
+    except csv.Error as err:
+        raise LoadError(
+            f"第{reader.line_num}行不是有效的 CSV",
+            f"line {reader.line_num} is not valid CSV: {err}",
+        ) from err
+
+
+def _parse_rows(
+    reader: Any, columns: Mapping[str, tuple[str, ...]], kind: str, result: LoadResult
+) -> Iterator[_Row]:
     header = next(reader, None)
     if header is None:
         result.errors.append(RowError(1, "header", "文件为空", "file is empty"))

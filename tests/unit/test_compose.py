@@ -3,7 +3,9 @@ they start in, settings names, secrets, Prometheus targets, and the deployment g
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,10 @@ DEPLOY_DOC = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
 
 LONG_RUNNING = ["kafka", "clickhouse", "worker", "prometheus", "grafana"]
 SETTINGS_ENV = {"FANGXIAN_" + f.name.upper() for f in fields(Settings) if f.name != "topics"}
+# read by `fangxian acl apply` (fangxian/cli/acl.py), not by Settings
+ACL_PASSWORD_ENV = re.compile(r"^FANGXIAN_ACL_PASSWORD_[A-Z]+$")
+KAFKA_START = ROOT / "infra/kafka/compose-start.sh"
+ENV_EXAMPLE = ROOT / ".env.example"
 INTERPOLATION = re.compile(r"^\$\{[A-Z_]+:\?[^}]+\}$")  # ${NAME:?message}: required, no default
 SECRET_NAME = re.compile(r"PASSWORD|KEY|SECRET|TOKEN")
 
@@ -78,9 +84,12 @@ def test_worker_gets_the_settings_it_needs(name: str) -> None:
     assert env("worker").get(name)
 
 
-@pytest.mark.parametrize("service", ["topics", "migrate", "worker"])
+@pytest.mark.parametrize("service", ["topics", "acl", "migrate", "worker"])
 def test_every_fangxian_variable_names_a_setting(service: str) -> None:
-    unknown = {k for k in env(service) if k.startswith("FANGXIAN_")} - SETTINGS_ENV
+    known = SETTINGS_ENV | {name + "_FILE" for name in SETTINGS_ENV}
+    unknown = {
+        k for k in env(service) if k.startswith("FANGXIAN_") and not ACL_PASSWORD_ENV.match(k)
+    } - known
     assert not unknown, f"{service} sets variables no Settings field reads: {unknown}"
 
 
@@ -145,6 +154,115 @@ def test_mounted_config_files_exist(service: str, mount: str) -> None:
 )
 def test_host_ports_default_to_loopback(service: str, port: str) -> None:
     assert port.startswith(("127.0.0.1:", "${FANGXIAN_BIND_ADDRESS:-127.0.0.1}:")), port
+
+
+def _kafka_properties(**extra: str) -> dict[str, str]:
+    """The server.properties the compose Kafka starts with (compose-start.sh --print-config)."""
+    result = subprocess.run(
+        ["bash", str(KAFKA_START), "--print-config"],
+        env={"PATH": os.environ["PATH"], "KAFKA_ADMIN_PASSWORD": "x1", **extra},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pairs = (line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({}, id="default: SASL_PLAINTEXT everywhere"),
+        pytest.param({"KAFKA_EXTERNAL_TLS_PEM": "/tls/server.pem"}, id="external TLS"),
+    ],
+)
+def test_kafka_has_no_plaintext_listener(extra: dict[str, str]) -> None:
+    props = _kafka_properties(**extra)
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    listeners = {item.split("://")[0] for item in props["listeners"].split(",")}
+    assert listeners == set(protocols), "every listener has a protocol"
+    assert all(p in {"SASL_PLAINTEXT", "SASL_SSL"} for p in protocols.values()), protocols
+    assert "PLAINTEXT://" not in props["listeners"]
+    if extra:
+        assert protocols["EXTERNAL"] == "SASL_SSL"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+    assert "x1" not in "".join(props.values()), "--print-config must not show the password"
+
+
+def test_only_the_authenticated_external_listener_is_published() -> None:
+    props = _kafka_properties()
+    published = {str(port).rsplit(":", 2)[-1] for port in SERVICES["kafka"]["ports"]}
+    external_port = props["listeners"].split("EXTERNAL://:")[1].split(",")[0]
+    assert published == {external_port}
+    assert "kafka-data:/var/lib/kafka/data" in SERVICES["kafka"]["volumes"]
+
+
+def test_kafka_refuses_to_start_without_an_admin_password() -> None:
+    result = subprocess.run(
+        ["bash", str(KAFKA_START)],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "KAFKA_ADMIN_PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("service", "user"),
+    [
+        pytest.param("topics", "admin", id="topics logs in as the super user"),
+        pytest.param("acl", "admin", id="acl logs in as the super user"),
+        pytest.param("worker", "decide", id="the worker is the decide principal, not admin"),
+    ],
+)
+def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
+    variables = env(service)
+    assert variables["FANGXIAN_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert variables["FANGXIAN_KAFKA_USERNAME"] == user
+    assert INTERPOLATION.match(variables["FANGXIAN_KAFKA_PASSWORD"])
+
+
+@pytest.mark.parametrize(
+    ("service", "user"),
+    [
+        pytest.param("worker", "fangxian_sink", id="the worker inserts as fangxian_sink"),
+        pytest.param("migrate", "fangxian_migrate", id="migrations run as fangxian_migrate"),
+    ],
+)
+def test_clickhouse_users_per_service(service: str, user: str) -> None:
+    url = env(service)["FANGXIAN_CLICKHOUSE_URL"]
+    assert url.split("//", 1)[1].split(":", 1)[0] == user
+
+
+def test_acl_service_sets_every_role_password() -> None:
+    from infra.acl import Principals
+
+    roles = {k.removeprefix("FANGXIAN_ACL_PASSWORD_").lower() for k in env("acl") if "ACL_" in k}
+    assert roles == set(Principals().roles())
+    assert SERVICES["worker"]["depends_on"]["acl"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_env_example_names_every_secret_the_compose_file_needs_and_holds_none() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert required <= set(example), required - set(example)
+    assert all(value == "" for value in example.values()), "no values in the template"
+
+
+def test_env_file_is_ignored_by_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in ignored
 
 
 def test_deploy_guide_lists_exactly_the_compose_services() -> None:
