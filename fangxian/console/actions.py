@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 from schemas import Codec
 
@@ -45,7 +46,10 @@ class ActionWriter:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._s.kafka_bootstrap, acks="all", linger_ms=0
+            acks="all",
+            linger_ms=0,
+            bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
         )
         await self._producer.start()
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.privacy import mask_token
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
@@ -288,9 +289,10 @@ class LiveFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._s.kafka_bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
         )
         await consumer.start()
         try:
@@ -313,7 +315,7 @@ class LiveFeed:
         for topic in self._records:
             tps += [
                 TopicPartition(topic, p)
-                for p in sorted(await topic_partitions(consumer, topic, self._s.kafka_bootstrap))
+                for p in sorted(await topic_partitions(consumer, topic, self._s))
             ]
         consumer.assign(tps)
         back_ms = int(time.time() * 1000) - self._s.console_lookback_s * 1000

@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fangxian.console.scope import StaffEntry
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 
@@ -59,11 +60,13 @@ class StaffDirectory:
         codec = Codec()
         topic = settings.topics.staff
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+            enable_auto_commit=False,
+            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_kwargs(settings, "aiokafka"),
         )
         await consumer.start()
         try:
-            parts = await topic_partitions(consumer, topic, settings.kafka_bootstrap)
+            parts = await topic_partitions(consumer, topic, settings)
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             if tps:
@@ -91,7 +94,7 @@ class StaffDirectory:
                 await consumer.stop()
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, bootstrap: str) -> set[int]:
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, settings: Settings) -> set[int]:
     """The partitions of ``topic`` (a consumer without subscription has no metadata for it,
     so ask the cluster through the client's public ``topics()`` refresh, then a producer)."""
     parts = consumer.partitions_for_topic(topic)
@@ -99,7 +102,9 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, bootstrap: st
         return set(parts)
     if topic not in await consumer.topics():
         raise RuntimeError(f"topic {topic} does not exist: run `fangxian topics create`")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "aiokafka")
+    )
     await producer.start()
     try:
         return set(await producer.partitions_for(topic))
