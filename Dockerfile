@@ -16,10 +16,12 @@ ENV PYTHONUNBUFFERED=1 \
     TZ=Asia/Shanghai
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
-    && useradd --system --uid 10001 --create-home --home-dir /app fangxian
+    && useradd --system --uid 10001 --create-home --home-dir /app fangxian \
+    && mkdir -p /data && chown fangxian:fangxian /data  # the console's credentials volume
 USER fangxian
 WORKDIR /app
-# Faust web (6066) and Prometheus metrics (9108): Settings.web_port / Settings.metrics_port
-EXPOSE 6066 9108
+# Faust web (6066), Prometheus metrics (9108), the staff console (6080): Settings.web_port /
+# Settings.metrics_port / Settings.console_port
+EXPOSE 6066 9108 6080
 ENTRYPOINT ["fangxian"]
 CMD ["worker"]

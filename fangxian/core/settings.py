@@ -111,6 +111,14 @@ class Settings:
     # who a staff tool (contacts, report, forget) records in the audit log; "" = the OS login
     staff_id: str = ""
     default_timezone: str = "Asia/Shanghai"
+    # staff console (fangxian console): the cookie key is a secret, from the environment only
+    console_port: int = 6080
+    console_secret: str = ""  # HMAC key of session cookies and CSRF tokens
+    console_credentials_file: str = "var/console-credentials.json"  # scrypt hashes by staff id
+    console_secure_cookies: bool = False  # force Secure cookies (set when TLS ends at a proxy)
+    console_session_s: int = 12 * 3600
+    console_capacity: str = ""  # "community_id=persons,..." occupancy limits
+    console_lookback_s: int = 1800  # live feed starts this far back in alerts / alert.actions
     # event time
     allowed_lateness_s: int = 300
     # an event stamped further than this after its Kafka timestamp is clamped to it

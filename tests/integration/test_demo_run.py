@@ -1,37 +1,67 @@
-"""The README's run command: the embedded stack (Tansu + worker + chdb + scripted day) shows
-events, decisions and every alert type, then stops cleanly with a summary."""
+"""The README's run command: the embedded stack (Tansu + worker + chdb + scripted day + the
+staff console) opens with the console's URL, shows a compact status line of counts instead of
+a line per alert, and stops cleanly with a summary that has every alert type."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 from fangxian.sim.model import NOT_SIMULATED
 from schemas.contract import ALERT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
+CONSOLE_URL = re.compile(r"值班台 staff console: (http://127\.0\.0\.1:\d+)/login")
 
 
 def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -> None:
-    done = subprocess.run(
+    demo = subprocess.Popen(
         [sys.executable, "-m", "fangxian.cli", "run", "--duration", "90"],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
     )
-    out = done.stdout
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert demo.stdout is not None and demo.stderr is not None
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.append(demo.stderr.read()), daemon=True)
+    drain.start()
+    lines: list[str] = []
+    health: dict[str, int] = {}
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            found = CONSOLE_URL.search(line)
+            if found:  # the console answers while the demo runs
+                with urllib.request.urlopen(f"{found[1]}/healthz", timeout=10) as answer:
+                    health = json.loads(answer.read())
+        assert demo.wait(timeout=240) == 0, "".join(errors)[-3000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    out = "".join(lines)
+    assert health.get("ok") is True and health["staff"] >= 2, health
     assert "==== 汇总 Summary ====" in out
     assert "未出现 not seen" not in out, out[-2000:]
-    summary = out.split("==== 汇总 Summary ====")[1]
+    head, summary = out.split("==== 汇总 Summary ====")
     for alert_type in ALERT_TYPES:
         if alert_type not in NOT_SIMULATED:
             assert f"  {alert_type} " in summary, alert_type
-    assert "🔔 [" in out  # alerts were shown as they happened
+    # alerts were shown as they happened, as counts by type on the status line, not a flood
+    status = [line for line in head.splitlines() if line.startswith("— 事件 events=")]
+    totals = [int(re.search(r"告警 alerts=(\d+)", line)[1]) for line in status]  # type: ignore[index]
+    assert len(totals) >= 3 and totals[0] < totals[-1], status
+    assert "紧急 CRITICAL=" in status[-1], status[-1]
+    assert any(f"{t}=" in status[-1] for t in ALERT_TYPES), status[-1]
+    assert "🔔" not in head
+    assert len(head.splitlines()) < 60, len(head.splitlines())
     # the on-duty dispatcher delivered to the local robot, and the link acknowledged one
     assert "📨 企业微信群 WeCom ← @guard" in out, out[-2000:]
     assert "✔ 门岗点击确认链接 guard opened the acknowledge link: HTTP 200" in out
