@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ async def relay_alerts_to_duty_log(settings: Settings, stop: asyncio.Event) -> N
     consumer = AIOKafkaConsumer(
         settings.topics.alerts,
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings, "aiokafka"),
         group_id=f"{settings.app_id}-duty-log",
         isolation_level="read_committed",
         auto_offset_reset="earliest",
