@@ -144,7 +144,7 @@ def _publish_yesterday(settings: Settings) -> None:
     zone = ZoneInfo(settings.default_timezone)
     yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
     writer = open_writer(settings.clickhouse_url)
-    producer = kafka_producer(settings.kafka_bootstrap)
+    producer = kafka_producer(settings.kafka_bootstrap, **kafka_client_kwargs(settings))
     try:
         keys = publish_day(
             writer, producer, settings.topics.reports_daily, yesterday, settings.default_timezone
