@@ -280,7 +280,9 @@ class DispatcherStage:
         for record in settled:
             await self._produce(record)
         self.restored_records += count
-        log.info(
+        # a delivery in doubt may reach its staff twice: an operator should see that line
+        log.log(
+            logging.WARNING if in_doubt else logging.INFO,
             "dispatch state restored 状态已恢复: partitions %s, %d records, %d open alerts, "
             "%d in-doubt deliveries to resend, %.2f s",
             partitions,

@@ -313,7 +313,7 @@ def test_fever_alert_live_in_the_browser_acknowledged_and_scoped(
             other_row = f'tr[data-alert-id="{recheck["id"]}"]'
             await page.fill(f"{other_row} input[data-note]", "复测正常，已离开 recheck normal")
             await page.click(f"{other_row} button[data-act=resolve]")
-            await page.wait_for_selector(f"{other_row}.st-RESOLVED", timeout=20_000)
+            await page.wait_for_selector(f"{other_row}.st-RESOLVED", timeout=60_000)
             resolved_note = await page.inner_text(f"{other_row} td.status .note")
 
             deadline = time.monotonic() + 30

@@ -223,8 +223,9 @@ def test_control_a_decide_stage_that_waits_on_the_sink_stalls_in_an_outage(
         )
     )
     print("coupled control report", report)
-    assert report["before_outage"] >= 0.9, report  # the measurement sees decisions flow
-    assert report["during_outage"] < 0.5, report  # the gates would have stood still
+    # the coupled design already lags on a loaded machine; what it shows is the stall
+    assert report["before_outage"] >= 0.5, report  # the measurement sees decisions flow
+    assert report["during_outage"] < 0.25 * report["before_outage"], report  # gates stand still
 
 
 # ---------------------------------------------------------------------------- kill -9

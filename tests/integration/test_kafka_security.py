@@ -8,6 +8,7 @@ allow, succeeds — so a denial is the ACL's doing, not a broken client or a mis
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -249,6 +250,8 @@ def test_authentication(
     if not refused:
         _start_producer(settings)
         return
+    # an in-process CLI run earlier in the session quiets aiokafka's logger: hear it here
+    caplog.set_level(logging.ERROR, logger="aiokafka")
     with pytest.raises(AioKafkaConnectionError):
         _start_producer(settings)
     assert "invalid credentials" in caplog.text

@@ -23,6 +23,7 @@ import pytest
 
 from fangxian.core.settings import Settings
 from infra.kafka_broker import KafkaBroker
+from infra.topics import create_topics, internal_topic_specs
 from sinks import open_writer
 from sinks.readback import read_contract_rows
 from streams.rules.alerts import alert_id
@@ -872,6 +873,8 @@ def test_replay_from_offset_zero_reproduces_decisions_and_alert_ids(
 
     # a second worker, a fresh consumer group: reads every event topic from offset 0
     again = settings.replace(app_id=settings.app_id + "-replay")
+    # its own decide stage: its internal topics, partitioned like the events
+    create_topics(again.kafka_bootstrap, internal_topic_specs(again))
     asyncio.run(run_pipeline_until(again, replayed))
     second = read_outputs(settings, since=first)
 
