@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
+from fangxian.core.progress import Progress
 from streams.state.store import KeyedStore, split_changelog_key
 
 log = logging.getLogger(__name__)
@@ -89,29 +90,29 @@ async def restore_partitions(
         if start < ends[tp]:
             consumer.seek(tp, start)
             todo.add(tp)
-    last_log = began
+    # offsets include transaction markers, so the total is an upper bound of the records
+    progress = Progress(
+        "恢复规则状态 restoring rule state",
+        total=sum(ends[tp] - targets[tp][0] for tp in todo) or None,
+        unit="records",
+        interval_s=progress_every_s,
+    )
     while todo:
         batches = await consumer.getmany(*todo, timeout_ms=500, max_records=max_records)
         for tp, records in batches.items():
             apply = targets[tp][1]
+            before = counts[tp]
             for r in records:
                 if r.offset >= ends[tp]:
                     break
                 store, key = split_changelog_key(r.key)
                 apply(store, key, r.value)
                 counts[tp] += 1
+            progress.advance(counts[tp] - before)
         for tp in list(todo):
             if await consumer.position(tp) >= ends[tp]:
                 todo.discard(tp)
-        now = time.monotonic()
-        if todo and now - last_log >= progress_every_s:
-            last_log = now
-            log.info(
-                "restoring state 正在恢复状态: %d records so far, %d partitions left, %.0fs",
-                sum(counts.values()),
-                len(todo),
-                now - began,
-            )
+    progress.close()
     seconds = time.monotonic() - began
     consumer.assign([])
     return {tp: RestoreResult(counts[tp], ends[tp], seconds) for tp in tps}
