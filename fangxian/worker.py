@@ -49,6 +49,14 @@ def missing_dispatch_keys(settings: Settings) -> list[str]:
     return [env for env, attr in DISPATCH_KEYS if not getattr(settings, attr)]
 
 
+def dispatch_writes_actions(settings: Settings) -> bool:
+    """The dispatcher's ``alert.actions`` → ClickHouse loop runs against a ClickHouse server
+    only: an embedded chdb is one engine in one process, and the sink process has it."""
+    from sinks.base import ServerTarget, parse_url
+
+    return isinstance(parse_url(settings.clickhouse_url), ServerTarget)
+
+
 def supervised_roles(settings: Settings) -> list[str]:
     """The roles the supervisor starts: all of them, but the dispatcher only with its keys."""
     missing = missing_dispatch_keys(settings)
@@ -79,7 +87,20 @@ def run_dispatch_role(settings: Settings) -> int:
     producer is idempotent unless ``producer_idempotence`` is off (a broker without it)."""
     from streams.dispatch.stage import serve
 
-    asyncio.run(serve(settings, idempotent_producer=settings.producer_idempotence))
+    with_action_sink = dispatch_writes_actions(settings)
+    if not with_action_sink:
+        log.warning(
+            "派单进程不写 ClickHouse：嵌入式 chdb 只属于 sink 进程（alert.actions 仍在 Kafka）。"
+            " The dispatcher does not write alert.actions to ClickHouse: the embedded chdb"
+            " belongs to the sink process (the actions stay in Kafka); use a ClickHouse server."
+        )
+    asyncio.run(
+        serve(
+            settings,
+            with_action_sink=with_action_sink,
+            idempotent_producer=settings.producer_idempotence,
+        )
+    )
     log.info("dispatch stage stopped 派单进程已停止")
     return 0
 

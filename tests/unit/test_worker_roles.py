@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from fangxian.core.settings import SettingError, Settings
-from fangxian.worker import supervise, supervised_roles, worker_children
+from fangxian.worker import (
+    dispatch_writes_actions,
+    supervise,
+    supervised_roles,
+    worker_children,
+)
 
 KEYS = {"roster_key": "r-key", "ack_link_key": "a-key"}
 
@@ -118,3 +123,14 @@ def test_role_dispatch_without_keys_is_a_setting_error() -> None:
         preflight(Settings(roster_key="r"), "dispatch")  # before any network
     assert err.value.setting == "FANGXIAN_ACK_LINK_KEY"
     assert err.value.problem_zh.startswith("未设置")
+
+
+@pytest.mark.parametrize(
+    ("url", "writes"),
+    [
+        pytest.param("clickhouse://u:p@clickhouse:9000/fangxian", True, id="server"),
+        pytest.param("chdb:///tmp/fx-chdb", False, id="embedded-chdb-belongs-to-the-sink"),
+    ],
+)
+def test_the_dispatch_action_sink_runs_only_against_a_server(url: str, writes: bool) -> None:
+    assert dispatch_writes_actions(Settings(clickhouse_url=url)) is writes
