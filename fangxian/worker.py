@@ -1,8 +1,10 @@
-"""``fangxian worker``: the decide stage and the sink stage as two supervised OS processes.
+"""``fangxian worker``: the decide stage, the sink stage and the on-duty dispatcher as supervised
+OS processes.
 
 A sink that stalls (ClickHouse away, a slow insert, a full buffer) cannot block a gate: the
-stages share no event loop, no consumer group and no process. ``--role decide`` or ``--role
-sink`` runs one stage in this process (docker-compose runs them as separate services).
+stages share no event loop, no consumer group and no process. ``--role decide``, ``--role
+sink`` or ``--role dispatch`` runs one of them in this process (docker-compose runs them as
+separate services).
 
 The supervisor restarts a child that dies (with a growing back-off, reset after a minute of
 good running) and forwards SIGTERM/SIGINT to both children, then waits for them to stop cleanly.
@@ -10,7 +12,12 @@ good running) and forwards SIGTERM/SIGINT to both children, then waits for them 
 - decide process: reference store, decide stage, ``/metrics`` on ``metrics_port``;
 - sink process: ClickHouse migrations, sink stage, the on-duty log (alerts → staff log,
   read_committed), the daily report crontab (00:10 local), ``/metrics`` on
-  ``sink_metrics_port``.
+  ``sink_metrics_port``;
+- dispatch process: the on-duty dispatcher (``streams/dispatch/``: alerts → staff, the
+  acknowledge endpoint on ``ack_port``, escalation, ``alert.actions`` → ClickHouse). It needs
+  ``FANGXIAN_ROSTER_KEY`` and ``FANGXIAN_ACK_LINK_KEY``: without them the supervisor does not
+  start it and says so in its log (a child that can only fail would restart forever); ``--role
+  dispatch`` without them fails at once with the CLI's explanation.
 """
 
 from __future__ import annotations
@@ -33,14 +40,69 @@ from fangxian.core.settings import Settings
 log = logging.getLogger(__name__)
 staff_log = logging.getLogger("fangxian.on_duty")
 
-ROLES = ("decide", "sink")
+ROLES = ("decide", "sink", "dispatch")
+DISPATCH_KEYS = (("FANGXIAN_ROSTER_KEY", "roster_key"), ("FANGXIAN_ACK_LINK_KEY", "ack_link_key"))
+
+
+def missing_dispatch_keys(settings: Settings) -> list[str]:
+    """The environment variables the dispatcher needs and that are not set."""
+    return [env for env, attr in DISPATCH_KEYS if not getattr(settings, attr)]
+
+
+def dispatch_writes_actions(settings: Settings) -> bool:
+    """The dispatcher's ``alert.actions`` → ClickHouse loop runs against a ClickHouse server
+    only: an embedded chdb is one engine in one process, and the sink process has it."""
+    from sinks.base import ServerTarget, parse_url
+
+    return isinstance(parse_url(settings.clickhouse_url), ServerTarget)
+
+
+def supervised_roles(settings: Settings) -> list[str]:
+    """The roles the supervisor starts: all of them, but the dispatcher only with its keys."""
+    missing = missing_dispatch_keys(settings)
+    if not missing:
+        return list(ROLES)
+    names = ", ".join(missing)
+    staff_log.warning(
+        "值班派单未启动：未设置 %s（告警不会派发给值班人员）。"
+        " On-duty dispatcher NOT started: %s not set (alerts will not be dispatched to staff);"
+        " set them and restart the worker, or run `fangxian dispatch` elsewhere.",
+        names,
+        names,
+    )
+    return [r for r in ROLES if r != "dispatch"]
 
 
 # -- one role in this process ------------------------------------------------------------------
 def run_role(role: str, settings: Settings) -> int:
     if role not in ROLES:
         raise SystemExit(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if role == "dispatch":
+        return run_dispatch_role(settings)
     return asyncio.run(_role_main(role, settings))
+
+
+def run_dispatch_role(settings: Settings) -> int:
+    """The dispatcher in this process, with its ``alert.actions`` → ClickHouse loop; its
+    producer is idempotent unless ``producer_idempotence`` is off (a broker without it)."""
+    from streams.dispatch.stage import serve
+
+    with_action_sink = dispatch_writes_actions(settings)
+    if not with_action_sink:
+        log.warning(
+            "派单进程不写 ClickHouse：嵌入式 chdb 只属于 sink 进程（alert.actions 仍在 Kafka）。"
+            " The dispatcher does not write alert.actions to ClickHouse: the embedded chdb"
+            " belongs to the sink process (the actions stay in Kafka); use a ClickHouse server."
+        )
+    asyncio.run(
+        serve(
+            settings,
+            with_action_sink=with_action_sink,
+            idempotent_producer=settings.producer_idempotence,
+        )
+    )
+    log.info("dispatch stage stopped 派单进程已停止")
+    return 0
 
 
 async def _role_main(role: str, settings: Settings) -> int:
@@ -236,11 +298,14 @@ def _stop_children(children: Sequence[Child], grace_s: float) -> None:
 
 
 def run_worker(role: str | None, settings: Settings, extra_args: Sequence[str] = ()) -> int:
-    """``fangxian worker [--role decide|sink]``."""
+    """``fangxian worker [--role decide|sink|dispatch]``."""
     if role is not None:
         return run_role(role, settings)
-    children = [
+    return supervise(worker_children(settings, extra_args))
+
+
+def worker_children(settings: Settings, extra_args: Sequence[str] = ()) -> list[Child]:
+    return [
         Child(r, [sys.executable, "-m", "fangxian.cli", *extra_args, "worker", "--role", r])
-        for r in ROLES
+        for r in supervised_roles(settings)
     ]
-    return supervise(children)

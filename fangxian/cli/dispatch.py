@@ -13,7 +13,13 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dispatch.stage import serve
 
     try:
-        asyncio.run(serve(settings, with_action_sink=not args.no_action_sink))
+        asyncio.run(
+            serve(
+                settings,
+                with_action_sink=not args.no_action_sink,
+                idempotent_producer=settings.producer_idempotence,
+            )
+        )
     except ChannelConfigError as err:  # a missing key is a SettingError: the CLI explains it
         raise SettingError(
             "FANGXIAN_DISPATCH_CHANNELS_FILE", str(err), f"渠道配置文件无效：{err}"

@@ -1,11 +1,11 @@
-"""``fangxian worker``: the decide and sink stages as two supervised processes
-(``fangxian/worker.py``); ``--role decide|sink`` runs one stage in this process."""
+"""``fangxian worker``: the decide and sink stages and the on-duty dispatcher as supervised
+processes (``fangxian/worker.py``); ``--role decide|sink|dispatch`` runs one in this process."""
 
 from __future__ import annotations
 
 import argparse
 
-from fangxian.core.settings import Settings
+from fangxian.core.settings import SettingError, Settings
 
 
 def preflight(settings: Settings, role: str | None = None) -> None:
@@ -14,6 +14,17 @@ def preflight(settings: Settings, role: str | None = None) -> None:
     A failure raises what the CLI's error path explains (exit 5/6/7/8/9), instead of a worker
     that retries in its logs forever."""
     from kafka.errors import UnknownTopicOrPartitionError
+
+    from fangxian.worker import missing_dispatch_keys
+
+    if role == "dispatch" and (absent := missing_dispatch_keys(settings)):
+        listed = ", ".join(absent)
+        raise SettingError(
+            absent[0],
+            f"{listed} not set: the dispatcher encrypts staff contacts and signs acknowledge "
+            "links with them",
+            f"未设置 {listed}：派单用它们加密值班人员联系方式、签名确认链接",
+        )
 
     from fangxian.core.kafka_security import kafka_client_kwargs
     from infra.kafka_inspect import describe_topics, open_admin
@@ -56,11 +67,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
-        "worker", help="the stream worker: decide and sink stages as two supervised processes"
+        "worker", help="the stream worker: decide, sink and dispatch as supervised processes"
     )
     worker.add_argument(
         "--role",
-        choices=["decide", "sink"],
-        help="run one stage in this process (default: both, as supervised child processes)",
+        choices=["decide", "sink", "dispatch"],
+        help="run one stage in this process (default: all three as supervised child processes;"
+        " the dispatcher only if FANGXIAN_ROSTER_KEY and FANGXIAN_ACK_LINK_KEY are set)",
     )
     worker.set_defaults(func=cmd_worker)

@@ -442,10 +442,11 @@ async def serve(
     channels: dict[str, Channel] | None = None,
     *,
     with_action_sink: bool = True,
+    idempotent_producer: bool = True,
 ) -> None:
     """Run the dispatcher (and, unless told not to, the ``alert.actions`` → ClickHouse loop)
     until SIGTERM/SIGINT."""
-    stage = DispatcherStage(settings, channels)
+    stage = DispatcherStage(settings, channels, idempotent_producer=idempotent_producer)
     sink: ActionSink | None = None
     extra: list[asyncio.Task[None]] = []
     if with_action_sink:
@@ -482,5 +483,5 @@ async def serve(
 
 def run_dispatcher(settings: Settings) -> int:
     """The dispatcher as a process: blocks until SIGTERM/SIGINT; returns the exit status."""
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, idempotent_producer=settings.producer_idempotence))
     return 0

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    for key in ("FANGXIAN_ROSTER_KEY", "FANGXIAN_ACK_LINK_KEY"):
+        env.pop(key, None)  # no dispatcher keys: the supervisor runs the two stages only
     env.update(
         FANGXIAN_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         FANGXIAN_CLICKHOUSE_URL=settings.clickhouse_url,
@@ -169,6 +171,8 @@ def test_fangxian_worker_decides_stores_and_serves_metrics(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0  # SIGTERM reached both children and they stopped cleanly
+    text = log_path.read_text(encoding="utf-8")
+    assert "值班派单未启动" in text and "dispatcher NOT started" in text  # said, not crash-looped
     writer = open_writer(clickhouse_url)
     try:
         rows = writer.query(f"SELECT event_id FROM {writer.database}.gate_scans ORDER BY event_id")

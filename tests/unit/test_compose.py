@@ -23,6 +23,7 @@ DEPLOY_DOC = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
 
 STAGES = {"decide": "FANGXIAN_METRICS_PORT", "sink": "FANGXIAN_SINK_METRICS_PORT"}
 LONG_RUNNING = ["kafka", "clickhouse", *STAGES, "prometheus", "grafana"]
+DISPATCH_ENV = ("FANGXIAN_ROSTER_KEY", "FANGXIAN_ACK_LINK_KEY", "FANGXIAN_CLICKHOUSE_URL")
 SETTINGS_ENV = {"FANGXIAN_" + f.name.upper() for f in fields(Settings) if f.name != "topics"}
 # read by `fangxian acl apply` (fangxian/cli/acl.py), not by Settings
 ACL_PASSWORD_ENV = re.compile(r"^FANGXIAN_ACL_PASSWORD_[A-Z]+$")
@@ -52,6 +53,9 @@ def test_long_running_service_has_a_healthcheck(service: str) -> None:
         ),
         pytest.param("decide", ["worker", "--role", "decide"], id="decide runs the decide stage"),
         pytest.param("sink", ["worker", "--role", "sink"], id="sink runs the sink stage"),
+        pytest.param(
+            "dispatch", ["worker", "--role", "dispatch"], id="dispatch runs the dispatcher"
+        ),
     ],
 )
 def test_fangxian_services_run_the_cli(service: str, command: list[str]) -> None:
@@ -108,7 +112,7 @@ def test_each_stage_gets_the_settings_it_needs(stage: str, name: str) -> None:
     assert env(stage).get(name)
 
 
-@pytest.mark.parametrize("service", ["topics", "acl", "migrate", *STAGES])
+@pytest.mark.parametrize("service", ["topics", "acl", "migrate", *STAGES, "dispatch"])
 def test_every_fangxian_variable_names_a_setting(service: str) -> None:
     known = SETTINGS_ENV | {name + "_FILE" for name in SETTINGS_ENV}
     unknown = {
@@ -246,6 +250,7 @@ def test_kafka_refuses_to_start_without_an_admin_password() -> None:
         pytest.param("acl", "admin", id="acl logs in as the super user"),
         pytest.param("decide", "decide", id="the decide stage is the decide principal, not admin"),
         pytest.param("sink", "sink", id="the sink stage is the sink principal"),
+        pytest.param("dispatch", "dispatch", id="the dispatcher is the dispatch principal"),
     ],
 )
 def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
@@ -259,6 +264,9 @@ def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
     ("service", "user"),
     [
         pytest.param("sink", "fangxian_sink", id="the sink stage inserts as fangxian_sink"),
+        pytest.param(
+            "dispatch", "fangxian_sink", id="the dispatcher's action sink inserts as fangxian_sink"
+        ),
         pytest.param("migrate", "fangxian_migrate", id="migrations run as fangxian_migrate"),
     ],
 )
@@ -276,6 +284,33 @@ def test_acl_service_sets_every_role_password() -> None:
         assert SERVICES[stage]["depends_on"]["acl"]["condition"] == (
             "service_completed_successfully"
         )
+
+
+@pytest.mark.parametrize("name", DISPATCH_ENV)
+def test_the_dispatcher_gets_its_keys_and_clickhouse(name: str) -> None:
+    assert env("dispatch").get(name)
+
+
+@pytest.mark.parametrize(
+    ("need", "condition"),
+    [
+        pytest.param("kafka", "service_healthy", id="a healthy kafka"),
+        pytest.param("topics", "service_completed_successfully", id="the topics"),
+        pytest.param("acl", "service_completed_successfully", id="its principal and ACLs"),
+        pytest.param("migrate", "service_completed_successfully", id="the alert_actions table"),
+    ],
+)
+def test_the_dispatcher_starts_after(need: str, condition: str) -> None:
+    assert SERVICES["dispatch"]["depends_on"][need]["condition"] == condition
+
+
+def test_the_dispatcher_publishes_only_its_ack_endpoint_on_the_bind_address() -> None:
+    ack_port = env("dispatch")["FANGXIAN_ACK_PORT"]
+    assert SERVICES["dispatch"]["ports"] == [
+        f"${{FANGXIAN_BIND_ADDRESS:-127.0.0.1}}:{ack_port}:{ack_port}"
+    ]
+    assert env("dispatch")["FANGXIAN_BIND_HOST"] == "0.0.0.0"
+    assert "replicas" not in SERVICES["dispatch"].get("deploy", {}), "one ack port per host"
 
 
 def test_the_decide_stage_has_no_clickhouse() -> None:
