@@ -51,6 +51,7 @@ from fangxian.core.progress import phase
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
+from infra.topics import create_topics, internal_topic_specs
 from schemas import Codec
 from schemas.topics import EVENT_TOPICS, OUTPUT_TOPICS, RECORD_OF_KIND, REFERENCE_TOPICS
 from sinks import migrate, open_writer
@@ -234,6 +235,8 @@ def _pipeline(
         )
         for i, s in enumerate(settings_list)
     ]
+    for app_id in {s.app_id for s in settings_list}:
+        _internal_topics(next(s for s in settings_list if s.app_id == app_id))
     reports: list[dict[str, Any] | None] = []
     try:
         for w in workers:
@@ -286,6 +289,7 @@ def _decide(
     then the internal ``<app_id>-decide-events`` topic (read once the routing is done) to their
     ends. Returns the figures and the settings, so the sink phase reads what it produced."""
     settings = run.fresh(processing_guarantee="exactly_once")
+    _internal_topics(settings)
     worker = WorkerProcess(settings, run.log_path("decide"), gc_mode=run.config.worker_gc[0])
     timeout = 120 + expected / 500
     report: dict[str, Any] | None = None
@@ -321,6 +325,11 @@ def _decide(
     }
     log.info("decide: %s", figures)
     return figures, settings
+
+
+def _internal_topics(settings: Settings) -> None:
+    """A fresh app_id's decide-events and changelog topics (the stage does not create them)."""
+    create_topics(settings.kafka_bootstrap, internal_topic_specs(settings))
 
 
 def _output_topics(settings: Settings) -> list[str]:
