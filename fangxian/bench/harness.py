@@ -38,6 +38,7 @@ from fangxian.bench.stats import rate, ratio
 from fangxian.bench.worker import WorkerError, WorkerProcess
 from fangxian.bench.workload import (
     Workload,
+    committed_record_ends,
     encode_records,
     end_offsets,
     ensure_topics,
@@ -65,8 +66,6 @@ DEFAULT_RSS_RESIDENTS = (100_000, 1_000_000)
 POLL_S = 0.2
 DEFAULT_RESTORE_KEYS = 1_000_000
 QUICK_RESTORE_KEYS = 100_000
-#: offsets a transactional topic's partition may end past the last record a group commits
-TXN_MARKER = 1
 
 
 @dataclass(frozen=True)
@@ -173,15 +172,11 @@ def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, int]
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
-def caught_up(
-    committed: dict[TopicPartition, int],
-    ends: dict[TopicPartition, int],
-    slack: int = 0,
-) -> bool:
-    """True when every partition with data has its committed offset at its end offset, less
-    ``slack``: a topic written in transactions ends with a commit marker, one offset past the
-    last record, and a group commits the offset after its last *record* (``offset + 1``)."""
-    return all(committed.get(tp, 0) >= end - slack for tp, end in ends.items() if end > 0)
+def caught_up(committed: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> bool:
+    """True when every partition with data has its committed offset at its end offset (for a
+    topic written in transactions pass ``committed_record_ends``: its end offsets lie past the
+    last record by the control markers)."""
+    return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
 
 
 def _wait_caught_up(
@@ -190,15 +185,13 @@ def _wait_caught_up(
     ends: dict[TopicPartition, int],
     workers: Sequence[WorkerProcess],
     timeout_s: float,
-    *,
-    slack: int = 0,
 ) -> float:
     """Poll the group's committed offsets until they reach ``ends``; the wall-clock time then."""
     admin = KafkaAdminClient(bootstrap_servers=run.broker.bootstrap, client_id="fangxian-bench")
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            if caught_up(_committed(admin, group), ends, slack):
+            if caught_up(_committed(admin, group), ends):
                 return time.time()
             if not all(w.alive() for w in workers):
                 raise RuntimeError(
@@ -299,10 +292,8 @@ def _decide(
         go = time.time()
         worker.command("go")
         routed = _wait_caught_up(run, settings.decide_group, ends, [worker], timeout)
-        internal = end_offsets(run.broker.bootstrap, [settings.decide_events_topic])
-        done = _wait_caught_up(
-            run, settings.decide_group, internal, [worker], timeout, slack=TXN_MARKER
-        )
+        internal = committed_record_ends(run.broker.bootstrap, [settings.decide_events_topic])
+        done = _wait_caught_up(run, settings.decide_group, internal, [worker], timeout)
         first = _first_batch_time(worker) or go
     finally:
         report = worker.stop()
@@ -342,7 +333,7 @@ def _sink(run: _Run, decided: Settings, sink: str, url: str) -> dict[str, Any]:
     batch until the ``<app_id>-sink`` group has committed every partition to its end."""
     settings = decided.replace(clickhouse_url=url)
     topics = [settings.decide_events_topic, *_output_topics(settings)]
-    ends = end_offsets(run.broker.bootstrap, topics)
+    ends = committed_record_ends(run.broker.bootstrap, topics)
     records = sum(ends.values())
     worker = WorkerProcess(
         settings, run.log_path(f"sink-{sink}"), gc_mode=run.config.worker_gc[0], role="sink"
@@ -353,9 +344,7 @@ def _sink(run: _Run, decided: Settings, sink: str, url: str) -> dict[str, Any]:
         worker.wait_state("loaded", 600)
         worker.command("go")
         running = float(worker.wait_state("running", 60)["t"])
-        done = _wait_caught_up(
-            run, settings.sink_group, ends, [worker], 120 + records / 500, slack=TXN_MARKER
-        )
+        done = _wait_caught_up(run, settings.sink_group, ends, [worker], 120 + records / 500)
         started = _first_batch_time(worker) or running
     finally:
         report = worker.stop()
@@ -365,7 +354,7 @@ def _sink(run: _Run, decided: Settings, sink: str, url: str) -> dict[str, Any]:
     figures = {
         "role": "sink",
         "sink": sink,
-        "topic_offsets": records,  # upper bound of the records read: includes commit markers
+        "record_ends": records,  # offsets after the last committed record, summed
         "rows_written": rows,
         "rows": total_rows,
         "seconds": round(seconds, 3),

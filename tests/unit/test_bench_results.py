@@ -50,24 +50,6 @@ def test_caught_up(
     assert caught_up(committed, ends) is expected
 
 
-@pytest.mark.parametrize(
-    ("committed", "ends", "slack", "expected"),
-    [
-        pytest.param({A: 9}, {A: 10}, 1, True, id="last record committed, commit marker after it"),
-        pytest.param({A: 9}, {A: 10}, 0, False, id="control: no slack, the marker counts"),
-        pytest.param({A: 8}, {A: 10}, 1, False, id="a record still uncommitted"),
-        pytest.param({}, {A: 1}, 1, True, id="a marker only (an aborted/empty transaction)"),
-    ],
-)
-def test_caught_up_on_a_transactional_topic(
-    committed: dict[TopicPartition, int],
-    ends: dict[TopicPartition, int],
-    slack: int,
-    expected: bool,
-) -> None:
-    assert caught_up(committed, ends, slack) is expected
-
-
 def _lat(p50: float | None, p99: float | None) -> dict[str, float | None]:
     return {"p50_ms": p50, "p95_ms": p99, "p99_ms": p99, "max_ms": p99}
 
