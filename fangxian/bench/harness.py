@@ -239,7 +239,16 @@ def _pipeline(
         for w in workers:
             w.command("go")
         timeout = 120 + expected / 500
-        done = _wait_caught_up(run, settings_list[0].decide_group, ends, workers, timeout)
+        first_settings = settings_list[0]
+        _wait_caught_up(run, first_settings.decide_group, ends, workers, timeout)
+        # then decided (internal topic), then in ClickHouse (the sink group)
+        internal = committed_record_ends(run.broker.bootstrap, [first_settings.decide_events_topic])
+        _wait_caught_up(run, first_settings.decide_group, internal, workers, timeout)
+        written = committed_record_ends(
+            run.broker.bootstrap,
+            [first_settings.decide_events_topic, *_output_topics(first_settings)],
+        )
+        done = _wait_caught_up(run, first_settings.sink_group, written, workers, timeout)
         firsts = [t for w in workers if (t := _first_batch_time(w)) is not None]
     finally:
         for w in workers:
@@ -281,9 +290,13 @@ def _decide(
     from its first batch until the ``<app_id>-decide`` group has committed the event topics and
     then the internal ``<app_id>-decide-events`` topic (read once the routing is done) to their
     ends. Returns the figures and the settings, so the sink phase reads what it produced."""
-    settings = run.fresh(processing_guarantee="exactly_once")
-    _internal_topics(settings)
-    worker = WorkerProcess(settings, run.log_path("decide"), gc_mode=run.config.worker_gc[0])
+    # its own output topics, so the sink phase reads exactly what this phase decided
+    topics = prefixed(run.base.topics, "stage.", OUTPUT_TOPICS)
+    settings = run.fresh(processing_guarantee="exactly_once", topics=topics)
+    ensure_topics(settings)  # the stage.* outputs and the fresh app_id's internal topics
+    worker = WorkerProcess(
+        settings, run.log_path("decide"), gc_mode=run.config.worker_gc[0], role="decide"
+    )
     timeout = 120 + expected / 500
     report: dict[str, Any] | None = None
     try:
