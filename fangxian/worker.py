@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ async def relay_alerts_to_duty_log(settings: Settings, stop: asyncio.Event) -> N
     consumer = AIOKafkaConsumer(
         settings.topics.alerts,
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings, "aiokafka"),
         group_id=f"{settings.app_id}-duty-log",
         isolation_level="read_committed",
         auto_offset_reset="earliest",
@@ -142,7 +144,7 @@ def _publish_yesterday(settings: Settings) -> None:
     zone = ZoneInfo(settings.default_timezone)
     yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
     writer = open_writer(settings.clickhouse_url)
-    producer = kafka_producer(settings.kafka_bootstrap)
+    producer = kafka_producer(settings.kafka_bootstrap, **kafka_client_kwargs(settings))
     try:
         keys = publish_day(
             writer, producer, settings.topics.reports_daily, yesterday, settings.default_timezone

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
@@ -101,6 +102,7 @@ class ReferenceStore:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
+            **kafka_client_kwargs(self._settings, "aiokafka"),
             enable_auto_commit=False,
             group_id=None,
             max_partition_fetch_bytes=4 * 1024 * 1024,

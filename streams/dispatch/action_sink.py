@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks import SinkUnavailable, Writer
@@ -37,6 +38,7 @@ class ActionSink:
         self._consumer = AIOKafkaConsumer(
             self._s.topics.alert_actions,
             bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             group_id=f"{self._s.app_id}-sink-actions",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

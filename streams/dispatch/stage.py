@@ -33,6 +33,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks.channels.base import Channel
@@ -124,6 +125,7 @@ class DispatcherStage:
         s = self._s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_client_kwargs(s, "aiokafka"),
             acks="all",
             enable_idempotence=self._idempotent,
             linger_ms=0,
@@ -134,6 +136,7 @@ class DispatcherStage:
         await self._load_reference()
         self._actions = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_client_kwargs(s, "aiokafka"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -141,6 +144,7 @@ class DispatcherStage:
         await self._actions.start()
         self._alerts = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
+            **kafka_client_kwargs(s, "aiokafka"),
             group_id=f"{s.app_id}-dispatch",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -183,6 +187,7 @@ class DispatcherStage:
         topics = {getattr(self._s.topics, kind): kind for kind in REFERENCE_RECORDS}
         self._reference = AIOKafkaConsumer(
             bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
@@ -167,6 +168,7 @@ class DecideStage:
     def _producer_config(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             "acks": "all",
             "enable_idempotence": self._eos or self._s.producer_idempotence,
             "linger_ms": 2,
@@ -176,6 +178,7 @@ class DecideStage:
     async def start(self) -> None:
         consumer = self._consumer_factory(
             bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             group_id=self._s.decide_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -204,6 +207,7 @@ class DecideStage:
         )
         self._restorer = self._consumer_factory(
             bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

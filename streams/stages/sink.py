@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
@@ -121,6 +122,7 @@ class SinkStage:
     async def start(self) -> None:
         self._consumer = self._consumer_factory(
             bootstrap_servers=self._s.kafka_bootstrap,
+            **kafka_client_kwargs(self._s, "aiokafka"),
             group_id=self._s.sink_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
