@@ -316,7 +316,7 @@ def _decide(
         "role": "decide",
         "processing_guarantee": settings.processing_guarantee,
         "events": expected,
-        "routed_events": sum(internal.values()),
+        "internal_offsets": sum(internal.values()),  # offsets, transaction markers included
         "decided": (report or {}).get("decided"),
         "output_offsets": sum(outputs.values()),
         "seconds": round(seconds, 3),
