@@ -37,6 +37,9 @@ def throughput_bars(results: dict[str, Any]) -> list[tuple[str, float]]:
     decide = results.get("decide") or {}
     if decide.get("events_per_s"):
         bars.append(("decide stage", decide["events_per_s"]))
+    for sink, figures in (results.get("sink") or {}).items():
+        if figures and figures.get("rows_per_s"):
+            bars.append((f"sink stage\n{sink} (rows/s)", figures["rows_per_s"]))
     two = results.get("two_workers") or {}
     if two.get("events_per_s"):
         bars.append((f"2 workers\n{two.get('sink', '')}", two["events_per_s"]))
@@ -59,6 +62,18 @@ def latency_series(
     return loads, series
 
 
+def stage_note(results: dict[str, Any]) -> str:
+    """One line under the throughput bars: the decide ratio and the restore time."""
+    parts = []
+    ratio = results.get("ratio_decide_to_raw_ceiling")
+    if ratio is not None:
+        parts.append(f"decide / raw ceiling = {ratio}")
+    restore = results.get("restore") or {}
+    if restore.get("restore_seconds") is not None:
+        parts.append(f"restore {restore.get('keys'):,} keys: {restore['restore_seconds']} s")
+    return "; ".join(parts)
+
+
 def render_chart(results: dict[str, Any], path: Path) -> Path:
     """Write the chart to ``path`` (PNG) and return it."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.2))
@@ -69,8 +84,9 @@ def render_chart(results: dict[str, Any], path: Path) -> Path:
         drawn = left.bar(range(len(heights)), heights, color="#4c72b0")
         left.set_xticks(range(len(heights)), labels, fontsize=7, rotation=30, ha="right")
         left.bar_label(drawn, fmt="%.0f", fontsize=8)
-    left.set_ylabel("events/s")
-    left.set_title("Throughput (one worker unless noted)")
+    left.set_ylabel("events/s (sink: rows/s)")
+    note = stage_note(results)
+    left.set_title("Throughput (one worker unless noted)" + (f"\n{note}" if note else ""))
     loads, series = latency_series(results)
     if loads:
         for label, values in series.items():

@@ -1,6 +1,8 @@
 """``fangxian bench``: one run against a real Apache Kafka broker it starts itself.
 
-Phases (each can be skipped where noted): prefill → raw ceiling → pipeline with chdb → pipeline
+Phases (each can be skipped where noted): prefill → raw ceiling → decide stage alone
+(``skip_decide``) → sink stage alone over its output, chdb and the server (``skip_sink``) →
+changelog restore of ``restore_keys`` keys (``skip_restore``) → pipeline with chdb → pipeline
 with the ClickHouse server (``skip_server``) → two workers vs one → latency at fixed offered
 loads (``skip_latency``) → peak RSS with 100k / 1M residents (``skip_rss``). Every worker is a
 child process (``fangxian.bench.worker``); everything started here is stopped in ``finally``.
@@ -30,11 +32,13 @@ from kafka.admin import KafkaAdminClient
 from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
 from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
+from fangxian.bench.restore import measure as measure_restore
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
 from fangxian.bench.stats import rate, ratio
 from fangxian.bench.worker import WorkerError, WorkerProcess
 from fangxian.bench.workload import (
     Workload,
+    committed_record_ends,
     encode_records,
     end_offsets,
     ensure_topics,
@@ -48,6 +52,7 @@ from fangxian.core.progress import phase
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
 from infra.kafka_broker import KafkaBroker
+from infra.topics import create_topics, internal_topic_specs
 from schemas import Codec
 from schemas.topics import EVENT_TOPICS, OUTPUT_TOPICS, RECORD_OF_KIND, REFERENCE_TOPICS
 from sinks import migrate, open_writer
@@ -59,6 +64,8 @@ DEFAULT_EVENTS = 200_000
 DEFAULT_LOADS = (1000.0, 5000.0, 20000.0)
 DEFAULT_RSS_RESIDENTS = (100_000, 1_000_000)
 POLL_S = 0.2
+DEFAULT_RESTORE_KEYS = 1_000_000
+QUICK_RESTORE_KEYS = 100_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,10 @@ class BenchConfig:
     skip_latency: bool = False
     skip_rss: bool = False
     skip_two_workers: bool = False
+    skip_decide: bool = False
+    skip_sink: bool = False
+    skip_restore: bool = False
+    restore_keys: int = DEFAULT_RESTORE_KEYS
     profile: bool = False
     #: collector setups of the bench workers (fangxian.core.gctune); the first is used by
     #: every phase, and with more than one a ``gc`` phase compares them all
@@ -83,11 +94,12 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **changes: Any) -> BenchConfig:
-        """~20k events, 5 s per load, 100k residents only."""
+        """~20k events, 5 s per load, 100k residents only, 100k restore keys."""
         values: dict[str, Any] = {
             "events": QUICK_EVENTS,
             "load_seconds": 5.0,
             "rss_residents": (100_000,),
+            "restore_keys": QUICK_RESTORE_KEYS,
         }
         values.update(changes)
         return cls(**values)
@@ -161,7 +173,9 @@ def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, int]
 
 
 def caught_up(committed: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> bool:
-    """True when every partition with data has its committed offset at its end offset."""
+    """True when every partition with data has its committed offset at its end offset (for a
+    topic written in transactions pass ``committed_record_ends``: its end offsets lie past the
+    last record by the control markers)."""
     return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
 
 
@@ -214,6 +228,8 @@ def _pipeline(
         )
         for i, s in enumerate(settings_list)
     ]
+    for app_id in {s.app_id for s in settings_list}:
+        _internal_topics(next(s for s in settings_list if s.app_id == app_id))
     reports: list[dict[str, Any] | None] = []
     try:
         for w in workers:
@@ -223,7 +239,16 @@ def _pipeline(
         for w in workers:
             w.command("go")
         timeout = 120 + expected / 500
-        done = _wait_caught_up(run, settings_list[0].app_id, ends, workers, timeout)
+        first_settings = settings_list[0]
+        _wait_caught_up(run, first_settings.decide_group, ends, workers, timeout)
+        # then decided (internal topic), then in ClickHouse (the sink group)
+        internal = committed_record_ends(run.broker.bootstrap, [first_settings.decide_events_topic])
+        _wait_caught_up(run, first_settings.decide_group, internal, workers, timeout)
+        written = committed_record_ends(
+            run.broker.bootstrap,
+            [first_settings.decide_events_topic, *_output_topics(first_settings)],
+        )
+        done = _wait_caught_up(run, first_settings.sink_group, written, workers, timeout)
         firsts = [t for w in workers if (t := _first_batch_time(w)) is not None]
     finally:
         for w in workers:
@@ -256,6 +281,110 @@ def _pipeline(
     }
     log.info("pipeline %s: %s", name, figures)
     return figures
+
+
+def _decide(
+    run: _Run, ends: dict[TopicPartition, int], expected: int
+) -> tuple[dict[str, Any], Settings]:
+    """The decide stage alone (``--role decide``), exactly_once, on a fresh app_id: events/s
+    from its first batch until the ``<app_id>-decide`` group has committed the event topics and
+    then the internal ``<app_id>-decide-events`` topic (read once the routing is done) to their
+    ends. Returns the figures and the settings, so the sink phase reads what it produced."""
+    # its own output topics, so the sink phase reads exactly what this phase decided
+    topics = prefixed(run.base.topics, "stage.", OUTPUT_TOPICS)
+    settings = run.fresh(processing_guarantee="exactly_once", topics=topics)
+    ensure_topics(settings)  # the stage.* outputs and the fresh app_id's internal topics
+    worker = WorkerProcess(
+        settings, run.log_path("decide"), gc_mode=run.config.worker_gc[0], role="decide"
+    )
+    timeout = 120 + expected / 500
+    report: dict[str, Any] | None = None
+    try:
+        worker.start()
+        loaded = worker.wait_state("loaded", 600)
+        go = time.time()
+        worker.command("go")
+        routed = _wait_caught_up(run, settings.decide_group, ends, [worker], timeout)
+        internal = committed_record_ends(run.broker.bootstrap, [settings.decide_events_topic])
+        done = _wait_caught_up(run, settings.decide_group, internal, [worker], timeout)
+        first = _first_batch_time(worker) or go
+    finally:
+        report = worker.stop()
+    seconds = done - first
+    outputs = end_offsets(run.broker.bootstrap, _output_topics(settings))
+    figures = {
+        "role": "decide",
+        "processing_guarantee": settings.processing_guarantee,
+        "events": expected,
+        "internal_offsets": sum(internal.values()),  # offsets, transaction markers included
+        "decided": (report or {}).get("decided"),
+        "output_offsets": sum(outputs.values()),
+        "seconds": round(seconds, 3),
+        "events_per_s": rate(expected, seconds),
+        "route_seconds": round(routed - first, 3),
+        "seconds_incl_group_join": round(done - go, 3),
+        "load_seconds": loaded.get("seconds"),
+        "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
+        "gc_mode": run.config.worker_gc[0],
+    }
+    log.info("decide: %s", figures)
+    return figures, settings
+
+
+def _internal_topics(settings: Settings) -> None:
+    """A fresh app_id's decide-events and changelog topics (the stage does not create them)."""
+    create_topics(settings.kafka_bootstrap, internal_topic_specs(settings))
+
+
+def _output_topics(settings: Settings) -> list[str]:
+    return [getattr(settings.topics, f) for f in OUTPUT_TOPICS]
+
+
+def _sink(run: _Run, decided: Settings, sink: str, url: str) -> dict[str, Any]:
+    """The sink stage alone (``--role sink``) over what the decide phase produced (its
+    decide-events and the output topics), into a fresh database: rows/s from its first fetched
+    batch until the ``<app_id>-sink`` group has committed every partition to its end."""
+    settings = decided.replace(clickhouse_url=url)
+    topics = [settings.decide_events_topic, *_output_topics(settings)]
+    ends = committed_record_ends(run.broker.bootstrap, topics)
+    records = sum(ends.values())
+    worker = WorkerProcess(
+        settings, run.log_path(f"sink-{sink}"), gc_mode=run.config.worker_gc[0], role="sink"
+    )
+    report: dict[str, Any] | None = None
+    try:
+        worker.start()
+        worker.wait_state("loaded", 600)
+        worker.command("go")
+        running = float(worker.wait_state("running", 60)["t"])
+        done = _wait_caught_up(run, settings.sink_group, ends, [worker], 120 + records / 500)
+        started = _first_batch_time(worker) or running
+    finally:
+        report = worker.stop()
+    rows = dict((report or {}).get("rows_written", {}))
+    total_rows = sum(rows.values())
+    seconds = done - started
+    figures = {
+        "role": "sink",
+        "sink": sink,
+        "record_ends": records,  # offsets after the last committed record, summed
+        "rows_written": rows,
+        "rows": total_rows,
+        "seconds": round(seconds, 3),
+        "seconds_incl_group_join": round(done - running, 3),
+        "rows_per_s": rate(total_rows, seconds),
+        "rows_per_s_while_flushing": rate(total_rows, (report or {}).get("sink_flush_s", 0.0)),
+        "flushes": (report or {}).get("flushes"),
+        "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
+    }
+    log.info("sink %s: %s", sink, figures)
+    return figures
+
+
+def _restore(run: _Run, keys: int) -> dict[str, Any]:
+    """Restore time of one changelog partition holding ``keys`` state keys
+    (``fangxian.bench.restore``), on the bench's broker."""
+    return asyncio.run(measure_restore(run.broker.bootstrap, keys))
 
 
 def _first_batch_time(worker: WorkerProcess) -> float | None:
@@ -333,7 +462,7 @@ def _rss(
         worker.start()
         loaded = worker.wait_state("loaded", 1800)
         worker.command("go")
-        _wait_caught_up(run, settings.app_id, ends, [worker], 120 + workload.events / 500)
+        _wait_caught_up(run, settings.decide_group, ends, [worker], 120 + workload.events / 500)
     finally:
         report = worker.stop()
     figures = {
@@ -405,6 +534,43 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         out_dir = config.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         profile = out_dir / f"bench-{run.stamp}-profile" if config.profile else None
+        decided: dict[str, Settings] = {}
+        if not config.skip_decide:
+
+            def decide_phase() -> dict[str, Any]:
+                figures, decided["settings"] = _decide(run, ends, expected)
+                return figures
+
+            _phase(errors, "decide", results, "decide", decide_phase)
+        else:
+            run.skipped.append("decide (--skip-decide)")
+        if config.skip_sink:
+            run.skipped.append("sink (--skip-sink)")
+        elif "settings" not in decided:
+            run.skipped.append("sink (no decide phase to read from)")
+        else:
+            results["sink"] = {}
+            _phase(
+                errors,
+                "sink chdb",
+                results["sink"],
+                "chdb",
+                lambda: _sink(run, decided["settings"], "chdb", run.chdb_url("sink")),
+            )
+            if run.server is not None:
+                _phase(
+                    errors,
+                    "sink server",
+                    results["sink"],
+                    "server",
+                    lambda: _sink(run, decided["settings"], "server", run.server_url()),
+                )
+        if not config.skip_restore:
+            _phase(
+                errors, "restore", results, "restore", lambda: _restore(run, config.restore_keys)
+            )
+        else:
+            run.skipped.append("restore (--skip-restore)")
         _phase(
             errors,
             "pipeline chdb",
@@ -472,8 +638,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
             )
         results["skipped"] = run.skipped
         results["errors"] = errors
-        results["ratios"] = ratios(results)
-        results["ratio_decide_to_raw_ceiling"] = results["ratios"]["ratio_decide_to_raw_ceiling"]
+        add_ratios(results)
         json_path = out_dir / f"bench-{run.stamp}.json"
         json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
@@ -557,6 +722,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def add_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Put ``ratios`` and the top-level ``ratio_decide_to_raw_ceiling`` into the results."""
+    results["ratios"] = ratios(results)
+    results["ratio_decide_to_raw_ceiling"] = results["ratios"]["ratio_decide_to_raw_ceiling"]
+    return results
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """The figures as a plain-text table (中文 / English labels)."""
     lines = ["防线 benchmark 基准测试", "-" * 64]
@@ -577,6 +749,17 @@ def summary_table(results: dict[str, Any]) -> str:
             row(f"raw ceiling 原始上限 {client}, events/s", per_cpu(raw[client] or {}))
     for client, figures in (results.get("validating_decode") or {}).items():
         row(f"  + validating decode 校验解码 {client}", per_cpu(figures or {}))
+    decide = results.get("decide") or {}
+    if decide:
+        row("decide stage 决策阶段, events/s", decide.get("events_per_s"))
+    for sink, figures in (results.get("sink") or {}).items():
+        row(f"sink stage 入库阶段 {sink}, rows/s", (figures or {}).get("rows_per_s"))
+    restore = results.get("restore") or {}
+    if restore:
+        row(
+            f"restore 状态恢复 {restore.get('keys')} keys, s",
+            f"{restore.get('restore_seconds')} ({restore.get('records_per_s')} records/s)",
+        )
     for sink, figures in (results.get("pipeline") or {}).items():
         row(f"pipeline 全流程 {sink}, events/s", (figures or {}).get("events_per_s"))
         row(

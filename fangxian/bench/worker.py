@@ -14,7 +14,9 @@ consumers do not share its GIL. Protocol — JSON lines on stdout, commands on s
   profiled by pyinstrument into ``PREFIX.txt`` and ``PREFIX.html``; ``--gc MODE`` sets the
   collector up once the reference data is loaded (``fangxian.core.gctune``).
 
-``WorkerProcess`` is the harness side of that protocol.
+``--role decide`` runs only the decide stage (``DecideRuntime``: no ClickHouse, no migration),
+``--role sink`` only the sink stage (``SinkRuntime``: migrates, loads no reference data); the
+default ``both`` runs ``Runtime``. ``WorkerProcess`` is the harness side of that protocol.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,7 +46,7 @@ from fangxian.core.settings import Settings, Topics
 from infra.process import terminate
 from sinks import migrate
 from streams.processor import BatchResult
-from streams.runtime import Runtime
+from streams.runtime import DecideRuntime, Runtime, SinkRuntime
 
 log = logging.getLogger(__name__)
 
@@ -117,32 +120,68 @@ def _stdin_commands(loop: asyncio.AbstractEventLoop, commands: asyncio.Queue[str
     loop.call_soon_threadsafe(commands.put_nowait, "stop")
 
 
-async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = DEFAULT) -> None:
+ROLES = ("both", "decide", "sink")
+
+
+def _first_fetch_consumer(on_first: Callable[[], None]) -> Callable[..., Any]:
+    """A consumer factory for the sink stage that calls ``on_first`` when a ``getmany`` first
+    returns records (the sink stage has no per-batch hook; its timing starts there)."""
+    from aiokafka import AIOKafkaConsumer
+
+    class _Consumer(AIOKafkaConsumer):
+        async def getmany(self, *args: Any, **kwargs: Any) -> Any:
+            batches = await super().getmany(*args, **kwargs)
+            if batches:
+                on_first()
+            return batches
+
+    return _Consumer
+
+
+async def _child(
+    settings: Settings, profile_prefix: str | None, gc_mode: str = DEFAULT, role: str = "both"
+) -> None:
     first: list[float] = []
     probe = GcProbe().install()
 
-    def on_result(result: BatchResult) -> None:
-        if result.events and not first:
+    def on_first() -> None:
+        if not first:
             first.append(time.time())
             _emit("first_batch", t=first[0])
 
-    runtime = Runtime(settings, on_result=on_result)
+    def on_result(result: BatchResult) -> None:
+        if result.events:
+            on_first()
+
+    runtime: Runtime | DecideRuntime | SinkRuntime
+    if role == "decide":
+        runtime = DecideRuntime(settings, on_result=on_result)
+    elif role == "sink":
+        runtime = SinkRuntime(settings, consumer_factory=_first_fetch_consumer(on_first))
+    else:
+        runtime = Runtime(settings, on_result=on_result)
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
     threading.Thread(target=_stdin_commands, args=(loop, commands), daemon=True).start()
     began = time.monotonic()
-    await loop.run_in_executor(
-        None, lambda: migrate(runtime.writer, retention_days=settings.retention_days)
-    )
-    await runtime.store.start()
-    await runtime.store.ready.wait()
+    if not isinstance(runtime, DecideRuntime):
+        writer = runtime.writer
+        await loop.run_in_executor(
+            None, lambda: migrate(writer, retention_days=settings.retention_days)
+        )
+    reference: dict[str, int] = {}
+    if not isinstance(runtime, SinkRuntime):
+        await runtime.store.start()
+        await runtime.store.ready.wait()
+        reference = {kind: len(recs) for kind, recs in runtime.store.records.items()}
     gc_setup = apply_mode(gc_mode)  # the reference data is loaded: what stays, stays
     _emit(
         "loaded",
         seconds=round(time.monotonic() - began, 2),
         vmhwm_kb=peak_rss_kb(),
-        reference={kind: len(recs) for kind, recs in runtime.store.records.items()},
+        reference=reference,
         gc=gc_setup,
+        role=role,
     )
     while (command := await commands.get()) != "go":
         if command == "stop":
@@ -155,8 +194,13 @@ async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = 
 
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
-    await runtime.sink.start(migrate_db=False)
-    await runtime.decide.stage.start()
+    if isinstance(runtime, Runtime):
+        await runtime.sink.start(migrate_db=False)
+        await runtime.decide.stage.start()
+    elif isinstance(runtime, DecideRuntime):
+        await runtime.stage.start()
+    else:
+        await runtime.start(migrate_db=False)
     probe.reset()
     task = asyncio.create_task(runtime.run())
     _emit("running", t=time.time())
@@ -185,11 +229,21 @@ async def _child(settings: Settings, profile_prefix: str | None, gc_mode: str = 
             profiler.output_text(unicode=True, color=False), encoding="utf-8"
         )
         Path(profile_prefix + ".html").write_text(profiler.output_html(), encoding="utf-8")
+    counts: dict[str, int] = {}
+    if isinstance(runtime, Runtime):
+        counts = {
+            "committed_events": runtime.sink.stage.committed_rows,
+            "decided": runtime.decide.stage.decided,
+        }
+    elif isinstance(runtime, DecideRuntime):
+        counts = {"decided": runtime.stage.decided}
+    else:
+        counts = {"committed_events": runtime.stage.committed_rows}
     _emit(
         "stopped",
         vmhwm_kb=peak_rss_kb(),
-        committed_events=runtime.sink.stage.committed_rows,
-        decided=runtime.decide.stage.decided,
+        role=role,
+        **counts,
         gc=probe.report(),
         gc_mode=gc_mode,
         gc_objects=tracked_objects(),
@@ -202,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("settings_json")
     parser.add_argument("--profile", help="write a pyinstrument profile to PREFIX.txt/.html")
     parser.add_argument("--gc", choices=MODES, default=DEFAULT, help="collector setup (gctune)")
+    parser.add_argument("--role", choices=ROLES, default="both", help="stages to run")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_child(settings_from_json(args.settings_json), args.profile, args.gc))
+    asyncio.run(_child(settings_from_json(args.settings_json), args.profile, args.gc, args.role))
     return 0
 
 
@@ -240,8 +295,10 @@ class WorkerProcess:
         *,
         profile_prefix: Path | None = None,
         gc_mode: str = DEFAULT,
+        role: str = "both",
     ) -> None:
         self.gc_mode = gc_mode
+        self.role = role
         self.settings = settings
         self.log_path = log_path
         self._profile_prefix = profile_prefix
@@ -258,7 +315,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "fangxian.bench.worker", settings_to_json(self.settings)]
         if self._profile_prefix is not None:
             argv += ["--profile", str(self._profile_prefix)]
-        argv += ["--gc", self.gc_mode]
+        argv += ["--gc", self.gc_mode, "--role", self.role]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as err:

@@ -122,6 +122,36 @@ def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, i
         consumer.close()
 
 
+def committed_record_ends(
+    bootstrap: str, topics: Sequence[str], tail: int = 500
+) -> dict[TopicPartition, int]:
+    """Per partition of ``topics`` (written in transactions), the offset after its last
+    *committed record* — what a group that consumed everything commits (``offset + 1``); the end
+    offset lies past it by the transactions' control markers (one or more). Read from the last
+    ``tail`` offsets, read_committed; a partition whose tail holds no record gets its start of
+    tail (a partition with only markers, 0)."""
+    ends = end_offsets(bootstrap, topics)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    out: dict[TopicPartition, int] = {}
+    try:
+        for tp, end in ends.items():
+            start = max(0, end - tail)
+            out[tp] = start
+            if end == 0:
+                continue
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + 30
+            while consumer.position(tp) < end and time.monotonic() < deadline:
+                for record in consumer.poll(timeout_ms=500).get(tp, []):
+                    out[tp] = record.offset + 1
+    finally:
+        consumer.close()
+    return out
+
+
 def prefill(
     settings: Settings,
     codec: Codec,

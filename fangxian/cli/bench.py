@@ -31,6 +31,16 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def _gc_modes(text: str) -> tuple[str, ...]:
     values = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [v for v in values if v not in GC_MODES]
@@ -49,12 +59,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "skip_latency": args.skip_latency,
         "skip_rss": args.skip_rss,
         "skip_two_workers": args.skip_two_workers,
+        "skip_decide": args.skip_decide,
+        "skip_sink": args.skip_sink,
+        "skip_restore": args.skip_restore,
         "profile": args.profile,
         "out_dir": Path(args.out_dir),
     }
     if args.worker_gc is not None:
         changes["worker_gc"] = args.worker_gc
-    for name in ("events", "loads", "load_seconds", "rss_residents", "seed"):
+    for name in ("events", "loads", "load_seconds", "rss_residents", "seed", "restore_keys"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -93,6 +106,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--skip-latency", action="store_true")
     bench.add_argument("--skip-rss", action="store_true")
     bench.add_argument("--skip-two-workers", action="store_true")
+    bench.add_argument(
+        "--skip-decide", action="store_true", help="no decide-stage phase (and so no sink phase)"
+    )
+    bench.add_argument("--skip-sink", action="store_true", help="no sink-stage phase")
+    bench.add_argument("--skip-restore", action="store_true", help="no changelog restore phase")
+    bench.add_argument(
+        "--restore-keys",
+        type=_positive,
+        help="state keys in the restored changelog (default 1000000; --quick 100000)",
+    )
     bench.add_argument(
         "--profile", action="store_true", help="pyinstrument profile of the chdb pipeline"
     )

@@ -11,8 +11,15 @@ import pytest
 from kafka import TopicPartition
 
 from fangxian.bench.ceiling import best_client, fastest
-from fangxian.bench.chart import latency_series, render_chart, throughput_bars
-from fangxian.bench.harness import BenchConfig, caught_up, gc_labels, ratios, summary_table
+from fangxian.bench.chart import latency_series, render_chart, stage_note, throughput_bars
+from fangxian.bench.harness import (
+    BenchConfig,
+    add_ratios,
+    caught_up,
+    gc_labels,
+    ratios,
+    summary_table,
+)
 from fangxian.bench.latency import _Load, load_figures
 from fangxian.bench.loadgen import event_id, id_prefix, new_base, seq_of
 from fangxian.bench.stats import histogram_delta, histogram_summary
@@ -101,6 +108,60 @@ def test_ratios_are_against_the_best_raw_ceiling() -> None:
 def test_decide_ratio_once_the_decide_stage_is_measured() -> None:
     results = _results() | {"decide": {"events_per_s": 60_000.0}}
     assert ratios(results)["ratio_decide_to_raw_ceiling"] == 0.6
+
+
+def _staged() -> dict[str, Any]:
+    """The results with the stage phases: decide alone, sink alone (both sinks), restore."""
+    return _results() | {
+        "decide": {"events_per_s": 30_000.0, "events": 1000, "seconds": 0.033},
+        "sink": {
+            "chdb": {"rows_per_s": 120_000.0, "rows": 2400},
+            "server": {"rows_per_s": 90_000.0, "rows": 2400},
+        },
+        "restore": {"keys": 200_000, "restore_seconds": 3.5, "records_per_s": 57_143},
+    }
+
+
+def test_add_ratios_fills_the_top_level_decide_ratio() -> None:
+    results = add_ratios(_staged())
+    assert results["ratio_decide_to_raw_ceiling"] == 0.3
+    assert results["ratios"]["ratio_decide_to_raw_ceiling"] == 0.3
+    assert results["ratios"]["pipeline_server_over_raw_ceiling"] == 0.1
+
+
+def test_decide_ratio_is_none_without_a_decide_phase() -> None:
+    assert add_ratios(_results())["ratio_decide_to_raw_ceiling"] is None
+
+
+def test_stage_figures_in_the_summary_table() -> None:
+    text = summary_table(add_ratios(_staged()))
+    for figure in (
+        "decide stage 决策阶段, events/s",
+        "30000.0",
+        "sink stage 入库阶段 chdb, rows/s",
+        "120000.0",
+        "90000.0",
+        "restore 状态恢复 200000 keys, s",
+        "3.5 (57143 records/s)",
+        "ratio_decide_to_raw_ceiling",
+        "0.3",
+    ):
+        assert figure in text
+
+
+def test_stage_bars_and_note_on_the_chart(tmp_path: Path) -> None:
+    results = add_ratios(_staged())
+    labels, values = zip(*throughput_bars(results), strict=True)
+    assert labels[-4:] == (
+        "decide stage",
+        "sink stage\nchdb (rows/s)",
+        "sink stage\nserver (rows/s)",
+        "2 workers\nserver",
+    )
+    assert values[-4:] == (30_000.0, 120_000.0, 90_000.0, 15_000.0)
+    assert stage_note(results) == "decide / raw ceiling = 0.3; restore 200,000 keys: 3.5 s"
+    assert stage_note(_results()) == ""
+    assert render_chart(results, tmp_path / "c.png").stat().st_size > 10_000
 
 
 def test_no_raw_ceiling_means_no_ratios() -> None:
@@ -270,6 +331,25 @@ def _parse(*argv: str) -> argparse.Namespace:
             {"skip_rss": True, "skip_server": True, "skip_latency": True},
             id="skips",
         ),
+        pytest.param(
+            (),
+            {
+                "skip_decide": False,
+                "skip_sink": False,
+                "skip_restore": False,
+                "restore_keys": 1_000_000,
+            },
+            id="stage phases and 1M restore keys by default",
+        ),
+        pytest.param(("--quick",), {"restore_keys": 100_000}, id="quick restores 100k keys"),
+        pytest.param(
+            ("--quick", "--restore-keys", "200000"), {"restore_keys": 200_000}, id="restore keys"
+        ),
+        pytest.param(
+            ("--skip-decide", "--skip-sink", "--skip-restore"),
+            {"skip_decide": True, "skip_sink": True, "skip_restore": True},
+            id="stage skips",
+        ),
     ],
 )
 def test_command_line_options(argv: tuple[str, ...], expected: dict[str, Any]) -> None:
@@ -285,6 +365,8 @@ def test_command_line_options(argv: tuple[str, ...], expected: dict[str, Any]) -
         pytest.param(("--loads", "fast"), id="not a number"),
         pytest.param(("--rss-residents", "-5"), id="a negative count"),
         pytest.param(("--worker-gc", "off"), id="an unknown gc mode"),
+        pytest.param(("--restore-keys", "0"), id="zero restore keys"),
+        pytest.param(("--restore-keys", "many"), id="restore keys not a number"),
     ],
 )
 def test_command_line_refuses_bad_lists(argv: tuple[str, ...]) -> None:
