@@ -154,7 +154,10 @@ def _services(config: BenchConfig) -> Iterator[_Run]:
         if not config.skip_server:
             server = ClickHouseServer().start()
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Settings(kafka_bootstrap=broker.bootstrap, clickhouse_url="chdb://unused")
+        # a phase that names no database of its own writes into the run's scratch space
+        base = Settings(
+            kafka_bootstrap=broker.bootstrap, clickhouse_url=f"chdb://{scratch / 'chdb-default'}"
+        )
         yield _Run(config, broker, server, scratch, stamp, base)
     finally:
         if server is not None:
