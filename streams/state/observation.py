@@ -115,29 +115,32 @@ class Observation:
         plausible = temperature_c is None or (
             rules.plausible_min_c <= temperature_c <= rules.plausible_max_c
         )
-        if fever and temperature_c is not None:
-            alerter.emit(
-                alerts,
-                alert_type=A.FEVER_REPORTED,
-                severity=A.WARNING,
-                community_id=cid,
-                cause=event_id,
-                sources=[event_id],
-                event_time=t,
-                created_at=created_at,
-                suppress_key=rid,
-                window_ms=window_ms,
-                subject_id=rid,
-                details={
-                    "temperature_c": fmt_c(temperature_c),
-                    "threshold_c": fmt_c(rules.fever_threshold_c),
-                },
+        if temperature_c is not None and (fever or not plausible):
+            # a reported fever, or a reading no thermometer gives: one alert, by its kind
+            alert_type, severity, details = (
+                (
+                    A.FEVER_REPORTED,
+                    A.WARNING,
+                    {
+                        "temperature_c": fmt_c(temperature_c),
+                        "threshold_c": fmt_c(rules.fever_threshold_c),
+                    },
+                )
+                if fever
+                else (
+                    A.TEMPERATURE_IMPLAUSIBLE,
+                    A.INFO,
+                    {
+                        "temperature_c": fmt_c(temperature_c),
+                        "plausible_min_c": fmt_c(rules.plausible_min_c),
+                        "plausible_max_c": fmt_c(rules.plausible_max_c),
+                    },
+                )
             )
-        elif not plausible and temperature_c is not None:
             alerter.emit(
                 alerts,
-                alert_type=A.TEMPERATURE_IMPLAUSIBLE,
-                severity=A.INFO,
+                alert_type=alert_type,
+                severity=severity,
                 community_id=cid,
                 cause=event_id,
                 sources=[event_id],
@@ -146,11 +149,7 @@ class Observation:
                 suppress_key=rid,
                 window_ms=window_ms,
                 subject_id=rid,
-                details={
-                    "temperature_c": fmt_c(temperature_c),
-                    "plausible_min_c": fmt_c(rules.plausible_min_c),
-                    "plausible_max_c": fmt_c(rules.plausible_max_c),
-                },
+                details=details,
             )
         observed = self.observed.get(rid)
         if observed is None or observed[0] != cid:
