@@ -127,6 +127,10 @@ class Settings:
     # a decide transaction that does not finish in this time is abandoned and its task set up
     # again (new producer, restore, seek to the committed offsets)
     transaction_timeout_s: float = 30.0
+    # a decide member restores every task's state before it joins its group (a warm standby,
+    # as Kafka Streams' standby replicas): a member that joins or takes over a leaver's tasks
+    # then reads only the changelog written since, and the gates do not wait for a restore
+    decide_warm_start: bool = True
 
     @property
     def exactly_once(self) -> bool:

@@ -184,6 +184,10 @@ class DecideStage:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
+            # a member that leaves (a deploy, a scale-in) hands its partitions over at the
+            # others' next heartbeat: at aiokafka's default of 3 s, half the gates would wait
+            # that long for decisions
+            heartbeat_interval_ms=HEARTBEAT_MS,
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_wait_ms=max(1, int(self._s.batch_within_s * 1000)),
         )
@@ -212,13 +216,42 @@ class DecideStage:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # it reads to a known end and is reused: a long poll left in flight by the last
+            # restore (500 ms by default) would delay the next one by that much
+            fetch_max_wait_ms=20,
         )
         await self._restorer.start()
         if not self._eos:
             self._shared_producer = self._producer_factory(**self._producer_config())
             await self._shared_producer.start()
             self._shared_publisher = BatchPublisher(self._shared_producer)
+        if self._restore_state and self._s.decide_warm_start:
+            await self._warm_start()
         consumer.subscribe(self._inputs, listener=_Listener(self))
+
+    async def _warm_start(self) -> None:
+        """Every task's state restored into an idle engine before the member joins its group:
+        on assignment a task then reads only what was written to its changelog since."""
+        began = time.monotonic()
+        idle = [self._new_task(p) for p in range(self._partitions)]
+        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {
+            TopicPartition(self._changelog_topic, t.partition): (0, t.state.restore)
+            for t in idle
+            if t.state is not None
+        }
+        done = await restore_partitions(self._restorer, targets)
+        for task in idle:
+            result = done.get(TopicPartition(self._changelog_topic, task.partition))
+            if result is not None:
+                task.changelog_position = result.end_offset
+                task.restored_records += result.records
+            self._idle[task.partition] = task
+        log.info(
+            "warm start 预热: %d tasks restored (%d changelog records) in %.2fs",
+            len(idle),
+            sum(r.records for r in done.values()),
+            time.monotonic() - began,
+        )
 
     async def _partition_counts(self, consumer: Any) -> dict[str, int]:
         cluster = await consumer._client.fetch_all_metadata()
@@ -241,7 +274,8 @@ class DecideStage:
     # -- rebalance -----------------------------------------------------------------------------
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         """Wait for the batch in flight (its transaction commits or aborts), then suspend the
-        tasks: their producers close, their engines are kept in case the task comes back."""
+        tasks. Their engines and producers are kept in case the task comes back (the usual
+        case: a rebalance moves few partitions); ``_assigned`` closes the rest."""
         async with self._lock:
             self._assignment.clear()
             kept = [t for t in self.tasks.values() if t.ready and t.state is not None]
@@ -255,7 +289,6 @@ class DecideStage:
                         t.changelog_position = max(t.changelog_position, ends[tp])
             for task in self.tasks.values():
                 task.ready = False
-                await self._close_producer(task)
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         log.info(
@@ -270,6 +303,7 @@ class DecideStage:
                     # another member owns it now; keep the engine idle, so if the task comes
                     # back only what the other member wrote meanwhile is restored
                     task = self.tasks.pop(p)
+                    await self._close_producer(task)  # the new owner's producer fences it
                     if task.engine is not None and not task.fenced:
                         self._idle[p] = task
             for p in mine:
@@ -287,16 +321,17 @@ class DecideStage:
         router = self._router
         return lambda community_id: router.partition_of(community_id) == p
 
+    def _new_task(self, p: int) -> DecideTask:
+        engine = self._engine_factory(p, self.owns_for(p))
+        return DecideTask(p, engine, EventProcessor(self._s, self._codec, engine, self._metrics))
+
     async def _prepare(self, p: int) -> DecideTask:
         """Task *p*'s engine and producer; waiting for the producer id is the fence."""
-        task = self.tasks.get(p) or self._idle.pop(p, None)
-        if task is not None:
-            self.tasks[p] = task
-        else:
-            engine = self._engine_factory(p, self.owns_for(p))
-            processor = EventProcessor(self._s, self._codec, engine, self._metrics)
-            task = self.tasks[p] = DecideTask(p, engine, processor)
-        if self._eos:
+        task = self.tasks.get(p) or self._idle.pop(p, None) or self._new_task(p)
+        self.tasks[p] = task
+        if self._eos and task.producer is not None:
+            pass  # kept over the rebalance: still the owner of its transactional id
+        elif self._eos:
             task.producer = self._producer_factory(
                 **self._producer_config(),
                 transactional_id=self._s.transactional_id(p),
@@ -313,7 +348,9 @@ class DecideStage:
         """Make tasks ready: producers (fencing earlier owners) side by side, then every
         task's changelog partition read to its end in one restore, then the inputs seeked to
         the committed offsets and resumed."""
+        began = time.monotonic()
         tasks = await asyncio.gather(*(self._prepare(p) for p in partitions))
+        prepared = time.monotonic()
         targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {}
         for task in tasks:
             state = task.state
@@ -333,6 +370,7 @@ class DecideStage:
                     result.records,
                     result.seconds,
                 )
+        restored = time.monotonic()
         for task in tasks:
             p = task.partition
             for tp in self._task_tps(p):
@@ -343,6 +381,15 @@ class DecideStage:
                     self._consumer.seek(tp, committed)
             self._consumer.resume(*self._task_tps(p))
             task.ready = True
+        done_at = time.monotonic()
+        log.info(
+            "tasks %s ready 任务就绪 in %.2fs (producers %.2fs, restore %.2fs, seek %.2fs)",
+            partitions,
+            done_at - began,
+            prepared - began,
+            restored - prepared,
+            done_at - restored,
+        )
 
     async def _setup_pending(self) -> None:
         pending = sorted(
@@ -554,9 +601,13 @@ class DecideStage:
         return self._s.topics.gate_decisions
 
     def on_reference_update(self, kind: str, key: str, record: Mapping[str, Any] | None) -> None:
-        for task in self.tasks.values():
+        # idle engines too: one that becomes a task again must not decide on stale rules
+        for task in [*self.tasks.values(), *self._idle.values()]:
             if task.engine is not None:
                 task.engine.on_reference_update(kind, key, record)
+
+
+HEARTBEAT_MS = 500
 
 
 def _tuples(result: BatchResult) -> list[tuple[str, bytes | None, bytes]]:

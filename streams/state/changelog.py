@@ -97,21 +97,29 @@ async def restore_partitions(
         unit="records",
         interval_s=progress_every_s,
     )
+    # a key's newest record wins (a changelog not yet compacted holds every version): only it
+    # is decoded and applied, once the partition is read to its end
+    latest: dict[TopicPartition, dict[bytes, bytes | None]] = {tp: {} for tp in todo}
     while todo:
         batches = await consumer.getmany(*todo, timeout_ms=500, max_records=max_records)
         for tp, records in batches.items():
-            apply = targets[tp][1]
+            newest = latest[tp]
+            end = ends[tp]
             before = counts[tp]
             for r in records:
-                if r.offset >= ends[tp]:
+                if r.offset >= end:
                     break
-                store, key = split_changelog_key(r.key)
-                apply(store, key, r.value)
+                newest[r.key] = r.value
                 counts[tp] += 1
             progress.advance(counts[tp] - before)
         for tp in list(todo):
             if await consumer.position(tp) >= ends[tp]:
                 todo.discard(tp)
+    for tp, newest in latest.items():
+        apply = targets[tp][1]
+        for raw_key, value in newest.items():
+            store, key = split_changelog_key(raw_key)
+            apply(store, key, value)
     progress.close()
     seconds = time.monotonic() - began
     consumer.assign([])

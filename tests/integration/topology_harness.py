@@ -68,9 +68,15 @@ class Town:
         producer.close()
 
     def scan(
-        self, *, direction: str = "IN", subject: str | None = None, **changes: Any
+        self,
+        *,
+        direction: str = "IN",
+        subject: str | None = None,
+        avoid: frozenset[str] = frozenset(),
+        **changes: Any,
     ) -> dict[str, Any]:
-        if subject is None:
+        """A scan of ``subject`` (a random resident not in ``avoid`` when None)."""
+        while subject is None or subject in avoid:
             household = random.choice(list(self.households))
             subject = random.choice(self.households[household])
         household = subject.rsplit("-", 1)[0]
@@ -104,8 +110,16 @@ class Traffic(threading.Thread):
         self._halt = threading.Event()
         self.sent: dict[str, float] = {}  # event_id -> wall-clock seconds sent
         self._lock = threading.Lock()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as err:  # stop() raises it: a test never passes on no traffic
+            self.error = err
+            raise
+
+    def _run(self) -> None:
         began = time.time()
         n = 0
         while not self._halt.is_set():
@@ -130,6 +144,8 @@ class Traffic(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=30)
+        if self.error is not None:
+            raise RuntimeError(f"the traffic thread failed: {self.error!r}") from self.error
 
     def sent_between(self, start: float, end: float) -> list[str]:
         with self._lock:

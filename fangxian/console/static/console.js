@@ -74,10 +74,21 @@
       actionCell(a));
   }
 
+  // A row's status only moves forwards (as in the server's AlertView): the answer to an
+  // acknowledge (ACK_REQUESTED) can arrive after the dispatcher's ACKNOWLEDGED came live.
+  const STATUS_RANK = {
+    OPEN: 0, ACK_REQUESTED: 1, ACKNOWLEDGED: 2, RESOLVE_REQUESTED: 3, RESOLVED: 4, SILENCED: 4,
+  };
+  function rowStatus(row) {
+    const cls = [...row.classList].find((c) => c.startsWith("st-"));
+    return cls ? cls.slice(3) : "OPEN";
+  }
+
   function updateAlert(a) {
     const tbody = document.querySelector("#alerts tbody");
     if (!tbody || (community && a.community_id !== community)) return;
     const old = tbody.querySelector(`tr[data-alert-id="${CSS.escape(a.alert_id)}"]`);
+    if (old && (STATUS_RANK[a.status] ?? 0) < (STATUS_RANK[rowStatus(old)] ?? 0)) return;
     const row = alertRow(a);
     if (old) { old.replaceWith(row); return; }
     row.classList.add("new");
@@ -142,7 +153,7 @@
     if (page === "alerts") {
       // server-rendered rows get their buttons here (same code as live rows)
       for (const row of document.querySelectorAll("#alerts tbody tr[data-alert-id]")) {
-        const status = [...row.classList].find((c) => c.startsWith("st-")).slice(3);
+        const status = rowStatus(row);
         row.querySelector("td.acts").replaceWith(actionCell({ alert_id: row.dataset.alertId, status }));
       }
     }
