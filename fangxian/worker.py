@@ -108,6 +108,7 @@ def run_dispatch_role(settings: Settings) -> int:
 async def _role_main(role: str, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from fangxian.core.gctune import apply_mode
     from fangxian.core.metrics import Metrics
     from streams.runtime import DecideRuntime, SinkRuntime
 
@@ -130,6 +131,10 @@ async def _role_main(role: str, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
+    if role == "decide":
+        # reference data and restored state are long-lived: out of the collector's walks
+        gc_setup = apply_mode(settings.decide_gc)
+        log.info("decide collector 垃圾回收设置: %s", gc_setup)
     log.info("%s stage running 阶段运行中 (metrics on %s:%d)", role, settings.bind_host, port)
     tasks = [asyncio.create_task(runtime.run(), name=role)]
     tasks += [asyncio.create_task(extra(stop)) for extra in extras]

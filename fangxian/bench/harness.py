@@ -47,7 +47,7 @@ from fangxian.bench.workload import (
     produce_encoded,
     reference_pairs,
 )
-from fangxian.core.gctune import DEFAULT
+from fangxian.core.gctune import FREEZE
 from fangxian.core.progress import phase
 from fangxian.core.settings import Settings
 from infra.clickhouse_server import ClickHouseServer
@@ -88,7 +88,7 @@ class BenchConfig:
     profile: bool = False
     #: collector setups of the bench workers (fangxian.core.gctune); the first is used by
     #: every phase, and with more than one a ``gc`` phase compares them all
-    worker_gc: tuple[str, ...] = (DEFAULT,)
+    worker_gc: tuple[str, ...] = (FREEZE,)  # as the decide stage runs (Settings.decide_gc)
     out_dir: Path = Path("bench-results")
     kafka_heap: str = "1g"
 
@@ -287,7 +287,7 @@ def _pipeline(
 
 
 def _decide(
-    run: _Run, ends: dict[TopicPartition, int], expected: int
+    run: _Run, ends: dict[TopicPartition, int], expected: int, profile: Path | None = None
 ) -> tuple[dict[str, Any], Settings]:
     """The decide stage alone (``--role decide``), exactly_once, on a fresh app_id: events/s
     from its first batch until the ``<app_id>-decide`` group has committed the event topics and
@@ -298,7 +298,11 @@ def _decide(
     settings = run.fresh(processing_guarantee="exactly_once", topics=topics)
     ensure_topics(settings)  # the stage.* outputs and the fresh app_id's internal topics
     worker = WorkerProcess(
-        settings, run.log_path("decide"), gc_mode=run.config.worker_gc[0], role="decide"
+        settings,
+        run.log_path("decide"),
+        gc_mode=run.config.worker_gc[0],
+        role="decide",
+        profile_prefix=profile,
     )
     timeout = 120 + expected / 500
     report: dict[str, Any] | None = None
@@ -329,6 +333,7 @@ def _decide(
         "load_seconds": loaded.get("seconds"),
         "peak_rss_mb": kb_to_mb((report or {}).get("vmhwm_kb")),
         "gc_mode": run.config.worker_gc[0],
+        "profiled": profile is not None,  # pyinstrument slows the worker: not a clean figure
     }
     log.info("decide: %s", figures)
     return figures, settings
@@ -408,7 +413,10 @@ def _latency(
     # broker-stamped scans and decisions: scan→decision on the broker's clock
     stamped = (topics.gate_scans, topics.gate_decisions)
     ensure_topics(settings, extra_config={name: LOG_APPEND_TIME for name in stamped})
-    worker = WorkerProcess(settings, run.log_path(prefix.strip(".")), gc_mode=gc_mode)
+    # the decide process, as deployed (its sink is another process; none runs in this phase)
+    worker = WorkerProcess(
+        settings, run.log_path(prefix.strip(".")), gc_mode=gc_mode, role="decide"
+    )
     try:
         worker.start()
         worker.wait_state("loaded", 600)
@@ -425,7 +433,7 @@ def _latency(
     finally:
         report = worker.stop()
     return {
-        "worker": "subprocess (python -m fangxian.bench.worker), sink chdb",
+        "worker": "subprocess (python -m fangxian.bench.worker --role decide), exactly_once",
         "load_generator": "subprocess (python -m fangxian.bench.loadgen), confluent-kafka",
         "reader": "thread in the harness, confluent-kafka",
         "log_append_time_topics": list(stamped),
@@ -459,7 +467,9 @@ def _rss(
     settings = run.fresh(topics=topics, clickhouse_url=url)
     ensure_topics(settings)
     produce_s = _produce_residents(run, settings, workload, residents)
-    worker = WorkerProcess(settings, run.log_path(f"rss{residents}"))
+    worker = WorkerProcess(
+        settings, run.log_path(f"rss{residents}"), gc_mode=run.config.worker_gc[0], role="decide"
+    )
     report = None
     try:
         worker.start()
@@ -470,6 +480,7 @@ def _rss(
         report = worker.stop()
     figures = {
         "residents": loaded["reference"]["residents"],
+        "role": "decide",
         "sink": sink,
         "produce_seconds": round(produce_s, 1),
         "load_seconds": loaded["seconds"],
@@ -541,7 +552,7 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
         if not config.skip_decide:
 
             def decide_phase() -> dict[str, Any]:
-                figures, decided["settings"] = _decide(run, ends, expected)
+                figures, decided["settings"] = _decide(run, ends, expected, profile)
                 return figures
 
             _phase(errors, "decide", results, "decide", decide_phase)
@@ -585,7 +596,6 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                 [run.fresh(clickhouse_url=run.chdb_url("pipe"))],
                 ends,
                 expected,
-                profile=profile,
             ),
         )
         if profile is not None:

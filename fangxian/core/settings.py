@@ -131,6 +131,9 @@ class Settings:
     # as Kafka Streams' standby replicas): a member that joins or takes over a leaver's tasks
     # then reads only the changelog written since, and the gates do not wait for a restore
     decide_warm_start: bool = True
+    # the decide process's collector once its reference data and state are loaded
+    # (fangxian.core.gctune: default | freeze | freeze-tuned; docs/benchmark.md has the figures)
+    decide_gc: str = "freeze"
 
     @property
     def exactly_once(self) -> bool:
