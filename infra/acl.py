@@ -13,10 +13,17 @@ table is the whole of each principal's rights:
   ``alert.actions``;
 - **loader** writes the reference topics; **reporter** (``fangxian report --publish``) writes
   ``reports.daily``;
+- **console** (``fangxian console``) reads ``gate.decisions``, ``alerts``, ``alert.actions``
+  and ``reference.staff`` without a group (every instance sees everything), writes
+  ``alert.actions`` (its acknowledge / resolve requests);
 - BI tools have no Kafka principal at all; the super user (topics, ACLs) needs no ACL.
 
 A WRITE on a topic implies DESCRIBE (metadata) and, since Kafka 2.8, idempotent production; a
 READ implies DESCRIBE; consumers that commit offsets need READ on their group.
+
+Applying converges: ALLOW ACLs of the table's principals that the table does not hold are
+deleted (``plan_acls``). Other principals' ACLs and DENY ACLs (removing one would widen access)
+are left alone; the super user has no ACLs (``super.users`` in the broker's config).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, NoError
 
 from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.settings import Settings
@@ -69,6 +76,7 @@ class Principals:
     dispatch: str = "dispatch"
     loader: str = "loader"
     reporter: str = "reporter"
+    console: str = "console"
 
     def roles(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -116,6 +124,10 @@ class AclTable:
                 )
         return out
 
+    def managed(self) -> set[str]:
+        """The principals (``User:<name>``) whose ACLs this table is the whole of."""
+        return {f"User:{user}" for user in self.principals.roles().values()}
+
     def render(self) -> str:
         """The table as text, one line per grant (what ``fangxian acl show`` prints)."""
         users = self.principals.roles()
@@ -152,6 +164,7 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
     decide_refs = [getattr(t, f) for f in DECIDE_REFERENCE_FIELDS]
     dispatch_refs = [_topic(settings, a, d) for a, d in DISPATCH_REFERENCE_TOPICS.items()]
     alert_actions = _topic(settings, *ALERT_ACTIONS)
+    staff = _topic(settings, "staff", DISPATCH_REFERENCE_TOPICS["staff"])
     decide_events = _internal(settings, "decide_events_topic", "decide-events")
     decide_changelog = _internal(settings, "decide_changelog_topic", "decide-changelog")
 
@@ -191,14 +204,67 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
         ),
         "loader": tuple(topics([*decide_refs, *dispatch_refs], W)),
         "reporter": tuple(topics([t.reports_daily], W)),
+        # the staff console: live feed and staff directory without a group, ack/resolve requests
+        "console": (
+            *topics([t.gate_decisions, t.alerts, alert_actions, staff], R),
+            *topics([alert_actions], W),
+        ),
     }
     return AclTable(grants=grants, principals=principals or Principals())
 
 
+def describe_acl(acl: ACL) -> str:
+    """One ACL as a line a person reads: ``User:console topic alerts READ``."""
+    pattern = acl.resource_pattern
+    star = "*" if pattern.pattern_type == ACLResourcePatternType.PREFIXED else ""
+    text = (
+        f"{acl.principal} {ResourceType(pattern.resource_type).name.lower()} "
+        f"{pattern.resource_name}{star} {ACLOperation(acl.operation).name}"
+    )
+    if acl.host != ANY_HOST:
+        text += f" host={acl.host}"
+    if acl.permission_type != ACLPermissionType.ALLOW:
+        text += f" {ACLPermissionType(acl.permission_type).name}"
+    return text
+
+
+@dataclass(frozen=True)
+class AclPlan:
+    """What applying a table changes: ACLs to create, and stale ACLs to delete."""
+
+    add: list[ACL]
+    remove: list[ACL]
+
+
+def plan_acls(table: AclTable, present: Iterable[ACL]) -> AclPlan:
+    """The changes that make the broker's ACLs (``present``) converge on ``table``.
+
+    Only ALLOW ACLs of the table's own principals are ever removed: another principal's ACLs
+    are someone else's business, and deleting a DENY would widen access, not narrow it.
+    """
+    wanted = table.acls()
+    have = set(present)
+    keep = set(wanted)
+    managed = table.managed()
+    stale = [
+        acl
+        for acl in have
+        if acl.principal in managed
+        and acl.permission_type == ACLPermissionType.ALLOW
+        and acl not in keep
+    ]
+    return AclPlan(
+        add=[acl for acl in wanted if acl not in have],
+        remove=sorted(stale, key=describe_acl),
+    )
+
+
 @dataclass
 class ApplyResult:
-    created: int = 0
+    added: list[ACL] = field(default_factory=list)
+    removed: list[ACL] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
 
 class AclApplyError(RuntimeError):
@@ -212,13 +278,15 @@ def apply_acls(
     passwords: Mapping[str, str] | None = None,
     iterations: int = 8192,
     wait_s: float = 15.0,
+    dry_run: bool = False,
 ) -> ApplyResult:
-    """Create the table's ACLs on the broker ``admin_settings`` reaches (as a super user), and
-    first upsert the SCRAM-SHA-512 credential of every role in ``passwords`` (role →
-    password). Idempotent: an ACL that exists already is left as it is. ACLs the table does
-    not hold are not removed (``describe_acls`` lists them).
+    """Make the ACLs on the broker ``admin_settings`` reaches (as a super user) converge on
+    ``table``, and first upsert the SCRAM-SHA-512 credential of every role in ``passwords``
+    (role → password). The table's ACLs that are missing are created; the stale ALLOW ACLs of
+    its principals are deleted (``plan_acls``); a second apply changes nothing. With
+    ``dry_run`` nothing is changed (no credential either): the result holds the plan.
 
-    Returns once the broker answering DescribeAcls holds every ACL (they reach a broker's
+    Returns once the broker answering DescribeAcls shows the result (ACLs reach a broker's
     authorizer through the metadata log a moment after the controller accepts them), or
     raises AclApplyError after ``wait_s``.
     """
@@ -227,8 +295,11 @@ def apply_acls(
         client_id="fangxian-acl",
         **kafka_client_kwargs(admin_settings),
     )
-    result = ApplyResult()
     try:
+        plan = plan_acls(table, _all_acls(admin))
+        result = ApplyResult(added=plan.add, removed=plan.remove, dry_run=dry_run)
+        if dry_run:
+            return result
         users = table.principals.roles()
         if passwords:
             upserts = [
@@ -242,17 +313,30 @@ def apply_acls(
             if failed:
                 raise AclApplyError(f"SCRAM credentials refused: {failed}")
             result.users = sorted(errors)
-        acls = table.acls()
-        response = admin.create_acls(acls)
-        if response["failed"]:
-            raise AclApplyError(f"{len(response['failed'])} ACLs refused: {response['failed']}")
-        result.created = len(response["succeeded"])
-        _wait_until_present(admin, acls, wait_s)
+        if plan.add:
+            response = admin.create_acls(plan.add)
+            if response["failed"]:
+                raise AclApplyError(f"{len(response['failed'])} ACLs refused: {response['failed']}")
+        if plan.remove:
+            # each stale ACL is its own exact filter: nothing else can match it
+            refused = [
+                (describe_acl(acl), error)
+                for acl, _matched, error in admin.delete_acls(list(plan.remove))
+                if error is not NoError
+            ]
+            if refused:
+                raise AclApplyError(f"{len(refused)} ACL deletions refused: {refused}")
+        _wait_until_converged(admin, table.acls(), plan.remove, wait_s)
     except KafkaError as err:
         raise AclApplyError(f"applying ACLs on {admin_settings.kafka_bootstrap}: {err}") from err
     finally:
         admin.close()
-    log.info("ACLs applied: %d, credentials set: %s", result.created, result.users or "none")
+    log.info(
+        "ACLs added: %d, removed: %d, credentials set: %s",
+        len(result.added),
+        len(result.removed),
+        result.users or "none",
+    )
     return result
 
 
@@ -271,15 +355,21 @@ def _all_acls(admin: KafkaAdminClient) -> list[ACL]:
     return list(acls)
 
 
-def _wait_until_present(admin: KafkaAdminClient, acls: list[ACL], wait_s: float) -> None:
+def _wait_until_converged(
+    admin: KafkaAdminClient, wanted: list[ACL], removed: list[ACL], wait_s: float
+) -> None:
     deadline = time.monotonic() + wait_s
-    wanted = set(acls)
+    want, gone = set(wanted), set(removed)
     while True:
-        missing = wanted - set(_all_acls(admin))
-        if not missing:
+        present = set(_all_acls(admin))
+        missing, lingering = want - present, gone & present
+        if not missing and not lingering:
             return
         if time.monotonic() > deadline:
-            raise AclApplyError(f"{len(missing)} ACLs not in effect after {wait_s:.0f} s")
+            raise AclApplyError(
+                f"{len(missing)} ACLs not in effect, {len(lingering)} not yet deleted after "
+                f"{wait_s:.0f} s"
+            )
         time.sleep(0.1)
 
 

@@ -251,6 +251,7 @@ def test_kafka_refuses_to_start_without_an_admin_password() -> None:
         pytest.param("decide", "decide", id="the decide stage is the decide principal, not admin"),
         pytest.param("sink", "sink", id="the sink stage is the sink principal"),
         pytest.param("dispatch", "dispatch", id="the dispatcher is the dispatch principal"),
+        pytest.param("console", "console", id="the staff console is the console principal"),
     ],
 )
 def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
@@ -280,7 +281,7 @@ def test_acl_service_sets_every_role_password() -> None:
 
     roles = {k.removeprefix("FANGXIAN_ACL_PASSWORD_").lower() for k in env("acl") if "ACL_" in k}
     assert roles == set(Principals().roles())
-    for stage in ("decide", "sink"):
+    for stage in ("decide", "sink", "console"):
         assert SERVICES[stage]["depends_on"]["acl"]["condition"] == (
             "service_completed_successfully"
         )

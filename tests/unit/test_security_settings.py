@@ -7,12 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.admin import ACLOperation, ResourceType
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    ResourcePattern,
+    ResourceType,
+)
 
 from fangxian.cli.acl import role_passwords
 from fangxian.core.kafka_security import KafkaSecurityError, for_principal, kafka_client_kwargs
 from fangxian.core.settings import Settings, Topics
-from infra.acl import acl_table
+from infra.acl import acl_table, plan_acls
 
 
 def test_password_from_a_secret_file(tmp_path: Path) -> None:
@@ -167,6 +174,20 @@ def _ops(role: str, name: str) -> set[ACLOperation]:
             id="dispatch reads and writes alert.actions",
         ),
         pytest.param("loader", "p.reference.staff", {ACLOperation.WRITE}, id="loader writes staff"),
+        pytest.param("console", "p.alerts", {ACLOperation.READ}, id="console only reads alerts"),
+        pytest.param(
+            "console", "p.gate.decisions", {ACLOperation.READ}, id="console reads decisions"
+        ),
+        pytest.param(
+            "console", "p.reference.staff", {ACLOperation.READ}, id="console reads the staff list"
+        ),
+        pytest.param(
+            "console",
+            "p.alert.actions",
+            {ACLOperation.READ, ACLOperation.WRITE},
+            id="console reads alert.actions and writes its ack/resolve requests",
+        ),
+        pytest.param("console", "p.reference.residents", set(), id="console: nothing on residents"),
     ],
 )
 def test_acl_table(role: str, name: str, ops: set[ACLOperation]) -> None:
@@ -184,3 +205,67 @@ def test_no_role_may_write_and_read_everything() -> None:
         prefixed = [g for g in grants if g.prefixed]
         assert all(g.resource is ResourceType.TRANSACTIONAL_ID for g in prefixed), role
     assert "bi" not in table.grants, "BI tools have no Kafka access"
+
+
+def test_console_has_no_group_and_nothing_else() -> None:
+    grants = acl_table(PREFIXED).grants["console"]
+    assert {g.resource for g in grants} == {ResourceType.TOPIC}
+    assert {g.name for g in grants} == {
+        "p.gate.decisions",
+        "p.alerts",
+        "p.alert.actions",
+        "p.reference.staff",
+    }
+
+
+def _acl(
+    user: str,
+    topic: str,
+    op: ACLOperation = ACLOperation.READ,
+    permission: ACLPermissionType = ACLPermissionType.ALLOW,
+    host: str = "*",
+) -> ACL:
+    pattern = ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
+    return ACL(f"User:{user}", host, op, permission, pattern)
+
+
+TABLE_ACLS = acl_table(PREFIXED).acls()
+
+
+@pytest.mark.parametrize(
+    ("extra", "stale"),
+    [
+        pytest.param([], False, id="the table as it is: nothing to remove"),
+        pytest.param([_acl("device", "p.alerts")], True, id="a grant the table lost is removed"),
+        pytest.param(
+            [_acl("console", "p.alerts", ACLOperation.WRITE)],
+            True,
+            id="an extra operation on a granted topic is removed",
+        ),
+        pytest.param(
+            [_acl("device", "p.gate.scans", ACLOperation.WRITE, host="10.0.0.9")],
+            True,
+            id="the same grant for one host only is not the table's and is removed",
+        ),
+        pytest.param(
+            [_acl("someone", "p.alerts")], False, id="an unmanaged principal is left alone"
+        ),
+        pytest.param([_acl("admin", "p.alerts")], False, id="the super user is left alone"),
+        pytest.param(
+            [_acl("device", "p.alerts", permission=ACLPermissionType.DENY)],
+            False,
+            id="a DENY is left alone: removing it would widen access",
+        ),
+    ],
+)
+def test_plan_converges_on_the_table(extra: list[ACL], stale: bool) -> None:
+    plan = plan_acls(acl_table(PREFIXED), [*TABLE_ACLS, *extra])
+    assert plan.add == []
+    assert plan.remove == (extra if stale else [])
+
+
+def test_plan_adds_what_is_missing_and_nothing_twice() -> None:
+    present = TABLE_ACLS[:3]
+    plan = plan_acls(acl_table(PREFIXED), present)
+    assert plan.add == TABLE_ACLS[3:]
+    assert plan.remove == []
