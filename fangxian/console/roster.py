@@ -101,7 +101,11 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, settings: Set
     if parts:
         return set(parts)
     if topic not in await consumer.topics():
-        raise RuntimeError(f"topic {topic} does not exist: run `fangxian topics create`")
+        # a topic the principal may not DESCRIBE is missing from its metadata just the same
+        raise RuntimeError(
+            f"topic {topic} 不存在或无权访问 does not exist or this Kafka user may not read it: "
+            "run `fangxian topics create` / `fangxian acl apply`"
+        )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "aiokafka")
     )

@@ -30,6 +30,9 @@ from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
+from fangxian.console.actions import ActionWriter
+from fangxian.console.live import LiveFeed, LiveState
+from fangxian.console.roster import StaffDirectory
 from fangxian.core.kafka_security import KafkaSecurityError, kafka_client_kwargs
 from fangxian.core.settings import Settings
 from infra.acl import Principals, acl_table, apply_acls, describe_acls
@@ -501,3 +504,108 @@ def test_the_loader_cli_producer_logs_in_with_its_settings(
         producer.close()
     topic = secure_topics.topics.residents
     assert len(read_all(secure_topics, topic, partitions_of(secure_topics, topic))) == 1
+
+
+async def _console_round(console: Settings, alert_id: str) -> tuple[LiveState, set[str]]:
+    """What ``fangxian console`` does on Kafka, with its own clients under ``console``'s
+    principal: follow the live topics and the staff directory (no group), then acknowledge an
+    alert (a request to alert.actions) and see its own request come back in the feed."""
+    stop = asyncio.Event()
+    feed = LiveFeed(console)
+    directory = StaffDirectory()
+    actions = ActionWriter(console)
+    tasks = [
+        asyncio.create_task(feed.run(stop)),
+        asyncio.create_task(directory.follow(console, stop)),
+    ]
+    try:
+        for ready in (feed.ready, directory.loaded):
+            waiter = asyncio.create_task(ready.wait())
+            done, _ = await asyncio.wait(
+                [waiter, *tasks], timeout=60, return_when=asyncio.FIRST_COMPLETED
+            )
+            if waiter not in done:
+                waiter.cancel()
+                for task in done:
+                    task.result()  # a client the broker refused says why
+                raise AssertionError("the console's consumers never got ready")
+        await actions.start()
+        try:
+            view = await _until(lambda: feed.state.alerts.get(alert_id))
+            await actions.request("ack", alert_id, "st-1", view.partition or 0)
+        finally:
+            await actions.stop()
+        await _until(lambda: feed.state.counts["actions"] >= 1)
+        return feed.state, set(directory.staff)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until(probe: Callable[[], Any], timeout_s: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (found := probe()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for the console")
+        await asyncio.sleep(0.2)
+    return found
+
+
+def test_the_console_runs_under_its_own_principal(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    from fangxian.ingest.produce import RecordProducer
+    from schemas import contract
+
+    alert = contract.examples("Alert")[0]
+    staff = contract.examples("StaffMember")[0]
+    admin = RecordProducer(secure_topics, acks="all")
+    try:
+        admin.send("Alert", alert)
+        admin.send("StaffMember", staff)
+    finally:
+        admin.close()
+    console = as_role(secure_kafka, secure_topics, "console")
+    assert console.kafka_username == ROLES.console
+    state, staff_ids = asyncio.run(_console_round(console, alert["alert_id"]))
+    assert alert["alert_id"] in state.alerts
+    assert state.counts["actions"] == 1, "its own ack request, read back from alert.actions"
+    assert staff_ids == {staff["staff_id"]}
+
+
+@pytest.mark.parametrize(
+    ("topic_field", "control"),
+    [
+        pytest.param("alerts", "decide", id="console cannot forge an alert"),
+        pytest.param("gate_decisions", "decide", id="console cannot forge a gate decision"),
+        pytest.param("residents", "loader", id="console cannot write reference.residents"),
+        pytest.param("staff", "loader", id="console cannot change the staff list it reads"),
+    ],
+)
+def test_console_cannot_write_outside_alert_actions(
+    secure_kafka: KafkaBroker, secure_topics: Settings, topic_field: str, control: str
+) -> None:
+    topic = getattr(secure_topics.topics, topic_field)
+    with pytest.raises(TopicAuthorizationFailedError):
+        produce(as_role(secure_kafka, secure_topics, "console"), topic)
+    # control: the principal the table lets write there does
+    assert produce(as_role(secure_kafka, secure_topics, control), topic).topic == topic
+
+
+def test_console_cannot_read_the_resident_register(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    topic = secure_topics.topics.residents
+    produce(secure_topics, topic, b"resident")
+    partitions = partitions_of(secure_topics, topic)
+    console = as_role(secure_kafka, secure_topics, "console")
+    assert topic not in visible_topics(console)
+    assert read_all(console, topic, partitions, polls=3) == []
+    # control: decide, which the table lets read it, gets the record with the same client
+    assert read_all(as_role(secure_kafka, secure_topics, "decide"), topic, partitions) == [
+        b"resident"
+    ]
+    # and the console does read the topics it is granted
+    produce(secure_topics, console.topics.alerts, b"alert")
+    alerts = partitions_of(secure_topics, console.topics.alerts)
+    assert read_all(console, console.topics.alerts, alerts) == [b"alert"]
