@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,15 @@ from aiokafka.errors import (
 )
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePattern,
+    ResourceType,
+)
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from fangxian.console.actions import ActionWriter
@@ -38,6 +47,7 @@ from fangxian.core.settings import Settings
 from infra.acl import Principals, acl_table, apply_acls, describe_acls
 from infra.kafka_broker import KafkaBroker
 from infra.topics import TopicSpec, create_topics
+from tests.cli_run import run_cli, settings_env
 
 ROLES = Principals()
 SEND_TIMEOUT_S = 30
@@ -609,3 +619,63 @@ def test_console_cannot_read_the_resident_register(
     produce(secure_topics, console.topics.alerts, b"alert")
     alerts = partitions_of(secure_topics, console.topics.alerts)
     assert read_all(console, console.topics.alerts, alerts) == [b"alert"]
+
+
+def _grant(principal: str, topic: str, op: ACLOperation) -> ACL:
+    pattern = ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL)
+    return ACL(principal, "*", op, ACLPermissionType.ALLOW, pattern)
+
+
+def _produce_when_allowed(settings: Settings, topic: str, wait_s: float = 15) -> None:
+    """Produce once the broker's authorizer has an ACL just created (the metadata log)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            produce(settings, topic)
+            return
+        except TopicAuthorizationFailedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_acl_apply_removes_stale_grants_of_its_principals_only(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    """A grant by hand to a principal of the table (console may write alerts) is gone after
+    ``fangxian acl apply`` and reported; the same grant to a principal the table does not
+    manage is left alone (the control: pruning is not "delete everything not in the table")."""
+    alerts = secure_topics.topics.alerts
+    stale = _grant(f"User:{ROLES.console}", alerts, ACLOperation.WRITE)
+    outsider = _grant(f"User:outsider{uuid.uuid4().hex[:8]}", alerts, ACLOperation.READ)
+    console = as_role(secure_kafka, secure_topics, "console")
+    env = settings_env(secure_topics)
+    admin = KafkaAdminClient(
+        bootstrap_servers=secure_topics.kafka_bootstrap, **secure_kafka.admin_kwargs()
+    )
+    try:
+        assert not admin.create_acls([stale, outsider])["failed"]
+        _produce_when_allowed(console, alerts)  # the hand-made grant is in effect
+
+        plan = run_cli(["acl", "apply", "--dry-run"], env)
+        assert plan.returncode == 0, plan.stderr
+        assert "将删除 would remove 1" in plan.stdout
+        assert f"  - User:{ROLES.console} topic {alerts} WRITE" in plan.stdout
+        assert stale in describe_acls(secure_topics), "a dry run changes nothing"
+
+        done = run_cli(["acl", "apply"], env)
+        assert done.returncode == 0, done.stderr
+        assert "新增 added 0, 删除 removed 1" in done.stdout
+        assert f"  - User:{ROLES.console} topic {alerts} WRITE" in done.stdout
+        present = set(describe_acls(secure_topics))
+        assert stale not in present
+        assert outsider in present, "an unmanaged principal's ACL is not the table's to remove"
+        assert set(acl_table(secure_topics).acls()) <= present
+        with pytest.raises(TopicAuthorizationFailedError):
+            produce(console, alerts)
+
+        again = run_cli(["acl", "apply"], env)
+        assert "新增 added 0, 删除 removed 0" in again.stdout, "converged: nothing to do"
+    finally:
+        admin.delete_acls([outsider, stale])
+        admin.close()
