@@ -149,7 +149,7 @@ def test_prometheus_scrapes_a_running_worker(scraped_worker: PrometheusServer) -
 
     groups = scraped_worker.api("rules")["groups"]
     rules = [r for g in groups if g["name"] == "fangxian-pipeline" for r in g["rules"]]
-    assert len(rules) == 7
+    assert len(rules) == 8
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
 
     for expr in _dashboard_exprs():  # every panel's PromQL is valid against the live series
