@@ -14,7 +14,8 @@ good running) and forwards SIGTERM/SIGINT to both children, then waits for them 
   read_committed), the daily report crontab (00:10 local), ``/metrics`` on
   ``sink_metrics_port``;
 - dispatch process: the on-duty dispatcher (``streams/dispatch/``: alerts → staff, the
-  acknowledge endpoint on ``ack_port``, escalation, ``alert.actions`` → ClickHouse). It needs
+  acknowledge endpoint on ``ack_port``, escalation, ``alert.actions`` → ClickHouse,
+  ``/metrics`` on ``dispatch_metrics_port``). It needs
   ``FANGXIAN_ROSTER_KEY`` and ``FANGXIAN_ACK_LINK_KEY``: without them the supervisor does not
   start it and says so in its log (a child that can only fail would restart forever); ``--role
   dispatch`` without them fails at once with the CLI's explanation.

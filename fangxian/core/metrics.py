@@ -9,6 +9,8 @@ from typing import NamedTuple
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000)
+# alert created → its first message: CRITICAL goes at once, the rest after a group wait
+_FIRST_MESSAGE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
 class Metrics(NamedTuple):
@@ -32,6 +34,14 @@ class Metrics(NamedTuple):
     consumer_lag: Gauge
     gate_decisions_by_gate: Counter
     dispatch_failures: Counter
+    # the on-duty dispatcher (streams/dispatch, counted by streams/dispatch/meter.py)
+    dispatch_messages: Counter
+    dispatch_first_message_seconds: Histogram
+    dispatch_escalations: Counter
+    dispatch_acknowledgements: Counter
+    dispatch_open_alerts: Gauge
+    dispatch_oldest_open_seconds: Gauge
+    dispatch_breaker_open: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -124,6 +134,48 @@ class Metrics(NamedTuple):
                 "fangxian_dispatch_failures",
                 "Alert deliveries that failed, per channel and reason",
                 ["channel", "reason"],
+                registry=reg,
+            ),
+            dispatch_messages=Counter(
+                "fangxian_dispatch_messages",
+                "Messages handed to a channel, per channel kind and outcome (delivered, failed)",
+                ["channel", "outcome"],
+                registry=reg,
+            ),
+            dispatch_first_message_seconds=Histogram(
+                "fangxian_dispatch_first_message_seconds",
+                "Seconds from an alert's created_at until its first message was delivered",
+                buckets=_FIRST_MESSAGE_BUCKETS,
+                registry=reg,
+            ),
+            dispatch_escalations=Counter(
+                "fangxian_dispatch_escalations",
+                "Escalations of unacknowledged alerts, per level escalated to",
+                ["level"],
+                registry=reg,
+            ),
+            dispatch_acknowledgements=Counter(
+                "fangxian_dispatch_acknowledgements",
+                "Alerts acknowledged by staff, per way (link, console)",
+                ["via"],
+                registry=reg,
+            ),
+            dispatch_open_alerts=Gauge(
+                "fangxian_dispatch_open_alerts",
+                "Open (unacknowledged, unresolved) alerts this dispatcher holds, per severity",
+                ["severity"],
+                registry=reg,
+            ),
+            dispatch_oldest_open_seconds=Gauge(
+                "fangxian_dispatch_oldest_open_alert_seconds",
+                "Age of the oldest open alert this dispatcher holds, per severity (0: none)",
+                ["severity"],
+                registry=reg,
+            ),
+            dispatch_breaker_open=Gauge(
+                "fangxian_dispatch_breaker_open",
+                "1 while the circuit breaker of a channel target is open",
+                ["target"],
                 registry=reg,
             ),
         )

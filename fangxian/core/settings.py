@@ -169,6 +169,7 @@ class Settings:
     ack_link_key: str = ""  # HMAC key of acknowledge links (FANGXIAN_ACK_LINK_KEY)
     ack_base_url: str = "http://127.0.0.1:6070"  # how staff phones reach the ack endpoint
     ack_port: int = 6070
+    dispatch_metrics_port: int = 9110  # the dispatcher's /metrics (fangxian dispatch, worker)
     dispatch_channels_file: str = ""  # JSON of channel targets with their secrets
     dispatch_default_channels: str = ""  # comma-separated targets for steps that name none
     dispatch_tick_s: float = 0.2

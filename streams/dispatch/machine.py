@@ -65,6 +65,7 @@ class AlertState:
     done_items: set[str] = field(default_factory=set)  # every delivery has an outcome
     wake_ms: int = 0  # nothing can be due before this (0: look at the next tick)
     level: int = 0
+    created_at: int = 0  # the alert's own created_at (0: not recorded; use event_time)
 
     @property
     def is_leader(self) -> bool:
@@ -173,6 +174,7 @@ class DispatchMachine:
             flush_at=now_ms,
             message_zh=alert.get("message_zh", ""),
             message_en=alert.get("message_en", ""),
+            created_at=int(alert.get("created_at") or alert["event_time"]),
         )
         silenced_by = ""
         if alert.get("details", {}).get("notify", "true") == "false":
@@ -183,7 +185,11 @@ class DispatchMachine:
             record = self._record(SILENCED, state, now_ms, detail={"reason": silenced_by})
             self.apply(record)
             return [record]
-        detail = {"message_zh": state.message_zh, "message_en": state.message_en}
+        detail = {
+            "message_zh": state.message_zh,
+            "message_en": state.message_en,
+            "alert_created_at": str(state.created_at),
+        }
         if state.severity in policy.immediate_severities:
             detail["flush_at"] = str(now_ms)
         else:
@@ -278,6 +284,7 @@ class DispatchMachine:
             flush_at=int(detail.get("flush_at", record["created_at"])),
             message_zh=detail.get("message_zh", ""),
             message_en=detail.get("message_en", ""),
+            created_at=int(detail.get("alert_created_at") or record["alert_event_time"]),
         )
         self.alerts[alert_id] = state
         leader = self.alerts.get(leader_id)

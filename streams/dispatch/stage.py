@@ -32,8 +32,10 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import CollectorRegistry, start_http_server
 
 from fangxian.core.kafka_security import kafka_client_kwargs
+from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks.channels.base import Channel
@@ -45,6 +47,7 @@ from streams.dispatch.action_sink import ActionSink
 from streams.dispatch.contacts import ContactBox
 from streams.dispatch.machine import Delivery, DispatchMachine
 from streams.dispatch.message import compose
+from streams.dispatch.meter import DispatchMeter, first_message_latencies
 from streams.dispatch.roster import Roster
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 #: a delivery that failed for a passing reason waits 30 s, 60 s, 120 s, ... (at most 5 min)
 RETRY_BASE_MS = 30_000
 RETRY_CAP_MS = 300_000
+
+#: the open-alert and breaker gauges are set at most this often (Prometheus scrapes every 15 s)
+GAUGES_EVERY_S = 1.0
 
 REFERENCE_RECORDS = {"staff": "StaffMember", "duty": "DutyShift", "escalation": "EscalationPolicy"}
 
@@ -88,6 +94,7 @@ class DispatcherStage:
         clock_ms: Callable[[], int] = _wall_ms,
         retry: RetryPolicy | None = None,
         idempotent_producer: bool = True,
+        serve_metrics: bool = False,
     ) -> None:
         self._s = settings
         self._idempotent = idempotent_producer  # False for brokers without it (Tansu)
@@ -97,6 +104,13 @@ class DispatcherStage:
             channels if channels is not None else load_channels(settings.dispatch_channels_file)
         )
         self._retry = retry
+        # one registry per stage; ``serve_metrics`` serves it on dispatch_metrics_port
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics.create(self.registry)
+        self._serve_metrics = serve_metrics
+        self._metrics_server: Any = None
+        self._gauges_at = 0.0
+        self.meter = DispatchMeter(self.metrics, self._kind_of, self._target_of)
         self.roster = Roster(ContactBox(settings.roster_key), settings.default_timezone)
         defaults = [c.strip() for c in settings.dispatch_default_channels.split(",") if c.strip()]
         self.machine = DispatchMachine(self.roster, defaults)
@@ -120,9 +134,25 @@ class DispatcherStage:
         self.sent = 0
         self.failed = 0
 
+    def _target_of(self, target: str) -> str:
+        """A bounded label for a delivery target: ``sms:<staff_id>`` → ``sms``."""
+        if self._sender is not None:
+            name = self._sender.channel_for(target)
+            if name is not None:
+                return name
+        return target.split(":", 1)[0] if target.startswith("sms:") else target
+
+    def _kind_of(self, target: str) -> str:
+        channel = self._channels.get(self._target_of(target))
+        return channel.kind if channel is not None else "unrouted"
+
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         s = self._s
+        if self._serve_metrics:
+            self._metrics_server, _ = start_http_server(
+                s.dispatch_metrics_port, addr=s.bind_host, registry=self.registry
+            )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             **kafka_client_kwargs(s, "aiokafka"),
@@ -158,10 +188,12 @@ class DispatcherStage:
         await self._web.setup()
         await web.TCPSite(self._web, s.bind_host, s.ack_port).start()
         log.info(
-            "dispatcher started 值班派单已启动: group %s-dispatch, ack endpoint %s:%d, channels %s",
+            "dispatcher started 值班派单已启动: group %s-dispatch, ack endpoint %s:%d, "
+            "metrics %s, channels %s",
             s.app_id,
             s.bind_host,
             s.ack_port,
+            f"{s.bind_host}:{s.dispatch_metrics_port}" if self._serve_metrics else "not served",
             sorted(self._channels),
         )
 
@@ -181,6 +213,9 @@ class DispatcherStage:
             await self._producer.stop()
         if self._session is not None:
             await self._session.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
 
     # -- reference data -------------------------------------------------------------------------
     async def _load_reference(self) -> None:
@@ -279,6 +314,7 @@ class DispatcherStage:
         in_doubt = self.machine.release_in_doubt()
         for record in settled:
             await self._produce(record)
+        self._hold_gauges(force=True)
         self.restored_records += count
         # a delivery in doubt may reach its staff twice: an operator should see that line
         log.log(
@@ -313,6 +349,19 @@ class DispatcherStage:
             key=record["alert_id"].encode(),
             partition=self._partition_of(record) if partition is None else partition,
         )
+        self.meter.count(record)  # counted once the broker has it
+
+    def _hold_gauges(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._gauges_at < GAUGES_EVERY_S:
+            return
+        self._gauges_at = now
+        breakers = (
+            {name: b.is_open for name, b in self._sender.breakers.items()}
+            if self._sender is not None
+            else {}
+        )
+        self.meter.hold(self.machine.alerts.values(), self._clock_ms(), breakers)
 
     async def _publish_request(self, record: dict[str, Any], partition: int) -> None:
         await self._produce(record, partition)
@@ -326,6 +375,7 @@ class DispatcherStage:
                 await self._tail_actions()
                 await self._take_alerts()
                 self._start_due_deliveries()
+                self._hold_gauges()
             await asyncio.sleep(0)  # let a waiting restore have the lock
 
     async def _tail_actions(self) -> None:
@@ -425,6 +475,10 @@ class DispatcherStage:
             )
         else:
             self.sent += 1
+            # before ``finish`` folds this NOTIFIED in: is it the group's first message?
+            self.meter.first_message(
+                first_message_latencies(state, self.machine.alerts, self._clock_ms())
+            )
         if delivery.alert_id in self.machine.alerts:
             retry_after = (
                 min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (delivery.attempt - 1))
@@ -446,7 +500,9 @@ async def serve(
 ) -> None:
     """Run the dispatcher (and, unless told not to, the ``alert.actions`` → ClickHouse loop)
     until SIGTERM/SIGINT."""
-    stage = DispatcherStage(settings, channels, idempotent_producer=idempotent_producer)
+    stage = DispatcherStage(
+        settings, channels, idempotent_producer=idempotent_producer, serve_metrics=True
+    )
     sink: ActionSink | None = None
     extra: list[asyncio.Task[None]] = []
     if with_action_sink:

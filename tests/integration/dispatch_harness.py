@@ -63,7 +63,7 @@ def dispatch_settings(topics: Settings, tmp_path: Path, bots: FakeBots, **change
         ack_base_url=f"http://127.0.0.1:{port}",
         dispatch_channels_file=str(channels),
         dispatch_tick_s=0.05,
-        **changes,
+        **{"dispatch_metrics_port": free_port(), **changes},
     )
 
 
@@ -79,6 +79,7 @@ def env_of(settings: Settings) -> dict[str, str]:
         "ack_base_url",
         "dispatch_channels_file",
         "dispatch_tick_s",
+        "dispatch_metrics_port",
         "event_partitions",
     ):
         env["FANGXIAN_" + name.upper()] = str(getattr(settings, name))

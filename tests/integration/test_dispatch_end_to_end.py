@@ -13,10 +13,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from fangxian.core.settings import Settings
 from infra.fake_bots import FakeBots
 from sinks import migrate, open_writer
+from sinks.channels.delivery import RetryPolicy
 from sinks.reports.daily import Scope, build_report
 from streams.dispatch.action_sink import ActionSink
 from streams.dispatch.stage import DispatcherStage
@@ -52,6 +54,19 @@ def short_policy(tmp_path: Path) -> Path:
     path = tmp_path / "escalation.json"
     path.write_text(json.dumps([policy]), encoding="utf-8")
     return path
+
+
+async def scrape(settings: Settings) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The dispatcher's /metrics over HTTP: sample value by (name, sorted labels)."""
+    url = f"http://127.0.0.1:{settings.dispatch_metrics_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def until(predicate: Any, timeout_s: float, what: str) -> Any:
@@ -160,13 +175,25 @@ def test_fever_reaches_the_guard_is_acknowledged_stops_escalating_and_is_reporte
 def test_actions_topic_holds_the_whole_lifecycle_of_the_acknowledged_alert(
     topics: Settings, tmp_path: Path
 ) -> None:
-    """Without ClickHouse: the alert.actions log alone tells what happened, in order."""
+    """Without ClickHouse: the alert.actions log alone tells what happened, in order; the
+    dispatcher's /metrics counts the delivery, the acknowledgement and then (after the
+    control scrape shows none) a delivery the robot answers with a 5xx."""
+    delivered = (
+        "fangxian_dispatch_messages_total",
+        (("channel", "wecom"), ("outcome", "delivered")),
+    )
+    failed = ("fangxian_dispatch_messages_total", (("channel", "wecom"), ("outcome", "failed")))
+    acks = ("fangxian_dispatch_acknowledgements_total", (("via", "link"),))
+    first = ("fangxian_dispatch_first_message_seconds_count", ())
+    open_critical = ("fangxian_dispatch_open_alerts", (("severity", "CRITICAL"),))
+    scraped: dict[str, dict[Any, float]] = {}
 
     async def main() -> tuple[dict[str, Any], Settings]:
         bots = await FakeBots().start()
         settings = dispatch_settings(topics, tmp_path, bots)
         await asyncio.to_thread(load_example_roster, settings)
-        stage = DispatcherStage(settings)
+        # one try per delivery: the injected 5xx is a failure at once (retried 30 s later)
+        stage = DispatcherStage(settings, retry=RetryPolicy(max_tries=1), serve_metrics=True)
         await stage.start()
         task = asyncio.create_task(stage.run())
         producer = AlertProducer(settings)
@@ -184,6 +211,13 @@ def test_actions_topic_holds_the_whole_lifecycle_of_the_acknowledged_alert(
                     assert response.status == 200
             state = stage.machine.alerts[alert["alert_id"]]
             await until(lambda: state.status == "ACKNOWLEDGED", 10, "the acknowledgement")
+            await asyncio.sleep(1.5)  # the open-alert gauges are set once a second
+            scraped["acknowledged"] = await scrape(settings)
+            bots.inject("wecom", "5xx")
+            await asyncio.to_thread(producer.send, fever_alert(int(time.time() * 1000)))
+            await until(lambda: stage.failed >= 1, 15, "the failed delivery")
+            await asyncio.sleep(1.5)
+            scraped["failed"] = await scrape(settings)
             return alert, settings
         finally:
             producer.close()
@@ -207,3 +241,15 @@ def test_actions_topic_holds_the_whole_lifecycle_of_the_acknowledged_alert(
         1,
     )
     assert mine[4]["staff_ids"] == mine[3]["staff_ids"] and mine[4]["community_id"] == COMMUNITY
+    before, after = scraped["acknowledged"], scraped["failed"]
+    assert before[delivered] >= 1 and before[acks] == 1 and before[first] == 1
+    assert before.get(failed, 0) == 0, "control: no failure counted before the 5xx"
+    assert before[open_critical] == 0, "the only alert is acknowledged"
+    assert after[failed] == 1 and after[delivered] == before[delivered]
+    by_target = [
+        v
+        for (name, labels), v in after.items()
+        if name == "fangxian_dispatch_failures_total" and ("channel", "wecom:east-gate") in labels
+    ]
+    assert sum(by_target) == 1, "the failure is counted for its target, with its reason"
+    assert after[open_critical] == 1, "the second alert is open, its message not delivered"

@@ -40,7 +40,7 @@ def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProc
 def test_promtool_checks_the_alerting_rules() -> None:
     done = promtool("check", "rules", ALERT_RULES.name)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 7 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
@@ -54,6 +54,11 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
         pytest.param(">= 20", ">= 1000", id="silent gate needing 1000 decisions yesterday"),
         pytest.param("> 0.01", "> 0.5", id="dead-letter ratio line at 50 %"),
         pytest.param("for: 2m", "for: 20m", id="worker down only after 20 minutes"),
+        pytest.param(
+            '{severity="CRITICAL"}) > 900',
+            '{severity="CRITICAL"}) > 9000',
+            id="CRITICAL unacknowledged only after 2.5 hours",
+        ),
     ],
 )
 def test_control_the_unit_tests_fail_on_a_changed_rule(
@@ -144,7 +149,7 @@ def test_prometheus_scrapes_a_running_worker(scraped_worker: PrometheusServer) -
 
     groups = scraped_worker.api("rules")["groups"]
     rules = [r for g in groups if g["name"] == "fangxian-pipeline" for r in g["rules"]]
-    assert len(rules) == 7
+    assert len(rules) == 8
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
 
     for expr in _dashboard_exprs():  # every panel's PromQL is valid against the live series
