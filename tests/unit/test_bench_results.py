@@ -325,7 +325,7 @@ def _parse(*argv: str) -> argparse.Namespace:
             {"worker_gc": ("default", "freeze-tuned")},
             id="gc modes to compare",
         ),
-        pytest.param((), {"worker_gc": ("default",)}, id="the default collector"),
+        pytest.param((), {"worker_gc": ("freeze",)}, id="the collector as the decide stage runs"),
         pytest.param(
             ("--skip-rss", "--skip-server", "--skip-latency"),
             {"skip_rss": True, "skip_server": True, "skip_latency": True},
