@@ -287,12 +287,17 @@ class RuleEngine:
         passes: Mapping[str, Record] | None = None,
         vehicles: Mapping[str, Record] | None = None,
         rules: Mapping[str, Record] | None = None,
+        observed: Iterable[tuple[str, Record]] | None = None,
     ) -> None:
-        """Use these mappings for reference lookups from now on (e.g. the worker's store)."""
+        """Use these mappings for reference lookups from now on (e.g. the worker's store).
+
+        ``observed``: the residents under home observation among ``residents``, when the
+        caller has them already (a process with one engine per task decodes the register once,
+        not once per engine)."""
         if residents is not None:
             self._residents = residents
             self.observation.observed.clear()
-            for rid, rec in residents.items():
+            for rid, rec in residents.items() if observed is None else observed:
                 self.observation.index(rid, rec)
         if passes is not None:
             self._passes = passes

@@ -149,13 +149,17 @@ class EventProcessor:
     def topics(self) -> list[str]:
         return list(self._record_of)
 
-    def process(self, messages: Sequence[Message]) -> BatchResult:
+    def process(self, messages: Sequence[Message], *, validated: bool = False) -> BatchResult:
         """One poll: scans, readings and reports merged in one event-time order and run
         through the rules in one call (a reading a few minutes older than a scan of the same
-        poll is not late because of it)."""
+        poll is not late because of it).
+
+        ``validated``: the bytes passed the value checks already (the decide stage's route
+        step checked them before it forwarded them to its internal topic, which only the
+        decide principal may write); they are decoded without checking them again."""
         result = BatchResult(events=len(messages))
         t = self._topics
-        decoded, items, dead = self._decode(messages)
+        decoded, items, dead = self._decode(messages, validate=not validated)
         for topic, events in decoded.items():
             if events:
                 self._metrics.events_in.labels(topic=topic).inc(len(events))
@@ -178,7 +182,7 @@ class EventProcessor:
         return result
 
     def _decode(
-        self, messages: Sequence[Message]
+        self, messages: Sequence[Message], *, validate: bool = True
     ) -> tuple[dict[str, list[dict[str, Any]]], list[Item], list[dict[str, Any]]]:
         """Events per topic (for the rows), all events merged in event-time order for the
         rules (with their Kafka timestamps), and dead letters for what does not decode. A poll
@@ -194,7 +198,7 @@ class EventProcessor:
                     raise InvalidEvent(
                         "empty", "message has no value (tombstone on an event topic)"
                     )
-                event = decode(self._record_of[msg.topic], msg.value)
+                event = decode(self._record_of[msg.topic], msg.value, validate=validate)
             except InvalidEvent as err:
                 dead.append(dead_letter(msg, err))
                 continue

@@ -44,6 +44,7 @@ class DecideRuntime:
         self.settings = settings
         self.metrics = metrics or Metrics.create()
         self.codec = Codec()
+        self._observed: list[tuple[str, dict[str, Any]]] | None = None
         self.store = ReferenceStore(
             settings, self.codec, self.metrics, on_update=self._on_reference
         )
@@ -77,10 +78,24 @@ class DecideRuntime:
             passes=records["passes"],
             vehicles=records["vehicles"],
             rules=records["rules"],
+            observed=self._observed_residents(),
         )
         return engine
 
+    def _observed_residents(self) -> list[tuple[str, dict[str, Any]]]:
+        """Residents under home observation: the register decoded once for all task engines
+        (until a resident record changes)."""
+        if self._observed is None:
+            self._observed = [
+                (rid, rec)
+                for rid, rec in self.store.records["residents"].items()
+                if rec.get("status") == "HOME_OBSERVATION"
+            ]
+        return self._observed
+
     def _on_reference(self, kind: str, key: str, record: dict[str, Any] | None) -> None:
+        if kind == "residents":
+            self._observed = None
         self.stage.on_reference_update(kind, key, record)
 
     async def start(self) -> None:
