@@ -394,8 +394,11 @@ def _forget_group(run: _Run, group: str) -> None:
     """Delete ``group``'s committed offsets (a group not there yet is fine)."""
     admin = KafkaAdminClient(bootstrap_servers=run.broker.bootstrap, client_id="fangxian-bench")
     try:
-        if group in {g[0] for g in admin.list_consumer_groups()}:
-            admin.delete_consumer_groups([group])
+        if group in {g["group_id"] for g in admin.list_groups()}:
+            # kafka-python answers {group: "OK" | error class name}
+            for name, outcome in dict(admin.delete_groups([group])).items():
+                if outcome != "OK":
+                    raise RuntimeError(f"could not delete group {name}: {outcome}")
     finally:
         admin.close()
 

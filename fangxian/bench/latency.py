@@ -174,9 +174,12 @@ def load_figures(
     """One load's figures from what the load generator sent and the reader saw."""
     sent_ms: list[float] = sent["sent_ms"]
     scan_appended: list[int | None] = sent["append_ms"]
-    client = [load.received_ms[s] - sent_ms[s] for s in load.received_ms if s < len(sent_ms)]
+    # the reader thread may still add late decisions: figures over a copy taken now
+    received = dict(load.received_ms)
+    appended_ms = dict(load.appended_ms)
+    client = [received[s] - sent_ms[s] for s in received if s < len(sent_ms)]
     broker = []
-    for s, decided in load.appended_ms.items():
+    for s, decided in appended_ms.items():
         appended = scan_appended[s] if s < len(scan_appended) else None
         if decided is not None and appended is not None:
             broker.append(float(decided - appended))
