@@ -50,6 +50,11 @@ from streams.state.store import changelog_key
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[..., Any]
+#: group heartbeat: a leaver's partitions move at the others' next one (aiokafka: 3 s)
+HEARTBEAT_MS = 500
+#: retry of CONCURRENT_TRANSACTIONS while the last transaction's markers are written (aiokafka:
+#: 100 ms, most of a decision's latency)
+TXN_RETRY_BACKOFF_MS = 10
 #: (partition, owns) -> the task's engine; ``owns(community_id)`` is the timer filter
 EngineFactory = Callable[[int, Callable[[str], bool]], Any]
 
@@ -236,26 +241,33 @@ class DecideStage:
     async def _warm_start(self) -> None:
         """Every task's state restored into an idle engine before the member joins its group:
         on assignment a task then reads only what was written to its changelog since."""
-        began = time.monotonic()
         idle = [self._new_task(p) for p in range(self._partitions)]
-        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {
-            TopicPartition(self._changelog_topic, t.partition): (0, t.state.restore)
-            for t in idle
-            if t.state is not None
-        }
+        await self._restore(idle)
+        self._idle.update((task.partition, task) for task in idle)
+
+    async def _restore(self, tasks: Sequence[DecideTask]) -> None:
+        """Each task's changelog partition read from its restore position to its end, in one
+        restore; the positions move to the ends."""
+        of_tp: dict[TopicPartition, DecideTask] = {}
+        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {}
+        for t in tasks:
+            if t.state is not None:
+                tp = TopicPartition(self._changelog_topic, t.partition)
+                of_tp[tp] = t
+                targets[tp] = (t.changelog_position, t.state.restore)
         done = await restore_partitions(self._restorer, targets)
-        for task in idle:
-            result = done.get(TopicPartition(self._changelog_topic, task.partition))
-            if result is not None:
-                task.changelog_position = result.end_offset
-                task.restored_records += result.records
-            self._idle[task.partition] = task
-        log.info(
-            "warm start 预热: %d tasks restored (%d changelog records) in %.2fs",
-            len(idle),
-            sum(r.records for r in done.values()),
-            time.monotonic() - began,
-        )
+        for tp, result in done.items():
+            task = of_tp[tp]
+            task.changelog_position = result.end_offset
+            task.restored_records += result.records
+            task.restore_seconds += result.seconds
+            if result.records:
+                log.info(
+                    "task %d state restored 状态已恢复: %d changelog records in %.2fs",
+                    tp.partition,
+                    result.records,
+                    result.seconds,
+                )
 
     async def _partition_counts(self, consumer: Any) -> dict[str, int]:
         cluster = await consumer._client.fetch_all_metadata()
@@ -278,8 +290,11 @@ class DecideStage:
     # -- rebalance -----------------------------------------------------------------------------
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         """Wait for the batch in flight (its transaction commits or aborts), then suspend the
-        tasks. Their engines and producers are kept in case the task comes back (the usual
-        case: a rebalance moves few partitions); ``_assigned`` closes the rest."""
+        tasks: their producers close, their engines are kept in case the task comes back.
+
+        A producer is never kept for a task assigned back: its new producer's InitProducerId
+        is also the barrier that waits until the last transaction's markers are written, so
+        the committed offsets read after it include that transaction."""
         async with self._lock:
             self._assignment.clear()
             kept = [t for t in self.tasks.values() if t.ready and t.state is not None]
@@ -293,6 +308,7 @@ class DecideStage:
                         t.changelog_position = max(t.changelog_position, ends[tp])
             for task in self.tasks.values():
                 task.ready = False
+                await self._close_producer(task)
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         log.info(
@@ -307,7 +323,6 @@ class DecideStage:
                     # another member owns it now; keep the engine idle, so if the task comes
                     # back only what the other member wrote meanwhile is restored
                     task = self.tasks.pop(p)
-                    await self._close_producer(task)  # the new owner's producer fences it
                     if task.engine is not None and not task.fenced:
                         self._idle[p] = task
             for p in mine:
@@ -333,9 +348,9 @@ class DecideStage:
         """Task *p*'s engine and producer; waiting for the producer id is the fence."""
         task = self.tasks.get(p) or self._idle.pop(p, None) or self._new_task(p)
         self.tasks[p] = task
-        if self._eos and task.producer is not None:
-            pass  # kept over the rebalance: still the owner of its transactional id
-        elif self._eos:
+        if not self._eos:
+            task.publisher = self._shared_publisher
+        else:
             task.producer = self._producer_factory(
                 **self._producer_config(),
                 transactional_id=self._s.transactional_id(p),
@@ -344,8 +359,6 @@ class DecideStage:
             await task.producer.start()
             await _wait_for_producer_id(task.producer)  # a zombie's open txn is aborted now
             task.publisher = BatchPublisher(task.producer)
-        else:
-            task.publisher = self._shared_publisher
         return task
 
     async def _setup(self, partitions: list[int]) -> None:
@@ -355,25 +368,8 @@ class DecideStage:
         began = time.monotonic()
         tasks = await asyncio.gather(*(self._prepare(p) for p in partitions))
         prepared = time.monotonic()
-        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {}
-        for task in tasks:
-            state = task.state
-            if state is not None and self._restore_state:
-                tp = TopicPartition(self._changelog_topic, task.partition)
-                targets[tp] = (task.changelog_position, state.restore)
-        done = await restore_partitions(self._restorer, targets)
-        for tp, result in done.items():
-            task = self.tasks[tp.partition]
-            task.changelog_position = result.end_offset
-            task.restored_records += result.records
-            task.restore_seconds += result.seconds
-            if result.records:
-                log.info(
-                    "task %d state restored 状态已恢复: %d changelog records in %.2fs",
-                    tp.partition,
-                    result.records,
-                    result.seconds,
-                )
+        if self._restore_state:
+            await self._restore(tasks)
         restored = time.monotonic()
         for task in tasks:
             p = task.partition
@@ -609,10 +605,6 @@ class DecideStage:
         for task in [*self.tasks.values(), *self._idle.values()]:
             if task.engine is not None:
                 task.engine.on_reference_update(kind, key, record)
-
-
-HEARTBEAT_MS = 500
-TXN_RETRY_BACKOFF_MS = 10
 
 
 def _tuples(result: BatchResult) -> list[tuple[str, bytes | None, bytes]]:

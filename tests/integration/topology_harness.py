@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from fangxian.core.settings import Settings, Topics
 from fangxian.ingest.produce import RecordProducer
@@ -110,7 +111,8 @@ class Traffic(threading.Thread):
         self._halt = threading.Event()
         self.sent: dict[str, float] = {}  # event_id -> wall-clock seconds sent
         self._lock = threading.Lock()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # a harness bug: stop() raises it
+        self.refused = 0  # scans the producer did not accept (never in ``sent``)
 
     def run(self) -> None:
         try:
@@ -126,10 +128,14 @@ class Traffic(threading.Thread):
             due = int((time.time() - began) * self._rate)
             while n < due:
                 scan = self._make()
-                self._producer.send("GateScan", scan)
+                n += 1
+                try:
+                    self._producer.send("GateScan", scan)
+                except KafkaError:  # the device's producer gave up on it (a broker away)
+                    self.refused += 1
+                    continue
                 with self._lock:
                     self.sent[scan["event_id"]] = time.time()
-                n += 1
             time.sleep(0.05)
         self._producer.close()
 
