@@ -6,7 +6,10 @@ else spells it out (docs/contract.md describes the same table for people).
 - ``record``: the Avro record name (``schemas/avro/<record>.avsc``);
 - ``topic``: the attribute of ``fangxian.core.settings.Topics`` that names its Kafka topic
   (names are configurable, attributes are not);
-- ``key``: the record field whose value (UTF-8) is the Kafka message key;
+- ``key``: the record field whose value (UTF-8) is the Kafka message key (``record_key``). The
+  three events are keyed by ``community_id`` from the device on: every event of a community is
+  in one partition of its topic (``schemas.partitioner.partition_for``, the Java client's
+  murmur2), the partition whose task owns the community's state;
 - ``kind``: for reference data, the name ``fangxian load <kind>`` and the worker's reference
   store use (``None`` for events and outputs);
 - ``role``: ``event`` (devices → decide stage), ``reference`` (compacted, loaded before events),
@@ -24,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from schemas.partitioner import partition_for
+
 Role = Literal["event", "reference", "roster", "output"]
 
 
@@ -40,9 +45,9 @@ class Route:
 # fmt: off
 ROUTES: Final[tuple[Route, ...]] = (
     #     record                topic                   key             role         kind         table
-    Route("GateScan",           "gate_scans",           "subject_id",   "event",     None,        "gate_scans"),
-    Route("TemperatureReading", "temperature_readings", "device_id",    "event",     None,        "temperature_readings"),
-    Route("HealthReport",       "health_reports",       "resident_id",  "event",     None,        "health_reports"),
+    Route("GateScan",           "gate_scans",           "community_id", "event",     None,        "gate_scans"),
+    Route("TemperatureReading", "temperature_readings", "community_id", "event",     None,        "temperature_readings"),
+    Route("HealthReport",       "health_reports",       "community_id", "event",     None,        "health_reports"),
     Route("CommunityRules",     "rules",                "community_id", "reference", "rules",     None),
     Route("Resident",           "residents",            "resident_id",  "reference", "residents", None),
     Route("VisitorPass",        "passes",               "pass_id",      "reference", "passes",    None),
@@ -81,10 +86,22 @@ ROSTER_TOPICS: Final = tuple(r.topic for r in ROSTER_ROUTES)
 OUTPUT_TOPICS: Final = (*(r.topic for r in OUTPUT_ROUTES), REPORTS_TOPIC)
 
 
+def record_key(record_name: str, record: dict[str, Any]) -> bytes:
+    """The Kafka message key of ``record`` (a ``record_name`` record): its key field, UTF-8.
+    Every producer takes the key from here and the partition from
+    ``partition_for(record_key(...), partitions)``."""
+    return str(record[ROUTE_OF[record_name].key]).encode()
+
+
 def topic_and_key(topics: Any, record_name: str, record: dict[str, Any]) -> tuple[str, bytes]:
     """The topic name (from a ``Topics``) and message key of ``record``."""
-    route = ROUTE_OF[record_name]
-    return getattr(topics, route.topic), str(record[route.key]).encode()
+    return getattr(topics, ROUTE_OF[record_name].topic), record_key(record_name, record)
+
+
+def record_partition(record_name: str, record: dict[str, Any], partitions: int) -> int:
+    """The partition of ``record`` on its topic of ``partitions`` partitions (murmur2 of its
+    key, as the Java client's default partitioner places it)."""
+    return partition_for(record_key(record_name, record), partitions)
 
 
 def record_of_topic(topics: Any, role: Role) -> dict[str, str]:

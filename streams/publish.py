@@ -9,17 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.partitioner import murmur2
+# The Java client's default partitioner (murmur2, positive, modulo the count), defined once in
+# the contract layer so devices, loaders and the stages place a key alike; re-exported here.
+from schemas.partitioner import partition_for
+
+__all__ = ["BatchPublisher", "Headers", "Message", "OutRecord", "partition_for"]
 
 Message = tuple[str, bytes | None, bytes]
 Headers = tuple[tuple[str, bytes], ...]
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition the Java client's (and aiokafka's) default partitioner gives ``key``:
-    murmur2, positive, modulo the partition count. The route step places an event with it and
-    a task asks it which communities it owns, so both agree by construction."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +38,7 @@ class BatchPublisher:
     def __init__(self, producer: Any) -> None:
         self._producer = producer
         self._partitions: dict[str, int] = {}
-        # murmur2 is pure Python in aiokafka (~10 µs a key); subjects and communities repeat
+        # murmur2 is pure Python (a few µs a key); subjects and communities repeat
         self._key_partition: dict[tuple[str, bytes], int] = {}
         #: (topic, partition, records, delivery future) of every batch of the last publish
         self.last_batches: list[tuple[str, int, int, Any]] = []

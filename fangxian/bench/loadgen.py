@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fangxian.core.settings import Topics
-from fangxian.ingest.produce import route
+from fangxian.ingest.produce import LIBRDKAFKA_PARTITIONER, route
 from schemas import Codec
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
             "acks": 1,
             "enable.idempotence": False,
             "queue.buffering.max.messages": 1_000_000,
+            "partitioner": LIBRDKAFKA_PARTITIONER,  # a key lands where partition_for puts it
             "on_delivery": delivered,
         }
     )

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 
 from fangxian.core.settings import Settings, Topics
-from fangxian.ingest.produce import route
+from fangxian.ingest.produce import key_partitioner, route
 from fangxian.sim import CommunitySimulator
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
@@ -90,7 +90,11 @@ def reference_pairs(sim: CommunitySimulator) -> list[tuple[str, dict[str, Any]]]
 async def produce_encoded(bootstrap: str, messages: Iterable[Encoded]) -> int:
     """Send pre-encoded messages as fast as the client allows; returns how many were sent."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks=1,
+        partitioner=key_partitioner,
     )
     await producer.start()
     sent = 0

@@ -9,6 +9,7 @@ import pytest
 
 from fangxian.core.settings import Topics
 from schemas import contract, topics
+from schemas.partitioner import partition_for
 from schemas.topics import ROUTES, Route
 
 TOPIC_ATTRS = {f.name for f in fields(Topics)}
@@ -31,12 +32,35 @@ def test_every_record_and_topic_is_in_the_table_once() -> None:
 @pytest.mark.parametrize(
     ("record", "record_dict", "topic", "key"),
     [
-        pytest.param("GateScan", {"subject_id": "tok1"}, "p.gate.scans", b"tok1", id="event"),
+        pytest.param(
+            "GateScan",
+            {"community_id": "91350100M000100Y43", "subject_id": "tok1"},
+            "p.gate.scans",
+            b"91350100M000100Y43",
+            id="event",
+        ),
         pytest.param("Vehicle", {"vehicle_id": "v9"}, "p.reference.vehicles", b"v9", id="ref"),
     ],
 )
 def test_topic_and_key(record: str, record_dict: dict[str, str], topic: str, key: bytes) -> None:
     assert topics.topic_and_key(Topics().with_prefix("p."), record, record_dict) == (topic, key)
+
+
+def test_events_are_keyed_by_community_at_entry() -> None:
+    """A community's events share one partition of each event topic from the device on."""
+    assert {r.record: r.key for r in topics.EVENT_ROUTES} == {
+        "GateScan": "community_id",
+        "TemperatureReading": "community_id",
+        "HealthReport": "community_id",
+    }
+
+
+@pytest.mark.parametrize("record", [r.record for r in topics.EVENT_ROUTES])
+def test_record_key_and_partition_of_an_event(record: str) -> None:
+    event = contract.examples(record)[0]
+    key = topics.record_key(record, event)
+    assert key == event["community_id"].encode()
+    assert topics.record_partition(record, event, 12) == partition_for(key, 12)
 
 
 def test_reference_kinds_load_rules_first() -> None:
