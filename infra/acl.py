@@ -167,6 +167,7 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
     staff = _topic(settings, "staff", DISPATCH_REFERENCE_TOPICS["staff"])
     decide_events = _internal(settings, "decide_events_topic", "decide-events")
     decide_changelog = _internal(settings, "decide_changelog_topic", "decide-changelog")
+    decide_reroute = _internal(settings, "decide_reroute_topic", "decide-reroute")
 
     def topics(names: Iterable[str], *ops: ACLOperation) -> list[Grant]:
         return [Grant(ResourceType.TOPIC, name, ops) for name in names]
@@ -178,7 +179,7 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
         "device": tuple(topics(events, W)),
         "decide": (
             *topics(events, R),
-            *topics([decide_events, decide_changelog], R, W),
+            *topics([decide_events, decide_reroute, decide_changelog], R, W),
             *topics(decide_refs, R),
             *topics(outputs, W),
             group("decide"),

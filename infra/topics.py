@@ -83,6 +83,15 @@ def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
             },
         ),
         TopicSpec(
+            settings.decide_reroute_topic,
+            settings.event_partitions,
+            settings.replication_factor,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
+            },
+        ),
+        TopicSpec(
             settings.decide_changelog_topic,
             settings.event_partitions,
             settings.replication_factor,

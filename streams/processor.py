@@ -48,6 +48,8 @@ class BatchResult:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dead_letters: int = 0
     events: int = 0
+    #: event ids of FACE scans refused for missing consent (stored without the face identity)
+    redacted: set[str] = field(default_factory=set)
 
     def add_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -157,20 +159,29 @@ class EventProcessor:
         ``validated``: the bytes passed the value checks already (the decide stage's route
         step checked them before it forwarded them to its internal topic, which only the
         decide principal may write); they are decoded without checking them again."""
-        result = BatchResult(events=len(messages))
-        t = self._topics
         decoded, items, dead = self._decode(messages, validate=not validated)
+        self._budget.record(len(messages), len(dead))
+        result = self.process_decoded(decoded, items, len(messages))
+        self._add_dead_letters(result, dead)
+        return result
+
+    def process_decoded(
+        self, decoded: dict[str, list[dict[str, Any]]], items: list[Item], count: int
+    ) -> BatchResult:
+        """The rules over events decoded (and validated) already: ``decoded`` per topic, and
+        ``items`` (kind, event, Kafka timestamp) — sorted here into one event-time order."""
+        result = BatchResult(events=count)
+        t = self._topics
         for topic, events in decoded.items():
             if events:
                 self._metrics.events_in.labels(topic=topic).inc(len(events))
-        self._budget.record(len(messages), len(dead))
-        self._add_dead_letters(result, dead)
+        items.sort(key=self._engine.sort_key)
         if items:
             out = self._engine.on_events(items)
             self._emit(result, out.decisions, out.alerts, out.late)
             scans = decoded[t.gate_scans]
             if scans:
-                redact = {
+                redact = result.redacted = {
                     d["event_id"] for d in out.decisions if "FACE_CONSENT_MISSING" in d["reasons"]
                 }
                 result.add_rows(
@@ -178,8 +189,18 @@ class EventProcessor:
                 )
             result.add_rows("temperature_readings", decoded[t.temperature_readings])
             result.add_rows("health_reports", decoded[t.health_reports])
-        self._metrics.batch_events.observe(len(messages))
+        self._metrics.batch_events.observe(count)
         return result
+
+    @property
+    def kind_of(self) -> dict[str, str]:
+        """Topic → the engine's item kind (scan, reading, report)."""
+        return self._kind_of
+
+    @property
+    def record_of(self) -> dict[str, str]:
+        """Topic → the contract record name."""
+        return self._record_of
 
     def _decode(
         self, messages: Sequence[Message], *, validate: bool = True

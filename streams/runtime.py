@@ -60,7 +60,6 @@ class DecideRuntime:
             self.codec,
             self.metrics,
             self.make_engine,
-            self.store.records["residents"],
             on_output=(lambda _p, result: on_result(result)) if on_result is not None else None,
             restore_state=restore_state,
             **kwargs,
@@ -88,7 +87,8 @@ class DecideRuntime:
         if self._observed is None:
             self._observed = [
                 (rid, rec)
-                for rid, rec in self.store.records["residents"].items()
+                # a copy taken in one step: the store's thread may add residents meanwhile
+                for rid, rec in list(self.store.records["residents"].items())
                 if rec.get("status") == "HOME_OBSERVATION"
             ]
         return self._observed

@@ -75,3 +75,24 @@ def for_principal(settings: Settings, username: str, password: str) -> Settings:
     return settings.replace(
         kafka_security_protocol=protocol, kafka_username=username, kafka_password=password
     )
+
+
+def confluent_config(settings: Settings) -> dict[str, Any]:
+    """The same security settings in librdkafka's spelling (confluent-kafka clients), with the
+    bootstrap servers: ``Producer({**confluent_config(s), "acks": "all"})``."""
+    kwargs = kafka_client_kwargs(settings)
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": kwargs["security_protocol"].lower(),
+    }
+    if "sasl_mechanism" in kwargs:
+        config.update(
+            {
+                "sasl.mechanism": kwargs["sasl_mechanism"],
+                "sasl.username": kwargs["sasl_plain_username"],
+                "sasl.password": kwargs["sasl_plain_password"],
+            }
+        )
+    if kwargs.get("ssl_cafile"):
+        config["ssl.ca.location"] = kwargs["ssl_cafile"]
+    return config

@@ -42,6 +42,10 @@ class Metrics(NamedTuple):
     dispatch_open_alerts: Gauge
     dispatch_oldest_open_seconds: Gauge
     dispatch_breaker_open: Gauge
+    # the decide stage's transactions (streams/stages/decide.py)
+    decide_txn_failures: Counter
+    decide_rerouted: Counter
+    decide_commit_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -176,6 +180,25 @@ class Metrics(NamedTuple):
                 "fangxian_dispatch_breaker_open",
                 "1 while the circuit breaker of a channel target is open",
                 ["target"],
+                registry=reg,
+            ),
+            decide_txn_failures=Counter(
+                "fangxian_decide_transaction_failures",
+                "Decide transactions aborted (tasks rewound to their committed state), by cause",
+                ["cause"],
+                registry=reg,
+            ),
+            decide_rerouted=Counter(
+                "fangxian_decide_rerouted_events",
+                "Events that arrived on a partition not owning their community (not keyed by "
+                "community_id) and were forwarded to the owner",
+                ["topic"],
+                registry=reg,
+            ),
+            decide_commit_seconds=Histogram(
+                "fangxian_decide_commit_seconds",
+                "Time to flush and commit one decide transaction",
+                buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
                 registry=reg,
             ),
         )

@@ -134,6 +134,16 @@ class Settings:
     # the decide process's collector once its reference data and state are loaded
     # (fangxian.core.gctune: default | freeze | freeze-tuned; docs/benchmark.md has the figures)
     decide_gc: str = "freeze"
+    # the decide process's transactional id suffix: set it to something stable per replica
+    # (a StatefulSet pod name) so a restarted replica fences its crashed predecessor at once;
+    # empty: host name and process id (a crashed process's open transaction then ends by the
+    # broker's transaction timeout, decide_transaction_timeout_s)
+    decide_instance_id: str = ""
+    # how long the broker lets a decide transaction stay open (Kafka Streams' EOS default, 10 s):
+    # the longest a crashed member's open transaction holds read_committed readers back
+    decide_transaction_timeout_s: float = 10.0
+    # a member that stops heartbeating loses its tasks after this (the broker's minimum is 6 s)
+    decide_session_timeout_s: float = 6.0
 
     @property
     def exactly_once(self) -> bool:
@@ -150,6 +160,12 @@ class Settings:
         return f"{self.app_id}-decide-events"
 
     @property
+    def decide_reroute_topic(self) -> str:
+        """Events a third-party producer put on the wrong partition of a device topic, forwarded
+        to the partition of their community (the only events that take a second hop)."""
+        return f"{self.app_id}-decide-reroute"
+
+    @property
     def decide_changelog_topic(self) -> str:
         return f"{self.app_id}-decide-changelog"
 
@@ -161,8 +177,10 @@ class Settings:
     def sink_group(self) -> str:
         return f"{self.app_id}-sink"
 
-    def transactional_id(self, task: int) -> str:
-        return f"{self.app_id}-decide-{task}"
+    def transactional_id(self, instance: str) -> str:
+        """The decide process's one transactional id (KIP-447: fenced by the group generation,
+        not by the id; a stable ``decide_instance_id`` fences a crashed predecessor at once)."""
+        return f"{self.app_id}-decide-{instance}"
 
     # on-duty dispatcher (streams/dispatch): keys are secrets, from the environment only
     roster_key: str = ""  # AEAD key text for staff contact details (FANGXIAN_ROSTER_KEY)

@@ -1,62 +1,79 @@
 """The decide stage: device events in, gate decisions / alerts / dead letters out, rule state
 in Kafka. No ClickHouse here: a database outage cannot slow a gate (docs/topology.md).
 
-One consumer-group member (group ``<app_id>-decide``) reads the three device topics and the
-internal ``<app_id>-decide-events`` topic. The range assignor gives a member partition *p* of
-every one of these co-partitioned topics together; that set is **task p**:
+One consumer-group member (group ``<app_id>-decide``, librdkafka) reads the three device topics
+and ``<app_id>-decide-reroute``. The range assignor gives a member partition *p* of every one of
+these co-partitioned topics together; that set is **task p**, with its own ``RuleEngine`` whose
+state changes go to changelog partition *p*. Events are keyed by ``community_id`` where they
+enter, so task *p* validates and decides what arrives on partition *p* in one step; an event on
+the wrong partition is forwarded to its owner once (``streams.stages.route``).
 
-- *route*: events of device-topic partition *p* are validated and re-keyed by community
-  (``streams.stages.route``) into the internal topic — bad ones dead-lettered;
-- *rules*: events of internal partition *p* (whole communities, so whole households) go to the
-  task's own ``RuleEngine``; its state changes go to changelog partition *p*;
-- timers (``tick``) of the task only fire for the communities partition *p* owns.
+exactly_once (KIP-447, as Kafka Streams' EOS v2): **one** transactional producer per process.
+One transaction per poll holds, for every task of the poll, the decisions, alerts, dead letters,
+the decided events' copies for the sink (``<app_id>-decide-events``), forwarded events, the
+changelog deltas and the input offsets (``send_offsets_to_transaction`` with the consumer's group
+metadata, so a zombie of an older generation is refused by the group coordinator). The order of
+a commit, written down once (``_commit``):
 
-exactly_once: task *p* has its own transactional producer, ``transactional.id =
-<app_id>-decide-<p>``. One transaction per task and batch holds the routed events, the
-decisions, alerts and dead letters, the changelog deltas and the input offsets
-(``send_offsets_to_transaction``). aiokafka's TxnOffsetCommit (v0) carries no group generation
-(KIP-447 fencing by generation is not available), so zombies are fenced the pre-KIP-447 way: a
-new owner of task *p* initialises the same transactional id, which aborts the old owner's open
-transaction and makes every later write of the old owner fail with ``ProducerFenced``. Only then
-does the new owner read the changelog to its end (read_committed) and seek to the committed
-offsets. at_least_once (Tansu: no transactions): one idempotent producer; produce → flush →
-commit offsets; outputs are deterministic, so a redelivery makes the same records again.
+  1. produce every record of the poll;
+  2. flush: every send is delivered or failed — any failure aborts (step 5);
+  3. send the input offsets with the group metadata;
+  4. commit the transaction;
+  5. on any failure: abort, and rewind the poll's tasks to their committed state (engines
+     rebuilt from the changelog, inputs seeked to the committed offsets). A fatal producer error
+     (fenced, epoch lost) replaces the producer and rewinds every task.
+
+Rebalance callbacks run inside ``consume()``, between transactions, so no transaction is open
+when tasks move. A task set up on assignment first waits until no transaction is open on its
+changelog partition (last stable offset = high watermark: the previous owner committed or was
+aborted), restores to that end, and only then is its input read from the committed offsets
+(librdkafka fetches them with ``require_stable``).
+
+The client is blocking, so the stage runs in its own thread; reference-data updates from the
+asyncio side are queued and applied between polls. at_least_once (Tansu: no transactions):
+produce → flush → commit offsets; outputs are deterministic, so a redelivery makes the same
+records again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import ProducerFenced
-
-from fangxian.core.kafka_security import kafka_client_kwargs
+from fangxian.core.kafka_security import confluent_config
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
+from streams.engine import Item
 from streams.processor import BatchResult, DeadLetterBudget, EventProcessor
-from streams.publish import BatchPublisher, OutRecord
-from streams.stages.route import Provenance, Router, header_map
-from streams.state.changelog import StateChange, TaskState, restore_partitions
+from streams.publish import OutRecord
+from streams.stages.route import REDACT, Entry, Msg, Router, provenance_headers
+from streams.state.changelog import StateChange, TaskState, restore_with_librdkafka
 from streams.state.store import changelog_key
 
 log = logging.getLogger(__name__)
 
-ClientFactory = Callable[..., Any]
-#: group heartbeat: a leaver's partitions move at the others' next one (aiokafka: 3 s)
-HEARTBEAT_MS = 500
-#: retry of CONCURRENT_TRANSACTIONS while the last transaction's markers are written (aiokafka:
-#: 100 ms, most of a decision's latency)
-TXN_RETRY_BACKOFF_MS = 10
+ClientFactory = Callable[[dict[str, Any]], Any]
 #: (partition, owns) -> the task's engine; ``owns(community_id)`` is the timer filter
 EngineFactory = Callable[[int, Callable[[str], bool]], Any]
+#: group heartbeat: a leaver's partitions move at the others' next one
+HEARTBEAT_MS = 500
+#: CONCURRENT_TRANSACTIONS (the last transaction's markers still being written) is retried
+#: after this; librdkafka's 100 ms default would be most of a decision's latency
+RETRY_BACKOFF_MS = 5
+#: a record larger than this is never produced: the broker's default max.message.bytes is 1 MiB
+MAX_RECORD_BYTES = 900 * 1024
+OFFSET_BEGINNING = -2
+
+TP = tuple[str, int]
 
 
 def changelog_records(topic: str, partition: int, changes: list[StateChange]) -> list[OutRecord]:
@@ -71,6 +88,14 @@ class StageError(RuntimeError):
     """The decide stage cannot run with this cluster (a clear message for the operator)."""
 
 
+class TransactionFailed(RuntimeError):
+    """A decide transaction was aborted; ``cause`` names why (the metric's label)."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+
+
 @dataclass
 class DecideTask:
     """Everything the stage holds for partition *p* of its inputs."""
@@ -78,15 +103,12 @@ class DecideTask:
     partition: int
     engine: Any
     processor: EventProcessor
-    producer: Any = None  # the task's transactional producer (exactly_once)
-    publisher: BatchPublisher | None = None
     changelog_position: int = 0  # changelog offset up to which the engine's state is restored
     ready: bool = False
     last_tick: float = 0.0
     committed_batches: int = 0
     restored_records: int = 0
     restore_seconds: float = 0.0
-    fenced: bool = False
 
     @property
     def state(self) -> TaskState | None:
@@ -97,26 +119,32 @@ class DecideTask:
 class TaskBatch:
     """What one poll brought for one task, and what it makes."""
 
-    source: list[Any] = field(default_factory=list)
-    internal: list[Any] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    source: list[Msg] = field(default_factory=list)
+    rerouted: list[Msg] = field(default_factory=list)
+    offsets: dict[TP, int] = field(default_factory=dict)
     records: list[OutRecord | tuple[str, bytes | None, bytes]] = field(default_factory=list)
     results: list[BatchResult] = field(default_factory=list)
 
 
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, stage: DecideStage) -> None:
-        self._stage = stage
+def _default_consumer(config: dict[str, Any]) -> Any:
+    from confluent_kafka import Consumer
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._stage._revoked(list(revoked))
+    return Consumer(config)
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._stage._assigned(list(assigned))
+
+def _default_producer(config: dict[str, Any]) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer(config)
+
+
+def instance_id(settings: Settings) -> str:
+    return settings.decide_instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class DecideStage:
-    """One member of the decide group; ``start()``, ``run()``, ``stop()``."""
+    """One member of the decide group; ``start()``, ``run()``, ``stop()`` (asyncio), the work
+    in one thread of its own."""
 
     def __init__(
         self,
@@ -124,10 +152,10 @@ class DecideStage:
         codec: Codec,
         metrics: Metrics,
         engine_factory: EngineFactory,
-        residents: Mapping[str, Any],
+        residents: Mapping[str, Any] | None = None,
         *,
-        consumer_factory: ClientFactory = AIOKafkaConsumer,
-        producer_factory: ClientFactory = AIOKafkaProducer,
+        consumer_factory: ClientFactory = _default_consumer,
+        producer_factory: ClientFactory = _default_producer,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_output: Callable[[int, BatchResult], None] | None = None,
         restore_state: bool = True,
@@ -139,7 +167,6 @@ class DecideStage:
         self._codec = codec
         self._metrics = metrics
         self._engine_factory = engine_factory
-        self._residents = residents
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._clock_ms = clock_ms
@@ -150,338 +177,391 @@ class DecideStage:
             t.temperature_readings: "TemperatureReading",
             t.health_reports: "HealthReport",
         }
+        self._reroute_topic = settings.decide_reroute_topic
         self._events_topic = settings.decide_events_topic
         self._changelog_topic = settings.decide_changelog_topic
-        self._inputs = [*self._record_of, self._events_topic]
+        self._inputs = [*self._record_of, self._reroute_topic]
         self._partitions = settings.event_partitions
         self._router: Router | None = None
         self._budget = DeadLetterBudget(settings.dlq_max_ratio, settings.dlq_min_sample)
         self.tasks: dict[int, DecideTask] = {}
         self._idle: dict[int, DecideTask] = {}  # engines of tasks another member owns now
-        self._assignment: set[TopicPartition] = set()
-        self._lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
+        self._assignment: set[TP] = set()
+        self._stop = threading.Event()
+        self._thread_done = threading.Event()
+        self._thread_done.set()
+        self._updates: collections.deque[tuple[str, str, Mapping[str, Any] | None]] = (
+            collections.deque()
+        )
         self._consumer: Any = None
-        self._restorer: Any = None
-        self._shared_producer: Any = None  # at_least_once
-        self._shared_publisher: BatchPublisher | None = None
+        self._restorer: Any = None  # read_committed, no group: changelog restore, LSO
+        self._watermarks: Any = None  # read_uncommitted, no group: high watermarks
+        self._producer: Any = None
+        self._delivery_errors: list[str] = []
+        self._callback_error: BaseException | None = None
+        self._rewind_all = False
+        self.instance = instance_id(settings)
         self.decided = 0  # decisions committed (tests and the benchmark read it)
-        self.routed = 0
+        self.routed = 0  # events forwarded to the partition of their community
         self.ticks = 0
+        self.aborted = 0
 
     # -- clients -------------------------------------------------------------------------------
+    def _base(self) -> dict[str, Any]:
+        return {**confluent_config(self._s), "client.id": f"{self._s.app_id}-decide"}
+
     def _producer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap_servers": self._s.kafka_bootstrap,
-            **kafka_client_kwargs(self._s, "aiokafka"),
+        config = {
+            **self._base(),
             "acks": "all",
-            "enable_idempotence": self._eos or self._s.producer_idempotence,
-            "linger_ms": 2,
-            "max_batch_size": 256 * 1024,
-            # a transaction that starts while the last one's markers are being written is told
-            # CONCURRENT_TRANSACTIONS and retried after this backoff: aiokafka's 100 ms default
-            # was most of every decision's latency (two transactions per event, route and rules)
-            "retry_backoff_ms": TXN_RETRY_BACKOFF_MS,
+            "enable.idempotence": self._eos or self._s.producer_idempotence,
+            "linger.ms": 1,
+            "batch.size": 1024 * 1024,
+            "message.max.bytes": MAX_RECORD_BYTES + 64 * 1024,
+            # the Java client's partitioner: keys land where every other producer puts them
+            "partitioner": "murmur2_random",
+            "retry.backoff.ms": RETRY_BACKOFF_MS,
+            "retry.backoff.max.ms": 250,
+            "error_cb": self._client_error,
         }
+        if self._eos:
+            timeout_ms = int(self._s.decide_transaction_timeout_s * 1000)
+            config.update(
+                {
+                    "transactional.id": self._s.transactional_id(self.instance),
+                    "transaction.timeout.ms": timeout_ms,
+                    "message.timeout.ms": timeout_ms,
+                }
+            )
+        return config
+
+    def _new_producer(self) -> Any:
+        producer = self._producer_factory(self._producer_config())
+        if self._eos:
+            # fences an earlier process with the same transactional id (a restarted replica
+            # with a stable decide_instance_id) and aborts its open transaction
+            self._retrying("init transactions", lambda: producer.init_transactions(30))
+        return producer
+
+    def _client_error(self, err: Any) -> None:
+        # librdkafka's own errors (a broker gone, all brokers down): it retries by itself
+        log.warning("Kafka client error 客户端错误: %s", err)
 
     async def start(self) -> None:
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
         consumer = self._consumer_factory(
-            bootstrap_servers=self._s.kafka_bootstrap,
-            **kafka_client_kwargs(self._s, "aiokafka"),
-            group_id=self._s.decide_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            # a member that leaves (a deploy, a scale-in) hands its partitions over at the
-            # others' next heartbeat: at aiokafka's default of 3 s, half the gates would wait
-            # that long for decisions
-            heartbeat_interval_ms=HEARTBEAT_MS,
-            max_partition_fetch_bytes=1024 * 1024,
-            fetch_max_wait_ms=max(1, int(self._s.batch_within_s * 1000)),
+            {
+                **self._base(),
+                "group.id": self._s.decide_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "range",
+                # a member that leaves hands its partitions over at the others' next heartbeat
+                "heartbeat.interval.ms": HEARTBEAT_MS,
+                "session.timeout.ms": int(self._s.decide_session_timeout_s * 1000),
+                "fetch.wait.max.ms": max(1, int(self._s.batch_within_s * 1000)),
+                "error_cb": self._client_error,
+            }
         )
-        await consumer.start()
         self._consumer = consumer
-        counts = await self._partition_counts(consumer)
+        counts = self._partition_counts(consumer)
         if len(set(counts.values())) != 1 or 0 in counts.values():
-            await consumer.stop()
+            consumer.close()
             raise StageError(
                 "the decide stage needs the same partition count on every input and on the "
                 f"changelog (task p reads partition p of each); found {counts} — create the "
                 "topics with `fangxian topics create` (决策阶段的主题分区数不一致)"
             )
         self._partitions = next(iter(counts.values()))
-        self._router = Router(
-            self._codec,
-            self._record_of,
-            self._events_topic,
-            self._partitions,
-            self._residents.get,
-        )
+        self._router = Router(self._codec, self._record_of, self._reroute_topic, self._partitions)
+        group = f"{self._s.decide_group}-restore"
         self._restorer = self._consumer_factory(
-            bootstrap_servers=self._s.kafka_bootstrap,
-            **kafka_client_kwargs(self._s, "aiokafka"),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            # it reads to a known end and is reused: a long poll left in flight by the last
-            # restore (500 ms by default) would delay the next one by that much
-            fetch_max_wait_ms=20,
+            {
+                **self._base(),
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 20,
+            }
         )
-        await self._restorer.start()
-        if not self._eos:
-            self._shared_producer = self._producer_factory(**self._producer_config())
-            await self._shared_producer.start()
-            self._shared_publisher = BatchPublisher(self._shared_producer)
+        self._watermarks = self._consumer_factory(
+            {**self._base(), "group.id": group, "isolation.level": "read_uncommitted"}
+        )
+        self._producer = self._new_producer()
         if self._restore_state and self._s.decide_warm_start:
-            await self._warm_start()
-        consumer.subscribe(self._inputs, listener=_Listener(self))
+            # every task's state restored into an idle engine before the member joins its
+            # group: on assignment a task then reads only the changelog written since
+            idle = [self._new_task(p) for p in range(self._partitions)]
+            self._restore(idle)
+            self._idle.update((task.partition, task) for task in idle)
+        consumer.subscribe(
+            self._inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
 
-    async def _warm_start(self) -> None:
-        """Every task's state restored into an idle engine before the member joins its group:
-        on assignment a task then reads only what was written to its changelog since."""
-        idle = [self._new_task(p) for p in range(self._partitions)]
-        await self._restore(idle)
-        self._idle.update((task.partition, task) for task in idle)
+    def _partition_counts(self, consumer: Any) -> dict[str, int]:
+        meta = self._retrying("metadata", lambda: consumer.list_topics(timeout=10))
+        return {
+            topic: len(meta.topics[topic].partitions) if topic in meta.topics else 0
+            for topic in [*self._inputs, self._changelog_topic]
+        }
 
-    async def _restore(self, tasks: Sequence[DecideTask]) -> None:
-        """Each task's changelog partition read from its restore position to its end, in one
-        restore; the positions move to the ends."""
-        of_tp: dict[TopicPartition, DecideTask] = {}
-        targets: dict[TopicPartition, tuple[int, Callable[[str, str, bytes | None], None]]] = {}
+    async def run(self) -> None:
+        self._thread_done.clear()
+        try:
+            await asyncio.to_thread(self._run)
+        finally:
+            self._thread_done.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread_done.wait, self._s.transaction_timeout_s)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        try:
+            if self._consumer is not None:
+                self._consumer.close()  # leaves the group (its on_revoke runs in here)
+        except Exception as err:  # a broker that is away: the session timeout moves the tasks
+            log.warning("decide consumer close: %r", err)
+        if self._producer is not None:
+            self._producer.flush(5)
+        for client in (self._restorer, self._watermarks):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception as err:
+                    log.debug("close: %r", err)
+        self._consumer = self._producer = self._restorer = self._watermarks = None
+
+    def _retrying(self, what: str, call: Callable[[], Any], *, attempts: int = 0) -> Any:
+        """``call()`` until it succeeds (a broker away for a while), or the stage stops."""
+        from confluent_kafka import KafkaException
+
+        backoff = 0.2
+        n = 0
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                err = exc.args[0]
+                n += 1
+                if getattr(err, "fatal", lambda: False)() or (attempts and n >= attempts):
+                    raise
+                if self._stop.is_set():
+                    raise
+                log.warning("%s failed, retrying in %.1fs (重试): %s", what, backoff, err)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def owns_for(self, p: int) -> Callable[[str], bool]:
+        assert self._router is not None
+        return self._router.owns(p)
+
+    def _new_task(self, p: int) -> DecideTask:
+        engine = self._engine_factory(p, self.owns_for(p))
+        return DecideTask(p, engine, EventProcessor(self._s, self._codec, engine, self._metrics))
+
+    def _changelog_end(self, p: int) -> int:
+        """The changelog's end once no transaction is open on it (last stable offset = high
+        watermark): whatever the previous owner wrote is then committed or aborted. Bounded by
+        the broker's transaction timeout (a crashed owner's transaction ends by it)."""
+        from confluent_kafka import TopicPartition as CTP
+
+        tp = CTP(self._changelog_topic, p)
+        deadline = time.monotonic() + 3 * self._s.decide_transaction_timeout_s
+        while True:
+            _, stable = self._retrying(
+                "changelog end", lambda: self._restorer.get_watermark_offsets(tp, 10, False)
+            )
+            _, high = self._retrying(
+                "changelog end", lambda: self._watermarks.get_watermark_offsets(tp, 10, False)
+            )
+            if stable >= high or time.monotonic() > deadline:
+                if stable < high:
+                    log.warning(
+                        "changelog %d: a transaction is still open after %.0fs, restoring to "
+                        "its last stable offset 仍有未完成事务",
+                        p,
+                        3 * self._s.decide_transaction_timeout_s,
+                    )
+                return int(stable)
+            time.sleep(0.01)
+
+    def _restore(self, tasks: Sequence[DecideTask]) -> None:
+        targets: dict[TP, tuple[int, int, Callable[[str, str, bytes | None], None]]] = {}
         for t in tasks:
             if t.state is not None:
-                tp = TopicPartition(self._changelog_topic, t.partition)
-                of_tp[tp] = t
-                targets[tp] = (t.changelog_position, t.state.restore)
-        done = await restore_partitions(self._restorer, targets)
-        for tp, result in done.items():
-            task = of_tp[tp]
+                end = self._changelog_end(t.partition)
+                targets[(self._changelog_topic, t.partition)] = (
+                    t.changelog_position,
+                    end,
+                    t.state.restore,
+                )
+        done = restore_with_librdkafka(self._restorer, targets)
+        for (_, p), result in done.items():
+            task = next(t for t in tasks if t.partition == p)
             task.changelog_position = result.end_offset
             task.restored_records += result.records
             task.restore_seconds += result.seconds
             if result.records:
                 log.info(
                     "task %d state restored 状态已恢复: %d changelog records in %.2fs",
-                    tp.partition,
+                    p,
                     result.records,
                     result.seconds,
                 )
 
-    async def _partition_counts(self, consumer: Any) -> dict[str, int]:
-        cluster = await consumer._client.fetch_all_metadata()
-        return {
-            topic: len(cluster.partitions_for_topic(topic) or ())
-            for topic in [*self._inputs, self._changelog_topic]
-        }
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self._assign([(tp.topic, tp.partition) for tp in partitions])
+        except BaseException as err:  # raised again by the loop, outside librdkafka
+            self._callback_error = err
 
-    async def stop(self) -> None:
-        self._stopping.set()
-        async with self._lock:
-            for task in list(self.tasks.values()):
-                await self._close_producer(task)
-            self.tasks.clear()
-            for client in (self._consumer, self._restorer, self._shared_producer):
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.stop()
-
-    # -- rebalance -----------------------------------------------------------------------------
-    async def _revoked(self, revoked: list[TopicPartition]) -> None:
-        """Wait for the batch in flight (its transaction commits or aborts), then suspend the
-        tasks: their producers close, their engines are kept in case the task comes back.
-
-        A producer is never kept for a task assigned back: its new producer's InitProducerId
-        is also the barrier that waits until the last transaction's markers are written, so
-        the committed offsets read after it include that transaction."""
-        async with self._lock:
-            self._assignment.clear()
-            kept = [t for t in self.tasks.values() if t.ready and t.state is not None]
-            if kept:
-                # no transaction is open now: the changelog's end is the end of our own
-                # committed writes, so a task assigned back only reads what others write later
-                tps = [TopicPartition(self._changelog_topic, t.partition) for t in kept]
-                with contextlib.suppress(Exception):
-                    ends = await self._restorer.end_offsets(tps)
-                    for t, tp in zip(kept, tps, strict=True):
-                        t.changelog_position = max(t.changelog_position, ends[tp])
-            for task in self.tasks.values():
-                task.ready = False
-                await self._close_producer(task)
-
-    async def _assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info(
-            "decide partitions assigned 决策分区分配: %s",
-            sorted({tp.partition for tp in assigned}),
-        )
-        async with self._lock:
-            self._assignment = set(assigned)
-            mine = {tp.partition for tp in assigned}
-            for p in list(self.tasks):
-                if p not in mine:
-                    # another member owns it now; keep the engine idle, so if the task comes
-                    # back only what the other member wrote meanwhile is restored
-                    task = self.tasks.pop(p)
-                    if task.engine is not None and not task.fenced:
-                        self._idle[p] = task
-            for p in mine:
-                if p in self.tasks and self.tasks[p].fenced:
-                    del self.tasks[p]
-            # the loop sets the tasks up (producer, restore, seek) before their next batch;
-            # until then their partitions are paused
-            self._consumer.pause(*assigned)
-
-    def _task_tps(self, p: int) -> list[TopicPartition]:
-        return [TopicPartition(topic, p) for topic in self._inputs]
-
-    def owns_for(self, p: int) -> Callable[[str], bool]:
-        assert self._router is not None
-        router = self._router
-        return lambda community_id: router.partition_of(community_id) == p
-
-    def _new_task(self, p: int) -> DecideTask:
-        engine = self._engine_factory(p, self.owns_for(p))
-        return DecideTask(p, engine, EventProcessor(self._s, self._codec, engine, self._metrics))
-
-    async def _prepare(self, p: int) -> DecideTask:
-        """Task *p*'s engine and producer; waiting for the producer id is the fence."""
-        task = self.tasks.get(p) or self._idle.pop(p, None) or self._new_task(p)
-        self.tasks[p] = task
-        if not self._eos:
-            task.publisher = self._shared_publisher
-        else:
-            task.producer = self._producer_factory(
-                **self._producer_config(),
-                transactional_id=self._s.transactional_id(p),
-                transaction_timeout_ms=int(self._s.transaction_timeout_s * 2000),
-            )
-            await task.producer.start()
-            await _wait_for_producer_id(task.producer)  # a zombie's open txn is aborted now
-            task.publisher = BatchPublisher(task.producer)
-        return task
-
-    async def _setup(self, partitions: list[int]) -> None:
-        """Make tasks ready: producers (fencing earlier owners) side by side, then every
-        task's changelog partition read to its end in one restore, then the inputs seeked to
-        the committed offsets and resumed."""
+    def _assign(self, assigned: list[TP]) -> None:
         began = time.monotonic()
-        tasks = await asyncio.gather(*(self._prepare(p) for p in partitions))
-        prepared = time.monotonic()
+        mine = sorted({p for _, p in assigned})
+        log.info("decide partitions assigned 决策分区分配: %s", mine)
+        self._apply_updates()
+        tasks = [self.tasks.get(p) or self._idle.pop(p, None) or self._new_task(p) for p in mine]
         if self._restore_state:
-            await self._restore(tasks)
-        restored = time.monotonic()
+            self._restore(tasks)
         for task in tasks:
-            p = task.partition
-            for tp in self._task_tps(p):
-                committed = await self._consumer.committed(tp)
-                if committed is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-            self._consumer.resume(*self._task_tps(p))
             task.ready = True
-        done_at = time.monotonic()
-        log.info(
-            "tasks %s ready 任务就绪 in %.2fs (producers %.2fs, restore %.2fs, seek %.2fs)",
-            partitions,
-            done_at - began,
-            prepared - began,
-            restored - prepared,
-            done_at - restored,
-        )
+            self.tasks[task.partition] = task
+        self._assignment = set(assigned)
+        log.info("tasks %s ready 任务就绪 in %.2fs", mine, time.monotonic() - began)
 
-    async def _setup_pending(self) -> None:
-        pending = sorted(
-            {
-                tp.partition
-                for tp in self._assignment
-                if (t := self.tasks.get(tp.partition)) is None or not (t.ready or t.fenced)
-            }
-        )
-        if pending:
-            await self._setup(pending)
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """No transaction is open (callbacks run inside ``consume()``): the tasks become idle,
+        their engines kept at their committed state in case they come back."""
+        try:
+            self._assignment = set()
+            ends: dict[int, int] = {}
+            from confluent_kafka import TopicPartition as CTP
 
-    async def _close_producer(self, task: DecideTask) -> None:
-        if task.producer is not None:
-            producer, task.producer = task.producer, None
-            with contextlib.suppress(Exception):
-                await producer.stop()
-        task.publisher = None
-
-    async def _drop_task(self, p: int, err: BaseException) -> None:
-        """A batch of task *p* failed: its engine holds uncommitted changes, so it goes; the
-        task is set up again from the changelog (or, when fenced, waits for a new assignment)."""
-        task = self.tasks.pop(p, None)
-        if task is None:
-            return
-        await self._close_producer(task)
-        fenced = isinstance(err, ProducerFenced)
-        log.warning(
-            "task %d batch failed (%s), task %s 任务重建: %r",
-            p,
-            "fenced by a newer owner" if fenced else "will be set up again",
-            "dropped" if fenced else "restarts",
-            err,
-        )
-        if fenced:
-            self.tasks[p] = DecideTask(p, None, task.processor, fenced=True)
-            self._consumer.pause(*[tp for tp in self._task_tps(p) if tp in self._assignment])
+            for p in self.tasks:
+                try:
+                    ends[p] = self._watermarks.get_watermark_offsets(
+                        CTP(self._changelog_topic, p), 5, False
+                    )[1]
+                except Exception:  # unknown: this engine restores from nothing next time
+                    ends[p] = -1
+            for p, task in self.tasks.items():
+                task.ready = False
+                if ends[p] >= 0:
+                    task.changelog_position = max(task.changelog_position, ends[p])
+                    self._idle[p] = task
+            self.tasks = {}
+        except BaseException as err:
+            self._callback_error = err
 
     # -- the loop ------------------------------------------------------------------------------
-    async def run(self) -> None:
+    def _run(self) -> None:
         consumer = self._consumer
-        while not self._stopping.is_set():
-            batches = await consumer.getmany(
-                timeout_ms=int(self._s.batch_within_s * 1000), max_records=self._s.batch_max
-            )
-            async with self._lock:
-                if self._stopping.is_set():
-                    break
-                try:
-                    await self._setup_pending()
-                except Exception as err:  # broker away during a setup: retried next round
-                    log.warning("task setup failed, retrying 任务初始化失败，重试: %r", err)
-                    await asyncio.sleep(1.0)
-                    continue
-                work = self._split(batches)
-                await self._add_ticks(work)
-                if work:
-                    await self._commit(work)
+        timeout = self._s.batch_within_s
+        batch_max = self._s.batch_max
+        while not self._stop.is_set():
+            self._apply_updates()
+            messages = consumer.consume(batch_max, timeout)
+            if self._callback_error is not None:
+                err, self._callback_error = self._callback_error, None
+                raise err
+            if self._rewind_all:
+                self._rewind(list(self.tasks))
+                continue
+            work = self._split(messages)
+            self._add_ticks(work)
+            if work:
+                self._commit(work)
 
-    def _split(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> dict[int, TaskBatch]:
+    def _split(self, messages: Sequence[Any]) -> dict[int, TaskBatch]:
         work: dict[int, TaskBatch] = {}
-        for tp, messages in batches.items():
-            task = self.tasks.get(tp.partition)
-            if not messages or task is None or not task.ready or tp not in self._assignment:
-                continue  # fetched before a rebalance or a setup: read again after the seek
-            b = work.setdefault(tp.partition, TaskBatch())
-            (b.internal if tp.topic == self._events_topic else b.source).extend(messages)
-            b.offsets[tp] = messages[-1].offset + 1
+        reroute = self._reroute_topic
+        assignment = self._assignment
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise StageError(f"decide consumer: {err}")
+                log.warning("decide consumer: %s", err)
+                continue
+            topic, p = m.topic(), m.partition()
+            task = self.tasks.get(p)
+            if task is None or not task.ready or (topic, p) not in assignment:
+                continue
+            b = work.get(p)
+            if b is None:
+                b = work[p] = TaskBatch()
+            offset = m.offset()
+            msg = Msg(topic, p, offset, m.key(), m.value(), m.timestamp()[1], m.headers())
+            (b.rerouted if topic == reroute else b.source).append(msg)
+            b.offsets[(topic, p)] = offset + 1
         for p, b in work.items():
             self._make(self.tasks[p], b)
         return work
 
     def _make(self, task: DecideTask, b: TaskBatch) -> None:
-        """The pure part of a task's batch: route, decide, collect the changelog deltas."""
-        assert self._router is not None
+        """The pure part of a task's batch: enter, decide, copy, collect the changelog."""
+        router = self._router
+        assert router is not None
+        entry = router.enter(b.source, task.partition) if b.source else Entry()
+        if b.rerouted:
+            router.rerouted(b.rerouted, entry)
         if b.source:
-            routed, dead = self._router.route(b.source)
-            self._budget.record(len(b.source), len(dead))
-            b.records.extend(routed)
-            self.routed += len(routed)
-            if dead:
-                letters = task.processor.dead_letter_result(dead)
-                b.records.extend(letters.produce)
-                b.results.append(letters)
-        if b.internal:
-            messages = [Provenance(m, header_map(m.headers)) for m in b.internal]
-            result = task.processor.process(messages, validated=True)  # by the route step
+            self._budget.record(len(b.source), len(entry.dead))
+        if entry.forward:
+            b.records.extend(entry.forward)
+            self.routed += len(entry.forward)
+            for r in entry.forward:
+                self._metrics.decide_rerouted.labels(topic=r.headers[0][1].decode()).inc()
+        if entry.dead:
+            letters = task.processor.dead_letter_result(entry.dead)
+            b.records.extend(letters.produce)
+            b.results.append(letters)
+        if entry.mine:
+            processor = task.processor
+            decoded: dict[str, list[dict[str, Any]]] = {t: [] for t in processor.record_of}
+            kind_of = processor.kind_of
+            items: list[Item] = []
+            for msg, _, event in entry.mine:
+                decoded[msg.topic].append(event)
+                items.append((kind_of[msg.topic], event, msg.timestamp))
+            result = processor.process_decoded(decoded, items, len(entry.mine))
             b.records.extend(result.produce)
             b.results.append(result)
-            oldest_ms = min(m.timestamp for m in b.internal)
+            b.records.extend(self._copies(task.partition, entry, result.redacted))
+            oldest_ms = min(msg.timestamp for msg, _, _ in entry.mine)
             self._metrics.decision_lag_seconds.observe(max(0.0, time.time() - oldest_ms / 1000))
         self._add_changes(task, b)
+
+    def _copies(self, p: int, entry: Entry, redacted: set[str]) -> list[OutRecord]:
+        """Each decided event once on ``<app_id>-decide-events``, for the sink."""
+        topic = self._events_topic
+        out = []
+        for msg, _, event in entry.mine:
+            headers = provenance_headers(msg)
+            if redacted and event["event_id"] in redacted:
+                headers += ((REDACT, b"1"),)
+            out.append(
+                OutRecord(
+                    topic,
+                    event["community_id"].encode(),
+                    msg.value,
+                    partition=p,
+                    headers=headers,
+                    timestamp_ms=msg.timestamp if msg.timestamp >= 0 else None,
+                )
+            )
+        return out
 
     def _add_changes(self, task: DecideTask, b: TaskBatch) -> None:
         state = task.state
@@ -490,22 +570,21 @@ class DecideStage:
                 changelog_records(self._changelog_topic, task.partition, state.take_changes())
             )
 
-    async def _add_ticks(self, work: dict[int, TaskBatch]) -> None:
+    def _add_ticks(self, work: dict[int, TaskBatch]) -> None:
         """Timers run against the wall clock once per second per task, and only when there is
         no backlog: while catching up, a recheck or a report still queued is not "missed"."""
         now = time.monotonic()
         due = [t for t in self.tasks.values() if t.ready and t.engine and now - t.last_tick >= 1.0]
-        if not due or not await self._caught_up():
+        if not due or not self._caught_up():
             return
         now_ms = self._clock_ms()
+        alerts = self._s.topics.alerts
         for task in due:
             task.last_tick = now
             self.ticks += 1
             result = task.processor.tick(now_ms)
             owns = self.owns_for(task.partition)
-            alerts = self._s.topics.alerts
-            # a timer of a community this task does not own is another task's (engines that
-            # take ``owns=`` never make one; this keeps the guarantee for any engine)
+            # a timer of a community this task does not own is another task's
             result.produce = [
                 r for r in result.produce if r[0] != alerts or r[1] is None or owns(r[1].decode())
             ]
@@ -517,103 +596,199 @@ class DecideStage:
             if not b.records and not b.offsets:
                 del work[task.partition]
 
-    async def _caught_up(self) -> bool:
+    def _caught_up(self) -> bool:
+        from confluent_kafka import TopicPartition as CTP
+
         consumer = self._consumer
-        for tp in self._assignment:
-            end = consumer.last_stable_offset(tp)
-            if end is None:
-                end = consumer.highwater(tp)
-            if end is None:  # no fetch answered for it yet: its backlog is unknown
-                return False
-            if await consumer.position(tp) < end:
+        tps = [CTP(t, p) for t, p in self._assignment]
+        if not tps:
+            return True
+        try:
+            positions = consumer.position(tps)
+        except Exception:
+            return False
+        for tp in positions:
+            _, end = consumer.get_watermark_offsets(tp, cached=True)
+            if end is None or end < 0 or tp.offset < 0:
+                # nothing fetched for it yet: an empty partition is caught up, others unknown
+                if end != 0:
+                    return False
+                continue
+            if tp.offset < end:
                 return False
         return True
 
     # -- commit --------------------------------------------------------------------------------
-    async def _commit(self, work: dict[int, TaskBatch]) -> None:
-        if self._eos:
-            outcomes = await asyncio.gather(
-                *(self._transaction(self.tasks[p], b) for p, b in work.items()),
-                return_exceptions=True,
-            )
-            failed = False
-            for (p, b), outcome in zip(work.items(), outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failed = True
-                    await self._drop_task(p, outcome)
-                else:
-                    self._delivered(self.tasks[p], b)
-            if failed:
-                await asyncio.sleep(0.5)  # a broker that is away: do not spin
-            return
-        try:
-            await asyncio.wait_for(self._at_least_once(work), self._s.transaction_timeout_s)
-        except Exception as err:
-            for p in work:
-                await self._drop_task(p, err)
-            await asyncio.sleep(0.5)
-            return
-        for p, b in work.items():
-            self._delivered(self.tasks[p], b)
-
-    async def _transaction(self, task: DecideTask, b: TaskBatch) -> None:
-        producer = task.producer
-        assert producer is not None and task.publisher is not None
-        publisher = task.publisher
+    def _commit(self, work: dict[int, TaskBatch]) -> None:
+        """The commit order of the module doc, steps 1–5."""
+        from confluent_kafka import KafkaException
 
         began = time.monotonic()
+        producer = self._producer
+        try:
+            if self._eos:
+                producer.begin_transaction()
+            self._delivery_errors = []
+            for b in work.values():
+                self._produce(b.records)  # 1
+            remaining = producer.flush(self._s.transaction_timeout_s)  # 2
+            if remaining:
+                raise TransactionFailed("timeout", f"{remaining} records not delivered in time")
+            if self._delivery_errors:
+                raise TransactionFailed("delivery", self._delivery_errors[0])
+            offsets = {tp: o for b in work.values() for tp, o in b.offsets.items()}
+            if self._eos:
+                if offsets:
+                    producer.send_offsets_to_transaction(  # 3
+                        self._offset_list(offsets),
+                        self._consumer.consumer_group_metadata(),
+                        self._s.transaction_timeout_s,
+                    )
+                producer.commit_transaction(self._s.transaction_timeout_s)  # 4
+            elif offsets:
+                self._consumer.commit(offsets=self._offset_list(offsets), asynchronous=False)
+        except (KafkaException, TransactionFailed, BufferError) as exc:
+            self._failed(work, exc)  # 5
+            return
+        self._metrics.decide_commit_seconds.observe(time.monotonic() - began)
+        for p, b in work.items():
+            task = self.tasks.get(p)
+            if task is not None:
+                self._delivered(task, b)
 
-        async def txn() -> None:
-            async with producer.transaction():
-                if b.records:
-                    await publisher.publish(b.records)
-                if b.offsets:
-                    await producer.send_offsets_to_transaction(b.offsets, self._s.decide_group)
+    def _offset_list(self, offsets: Mapping[TP, int]) -> list[Any]:
+        from confluent_kafka import TopicPartition as CTP
 
-        await asyncio.wait_for(txn(), self._s.transaction_timeout_s)
-        took = time.monotonic() - began
-        if took > 5:
-            log.warning("task %d: a transaction took %.1fs 事务耗时过长", task.partition, took)
+        return [CTP(t, p, o) for (t, p), o in offsets.items()]
 
-    async def _at_least_once(self, work: dict[int, TaskBatch]) -> None:
-        assert self._shared_publisher is not None
-        records = [r for b in work.values() for r in b.records]
-        if records:
-            await self._shared_publisher.publish(records)
-            await self._shared_producer.flush()
-        offsets = {tp: o for b in work.values() for tp, o in b.offsets.items()}
-        await self._commit_offsets({tp: o for tp, o in offsets.items() if tp in self._assignment})
+    def _produce(self, records: Sequence[OutRecord | tuple[str, bytes | None, bytes]]) -> None:
+        producer = self._producer
+        on_delivery = self._on_delivery
+        for r in records:
+            if isinstance(r, OutRecord):
+                topic, key, value = r.topic, r.key, r.value
+                kwargs: dict[str, Any] = {}
+                if r.partition is not None:
+                    kwargs["partition"] = r.partition
+                if r.headers:
+                    kwargs["headers"] = list(r.headers)
+                if r.timestamp_ms is not None:
+                    kwargs["timestamp"] = r.timestamp_ms
+            else:
+                topic, key, value = r
+                kwargs = {}
+            if value is not None and len(value) > MAX_RECORD_BYTES:
+                raise TransactionFailed(
+                    "record_too_large",
+                    f"a {len(value)}-byte record for {topic} (limit {MAX_RECORD_BYTES})",
+                )
+            while True:
+                try:
+                    producer.produce(topic, value, key, on_delivery=on_delivery, **kwargs)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.05)
 
-    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
-        """at_least_once, after the flush: the consumer commit of the batch's input offsets."""
-        if offsets:
-            await self._consumer.commit(offsets)
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None and len(self._delivery_errors) < 10:
+            self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def _failed(self, work: dict[int, TaskBatch], exc: BaseException) -> None:
+        """Step 5: abort, count, rewind. Nothing of the poll was committed."""
+        from confluent_kafka import KafkaException
+
+        err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+        fatal = bool(err is not None and err.fatal())
+        cause = (
+            exc.cause
+            if isinstance(exc, TransactionFailed)
+            else ("fatal" if fatal else str(getattr(err, "name", lambda: "kafka")()).lower())
+        )
+        self.aborted += 1
+        self._metrics.decide_txn_failures.labels(cause=cause).inc()
+        log.error(
+            "decide transaction aborted 决策事务已中止 (%s), tasks %s rewind to their committed "
+            "state: %s",
+            cause,
+            sorted(work),
+            exc,
+        )
+        if self._eos:
+            if fatal:
+                self._replace_producer()
+                self._rewind(list(self.tasks))
+                return
+            try:
+                self._retrying("abort transaction", lambda: self._producer.abort_transaction(30))
+            except Exception as abort_err:  # fatal now: a new producer aborts it for us
+                log.error("abort failed, new producer 中止失败: %r", abort_err)
+                self._replace_producer()
+                self._rewind(list(self.tasks))
+                return
+        else:
+            self._producer.purge()
+        self._rewind(sorted(work))
+
+    def _replace_producer(self) -> None:
+        old, self._producer = self._producer, None
+        try:
+            old.purge()
+        except Exception as err:
+            log.debug("purge: %r", err)
+        self._producer = self._new_producer()
+
+    def _rewind(self, partitions: Sequence[int]) -> None:
+        """Tasks back to their committed state: engines rebuilt from the changelog (restored
+        from the start: the engine held the aborted changes), inputs seeked to the committed
+        offsets (fetched with require_stable: our abort is complete before they answer)."""
+        from confluent_kafka import TopicPartition as CTP
+
+        self._rewind_all = False
+        tasks = []
+        for p in partitions:
+            old = self.tasks.get(p)
+            if old is None:
+                continue
+            task = self._new_task(p)
+            task.ready = False
+            self.tasks[p] = task
+            tasks.append(task)
+        if not tasks:
+            return
+        if self._restore_state:
+            self._restore(tasks)
+        tps = [CTP(t, p) for t, p in self._assignment if p in {t.partition for t in tasks}]
+        committed = self._retrying("committed offsets", lambda: self._consumer.committed(tps, 30))
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+            self._seek(tp)
+        for task in tasks:
+            task.ready = True
+
+    def _seek(self, tp: Any) -> None:
+        self._retrying("seek", lambda: self._consumer.seek(tp))
 
     def _delivered(self, task: DecideTask, b: TaskBatch) -> None:
         task.committed_batches += 1
+        decisions = self._s.topics.gate_decisions
         for result in b.results:
-            self.decided += sum(1 for topic, _, _ in _tuples(result) if topic == self._decisions)
+            self.decided += sum(1 for topic, _, _ in result.produce if topic == decisions)
             if self._on_output is not None:
                 self._on_output(task.partition, result)
 
-    @property
-    def _decisions(self) -> str:
-        return self._s.topics.gate_decisions
-
+    # -- reference data ------------------------------------------------------------------------
     def on_reference_update(self, kind: str, key: str, record: Mapping[str, Any] | None) -> None:
-        # idle engines too: one that becomes a task again must not decide on stale rules
-        for task in [*self.tasks.values(), *self._idle.values()]:
-            if task.engine is not None:
-                task.engine.on_reference_update(kind, key, record)
+        """From the reference store (another thread): applied between polls."""
+        self._updates.append((kind, key, record))
 
-
-def _tuples(result: BatchResult) -> list[tuple[str, bytes | None, bytes]]:
-    return result.produce
-
-
-async def _wait_for_producer_id(producer: Any) -> None:
-    """Block until the transactional producer has its producer id: the InitProducerId request
-    is what fences a previous owner of the transactional id (and aborts its open transaction)."""
-    manager = getattr(producer, "_txn_manager", None)
-    if manager is not None:
-        await asyncio.shield(manager.wait_for_pid())
+    def _apply_updates(self) -> None:
+        updates = self._updates
+        if not updates:
+            return
+        engines = [t.engine for t in (*self.tasks.values(), *self._idle.values()) if t.engine]
+        while updates:
+            kind, key, record = updates.popleft()
+            # idle engines too: one that becomes a task again must not decide on stale rules
+            for engine in engines:
+                engine.on_reference_update(kind, key, record)

@@ -1,29 +1,58 @@
-"""The route step of the decide stage: validate-decode an event from a device topic, dead-letter
-what is bad, and forward the *original bytes* keyed by ``community_id`` to the internal
-``<app_id>-decide-events`` topic, where every event of a community is in one partition (so one
-task sees a whole household, and a community's timers have one owner). Pure; no I/O.
+"""The entry step of a decide task: validate-decode what arrived on device-topic partition *p*,
+dead-letter what is bad, and sort the rest into the events task *p* decides itself and the few
+it must forward. Pure; no I/O.
 
-Headers carry what the rules step and the sink need without decoding twice:
-``src`` (the original topic), ``src_tp`` (original partition), ``src_off`` (original offset), and
-``redact=1`` on a FACE scan without consent (the sink stores it without the face-derived
-identity). The record keeps the original Kafka timestamp.
+Device events are keyed by ``community_id`` where they enter (``schemas.topics.record_key``), so
+an event normally arrives on the partition that owns its community and is decided in the same
+step and transaction. An event a third-party producer put on another partition (another key, or
+librdkafka's default partitioner) is forwarded *as its original bytes* to the partition of its
+community on ``<app_id>-decide-reroute``, counted, and decided once by the owner.
+
+Every decided event is copied, in the deciding transaction, to ``<app_id>-decide-events`` (each
+valid event exactly once) for the sink. Headers carry what the sink needs without deciding
+again: ``src`` (the original topic), ``src_tp`` / ``src_off`` (its original position) and
+``redact=1`` on a FACE scan refused for missing consent. Records keep the original timestamp.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import Codec, InvalidEvent
 from streams.processor import Message, dead_letter
 from streams.publish import Headers, OutRecord, partition_for
-from streams.rules.gate_access import check_face_consent
 
 SRC, SRC_TP, SRC_OFF, REDACT = "src", "src_tp", "src_off", "redact"
 
 
+class Msg:
+    """A consumed record as the processor reads it (attributes, not librdkafka's methods)."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.headers = headers
+
+
 class Provenance:
-    """A message of the internal topic as the processor wants it: the *original* topic,
+    """A message of the reroute topic as the processor wants it: the *original* topic,
     partition and offset (dead-letter ids and provenance stay those of the device's message)."""
 
     __slots__ = ("key", "offset", "partition", "timestamp", "topic", "value")
@@ -41,69 +70,104 @@ def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, bytes]:
     return dict(headers or ())
 
 
+@dataclass
+class Entry:
+    """What one task's messages become: events to decide (decoded), records to forward, dead
+    letters."""
+
+    #: (original message, record name, decoded event) in arrival order
+    mine: list[tuple[Message, str, dict[str, Any]]] = field(default_factory=list)
+    forward: list[OutRecord] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Router:
-    """Places each valid event on its community's partition of the internal topic."""
+    """Knows which partition owns a community, and sorts a task's input by it."""
 
     def __init__(
         self,
         codec: Codec,
         record_of: Mapping[str, str],
-        events_topic: str,
+        reroute_topic: str,
         partitions: int,
-        residents: Callable[[str], Mapping[str, Any] | None],
     ) -> None:
         self._codec = codec
         self._record_of = record_of
-        self._topic = events_topic
+        self._topic = reroute_topic
         self._partitions = partitions
-        self._residents = residents
         self._partition_cache: dict[str, int] = {}
 
     def partition_of(self, community_id: str) -> int:
         p = self._partition_cache.get(community_id)
         if p is None:
+            if len(self._partition_cache) > 200_000:
+                self._partition_cache.clear()
             p = self._partition_cache[community_id] = partition_for(
                 community_id.encode(), self._partitions
             )
         return p
 
-    def route(self, messages: Sequence[Message]) -> tuple[list[OutRecord], list[dict[str, Any]]]:
-        """(records for the internal topic, dead-letter records) for ``messages``."""
-        out: list[OutRecord] = []
-        dead: list[dict[str, Any]] = []
+    def owns(self, partition: int) -> Callable[[str], bool]:
+        return lambda community_id: self.partition_of(community_id) == partition
+
+    def enter(self, messages: Iterable[Message], partition: int) -> Entry:
+        """Device-topic messages of task ``partition``: validated and sorted."""
+        out = Entry()
         decode = self._codec.decode
+        record_of = self._record_of
         for msg in messages:
             try:
                 if msg.value is None:
                     raise InvalidEvent(
                         "empty", "message has no value (tombstone on an event topic)"
                     )
-                name = self._record_of[msg.topic]
+                name = record_of[msg.topic]
                 event = decode(name, msg.value)
             except InvalidEvent as err:
-                dead.append(dead_letter(msg, err))
+                out.dead.append(dead_letter(msg, err))
                 continue
             cid: str = event["community_id"]
-            headers: Headers = (
-                (SRC, msg.topic.encode()),
-                (SRC_TP, str(msg.partition).encode()),
-                (SRC_OFF, str(msg.offset).encode()),
-            )
-            if name == "GateScan" and self._face_refused(event):
-                headers += ((REDACT, b"1"),)
-            out.append(
+            p = self.partition_of(cid)
+            if p == partition:
+                out.mine.append((msg, name, event))
+                continue
+            out.forward.append(
                 OutRecord(
                     self._topic,
                     cid.encode(),
                     msg.value,
-                    partition=self.partition_of(cid),
-                    headers=headers,
+                    partition=p,
+                    headers=provenance_headers(msg),
                     timestamp_ms=msg.timestamp if msg.timestamp >= 0 else None,
                 )
             )
-        return out, dead
+        return out
 
-    def _face_refused(self, scan: Mapping[str, Any]) -> bool:
-        if scan.get("method") != "FACE" or scan.get("face_consent"):
-            return False
-        return check_face_consent(scan, self._residents(scan["subject_id"])) is not None
+    def rerouted(self, messages: Iterable[Message], into: Entry) -> None:
+        """Messages of the reroute topic (validated by the task that forwarded them, which only
+        the decide principal may write): decoded without checking the values again."""
+        decode = self._codec.decode
+        for msg in messages:
+            original = Provenance(msg, header_map(msg_headers(msg)))
+            name = self._record_of.get(original.topic)
+            if name is None or original.value is None:
+                continue
+            try:
+                event = decode(name, original.value, validate=False)
+            except InvalidEvent as err:
+                into.dead.append(dead_letter(original, err))
+                continue
+            into.mine.append((original, name, event))
+
+
+def provenance_headers(msg: Message) -> Headers:
+    return (
+        (SRC, msg.topic.encode()),
+        (SRC_TP, str(msg.partition).encode()),
+        (SRC_OFF, str(msg.offset).encode()),
+    )
+
+
+def msg_headers(msg: Any) -> Sequence[tuple[str, bytes]] | None:
+    headers = getattr(msg, "headers", None)
+    return headers() if callable(headers) else headers
