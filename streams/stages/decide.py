@@ -646,7 +646,7 @@ class DecideStage:
                     )
                 producer.commit_transaction(self._s.transaction_timeout_s)  # 4
             elif offsets:
-                self._consumer.commit(offsets=self._offset_list(offsets), asynchronous=False)
+                self._commit_offsets(offsets)
         except (KafkaException, TransactionFailed, BufferError) as exc:
             self._failed(work, exc)  # 5
             return
@@ -655,6 +655,10 @@ class DecideStage:
             task = self.tasks.get(p)
             if task is not None:
                 self._delivered(task, b)
+
+    def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        """at_least_once, after the flush: the consumer commit of the poll's input offsets."""
+        self._consumer.commit(offsets=self._offset_list(offsets), asynchronous=False)
 
     def _offset_list(self, offsets: Mapping[TP, int]) -> list[Any]:
         from confluent_kafka import TopicPartition as CTP
