@@ -25,6 +25,8 @@ from streams.engine import READING, REPORT, SCAN, Item, RuleEngine
 log = logging.getLogger(__name__)
 _DEAD_LETTER_NS = uuid.UUID("6f1d0c52-5a56-4d0e-9a5f-1c1f0b6b1f10")
 REDACTED = ""
+#: bytes of a bad message kept in its dead letter (the record stays under Kafka's 1 MB)
+MAX_ORIGINAL_BYTES = 256 * 1024
 
 
 class Message(Protocol):
@@ -65,6 +67,8 @@ def dead_letter(msg: Message, err: InvalidEvent, now_ms: int | None = None) -> d
     the contract's range; the original timestamp is kept in ``detail``."""
     created_at = msg.timestamp
     detail = err.detail
+    if msg.value is not None and len(msg.value) > MAX_ORIGINAL_BYTES:
+        detail = f"{detail} [original {len(msg.value)} bytes, first {MAX_ORIGINAL_BYTES} kept]"
     if not isinstance(created_at, int) or not MIN_TIME_MS <= created_at < MAX_TIME_MS:
         detail = f"{detail} [kafka timestamp {created_at!r}]"
         fallback = int(time.time() * 1000) if now_ms is None else now_ms
@@ -78,7 +82,8 @@ def dead_letter(msg: Message, err: InvalidEvent, now_ms: int | None = None) -> d
         "source_topic": msg.topic,
         "source_partition": msg.partition,
         "source_offset": msg.offset,
-        "original": msg.value if msg.value is not None else b"",
+        # a dead letter must fit where its message did: the original is cut, never the record
+        "original": (msg.value or b"")[:MAX_ORIGINAL_BYTES],
         "created_at": created_at,
     }
 

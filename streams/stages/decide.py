@@ -216,7 +216,7 @@ class DecideStage:
             "acks": "all",
             "enable.idempotence": self._eos or self._s.producer_idempotence,
             "linger.ms": 1,
-            "batch.size": 1024 * 1024,
+            "batch.size": 512 * 1024,
             "message.max.bytes": MAX_RECORD_BYTES + 64 * 1024,
             # the Java client's partitioner: keys land where every other producer puts them
             "partitioner": "murmur2_random",
