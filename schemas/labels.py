@@ -34,6 +34,7 @@ ALERT_TYPE_ZH: Final[dict[str, str]] = {
     "DEVICE_SILENT": "设备无数据",
     "DEVICE_DRIFT": "设备读数漂移",
     "DEVICE_CLOCK_SKEW": "设备时钟偏差",
+    "EDGE_FALLBACK_DISAGREED": "边缘兜底判定与核心不一致",
     "HEALTH_CODE_RED": "红码",
     "HEALTH_CODE_YELLOW": "黄码",
     "QUARANTINE_BREACH": "隔离人员外出",
