@@ -209,8 +209,8 @@ def _scan(item: Any, index: int) -> NativeEvent:
 
 
 class GenericJsonAdapter:
-    vendor = "generic"
-    path_prefixes = ("/edge/api/v1/",)
+    vendor: str = "generic"
+    path_prefixes: tuple[str, ...] = ("/edge/api/v1/",)
 
     def parse(self, request: DeviceRequest) -> ParsedRequest:
         if request.method != "POST" or not request.path.rstrip("/").endswith("/scans"):

@@ -110,8 +110,8 @@ def _celsius(ace: dict[str, Any]) -> float | None:
 
 
 class HikvisionAdapter:
-    vendor = "hikvision"
-    path_prefixes = ("/edge/hikvision/",)
+    vendor: str = "hikvision"
+    path_prefixes: tuple[str, ...] = ("/edge/hikvision/",)
 
     def parse(self, request: DeviceRequest) -> ParsedRequest:
         envelope = _envelope(request)

@@ -50,8 +50,8 @@ def _frame_time(result: dict[str, Any]) -> tuple[int | None, str]:
 
 
 class PlateCameraAdapter:
-    vendor = "plate"
-    path_prefixes = ("/edge/plate/",)
+    vendor: str = "plate"
+    path_prefixes: tuple[str, ...] = ("/edge/plate/",)
 
     def parse(self, request: DeviceRequest) -> ParsedRequest:
         value, _repaired = loads_tolerant(request.body, what="plate camera JSON", repair=True)

@@ -43,8 +43,8 @@ CODES = {
 
 
 class QrReaderAdapter:
-    vendor = "qr"
-    path_prefixes = ("/edge/qr/",)
+    vendor: str = "qr"
+    path_prefixes: tuple[str, ...] = ("/edge/qr/",)
 
     def parse(self, request: DeviceRequest) -> ParsedRequest:
         form = parse_ampersand_form(request.body)
