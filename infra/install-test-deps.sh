@@ -3,7 +3,8 @@
 # Debian's clickhouse-server (a real native-protocol server), kcat (a third-party Kafka
 # client), prometheus (with promtool: scrapes a worker, checks the alert rules), chromium and
 # fonts-noto-cjk (the console's browser test), and Apache Kafka's jars from Maven Central
-# (cached). Superset's virtualenv is `make bi-install`. Idempotent.
+# (cached), and mosquitto (the MQTT broker of the edge's gateway tests). Superset's virtualenv
+# is `make bi-install`. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 need=()
@@ -14,6 +15,8 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 # browser download) and CJK fonts, without which every 汉字 renders as a box
 test -x /usr/bin/chromium || need+=(chromium)
 test -d /usr/share/fonts/opentype/noto || dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+# the edge's MQTT tests run Debian's broker (in /usr/sbin, often not on a user's PATH)
+{ command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null 2>&1 || need+=(mosquitto)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -22,4 +25,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka (install openjdk-17-jre-headless)" >&2; exit 1; }
 "$here/kafka/fetch.sh" >/dev/null
-echo "test dependencies ready: clickhouse-server, kcat, prometheus, chromium, fonts-noto-cjk, Kafka jars"
+echo "test dependencies ready: clickhouse-server, kcat, prometheus, chromium, fonts-noto-cjk, mosquitto, Kafka jars"
