@@ -17,7 +17,8 @@ from typing import Any
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
-from sinks import Connection, migrate, open_writer
+from sinks import Connection, open_writer
+from sinks.migrate import migrate_when_available
 from streams.engine import RuleEngine
 from streams.processor import BatchResult
 from streams.reference import ReferenceStore
@@ -135,9 +136,15 @@ class SinkRuntime:
         self.stage = SinkStage(settings, self.codec, self.writer, self.metrics, **kwargs)
 
     async def start(self, *, migrate_db: bool = True) -> None:
+        """Migrate — waiting, with back-off, while ClickHouse is unreachable (logged zh-CN
+        first, gauge ``fangxian_sink_waiting_for_clickhouse``) — then join the sink group.
+        Cancel it to give up waiting."""
         if migrate_db:
-            applied = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: migrate(self.writer, retention_days=self.settings.retention_days)
+            waiting = self.metrics.sink_waiting_for_clickhouse
+            applied = await migrate_when_available(
+                self.writer,
+                retention_days=self.settings.retention_days,
+                on_available=lambda up: waiting.set(0 if up else 1),
             )
             if applied:
                 log.info("ClickHouse migrations applied 已执行数据库迁移: %s", applied)
