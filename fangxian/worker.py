@@ -131,16 +131,39 @@ async def _role_main(role: str, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    # the on-duty log relay needs only Kafka: it runs while the sink still waits for ClickHouse
+    tasks = [asyncio.create_task(extra(stop)) for extra in extras]
+    stopper = asyncio.create_task(stop.wait())
+    # the sink's start waits for ClickHouse as long as it takes: a SIGTERM meanwhile ends it
+    # (the decide stage's start is bounded and is let finish, as before)
+    starting = asyncio.create_task(runtime.start(), name=f"{role}-start")
+    waited = [starting, stopper] if role == "sink" else [starting]
+    await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await _stop_role(runtime, role, stop, tasks, done=set())
+        return 0
+    starting.result()  # a start that failed (not an outage) fails the process: restarted
     if role == "decide":
         # reference data and restored state are long-lived: out of the collector's walks
         gc_setup = apply_mode(settings.decide_gc)
         log.info("decide collector 垃圾回收设置: %s", gc_setup)
     log.info("%s stage running 阶段运行中 (metrics on %s:%d)", role, settings.bind_host, port)
-    tasks = [asyncio.create_task(runtime.run(), name=role)]
-    tasks += [asyncio.create_task(extra(stop)) for extra in extras]
-    stopper = asyncio.create_task(stop.wait())
+    tasks.insert(0, asyncio.create_task(runtime.run(), name=role))
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    await _stop_role(runtime, role, stop, tasks, done)
+    return 0
+
+
+async def _stop_role(
+    runtime: Any,
+    role: str,
+    stop: asyncio.Event,
+    tasks: Sequence[asyncio.Task[None]],
+    done: set[asyncio.Task[Any]],
+) -> None:
     await runtime.stop()
     stop.set()
     for task in tasks:
@@ -149,7 +172,6 @@ async def _role_main(role: str, settings: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task  # a crash of the stage re-raises here: the supervisor restarts us
     log.info("%s stage stopped 阶段已停止", role)
-    return 0
 
 
 async def relay_alerts_to_duty_log(settings: Settings, stop: asyncio.Event) -> None:

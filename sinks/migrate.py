@@ -7,13 +7,18 @@ simply re-run. On an old server each statement goes through ``adapt_for_legacy``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fangxian.core.progress import Progress
 from sinks.base import Connection
+from sinks.errors import SinkUnavailable
 from sinks.legacy import adapt_for_legacy
 
 log = logging.getLogger(__name__)
@@ -138,3 +143,86 @@ def migrate(
     if applied and callable(forget):
         forget()
     return applied
+
+
+async def migrate_when_available(
+    writer: Connection,
+    *,
+    retention_days: int = 90,
+    who: str = "sink",
+    on_available: Callable[[bool], None] | None = None,
+    stopping: asyncio.Event | None = None,
+    first_backoff_s: float = 1.0,
+    max_backoff_s: float = 10.0,
+    remind_every_s: float = 60.0,
+) -> list[str] | None:
+    """``migrate``, waiting for ClickHouse as long as it takes: while the server is unreachable
+    (``SinkUnavailable``) try again with a back-off (``first_backoff_s`` doubling to
+    ``max_backoff_s``). Says so once at WARNING (zh-CN first, English beside), then a reminder
+    at most every ``remind_every_s``, and once more when the server answers.
+    ``on_available(False)`` on every failed try, ``(True)`` when migrated (a gauge).
+
+    Returns the migrations applied, or ``None`` when ``stopping`` was set first. Any other
+    ``SinkError`` (a refused user, our own SQL) is not an outage and is raised."""
+    loop = asyncio.get_running_loop()
+    stopping = stopping or asyncio.Event()
+    backoff = first_backoff_s
+    began = time.monotonic()
+    attempts = 0
+    reminded = 0.0
+    while not stopping.is_set():
+        attempts += 1
+        try:
+            applied = await loop.run_in_executor(
+                None, lambda: migrate(writer, retention_days=retention_days)
+            )
+        except SinkUnavailable as err:
+            if on_available is not None:
+                on_available(False)
+            now = time.monotonic()
+            cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if attempts == 1:
+                log.warning(
+                    "ClickHouse 不可用，%s等待重试 / ClickHouse unavailable, %s waiting: %s",
+                    _WHO_ZH.get(who, who),
+                    who,
+                    cause,
+                )
+                reminded = now
+            elif now - reminded >= remind_every_s:
+                log.warning(
+                    "ClickHouse 仍不可用（已等待 %.0f 秒，%d 次），%s继续等待 / ClickHouse still "
+                    "unavailable after %.0f s (%d tries), %s waiting: %s",
+                    now - began,
+                    attempts,
+                    _WHO_ZH.get(who, who),
+                    now - began,
+                    attempts,
+                    who,
+                    cause,
+                )
+                reminded = now
+            else:
+                log.debug("ClickHouse unavailable (try %d): %s", attempts, cause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+            continue
+        if on_available is not None:
+            on_available(True)
+        if attempts > 1:
+            log.warning(
+                "ClickHouse 已可用（等待 %.0f 秒），%s开始写入 / ClickHouse available after %.0f s,"
+                " %s starting; migrations applied: %s",
+                time.monotonic() - began,
+                _WHO_ZH.get(who, who),
+                time.monotonic() - began,
+                who,
+                ", ".join(applied) or "none",
+            )
+        return applied
+    return None
+
+
+#: what waits, as the staff-facing log line names it
+_WHO_ZH = {"sink": "写入阶段", "dispatch actions": "派单动作写入"}

@@ -9,10 +9,15 @@ from fangxian.core.settings import SettingError, Settings
 
 
 def preflight(settings: Settings, role: str | None = None) -> None:
-    """Before the worker starts: Kafka answers and has its topics, a ClickHouse server answers
-    (not for ``--role decide``: the decide stage never touches ClickHouse).
-    A failure raises what the CLI's error path explains (exit 5/6/7/8/9), instead of a worker
-    that retries in its logs forever."""
+    """Before the worker starts: Kafka answers and has its topics (every role needs them).
+    A failure raises what the CLI's error path explains (exit 5/6/7), instead of a worker that
+    retries in its logs forever.
+
+    ClickHouse is not checked: the decide stage and the dispatcher need only Kafka, so a
+    deploy during a ClickHouse outage still decides gate scans; the sink (and the dispatcher's
+    ``alert.actions`` writer) waits for ClickHouse and retries, saying so in its log and in
+    ``fangxian_sink_waiting_for_clickhouse`` (``sinks.migrate.migrate_when_available``).
+    ``fangxian doctor`` checks ClickHouse for a deploy that wants to know first."""
     from kafka.errors import UnknownTopicOrPartitionError
 
     from fangxian.worker import missing_dispatch_keys
@@ -29,8 +34,6 @@ def preflight(settings: Settings, role: str | None = None) -> None:
     from fangxian.core.kafka_security import kafka_client_kwargs
     from infra.kafka_inspect import describe_topics, open_admin
     from infra.topics import topic_specs
-    from sinks import open_writer
-    from sinks.base import ServerTarget, parse_url
 
     admin = open_admin(
         settings.kafka_bootstrap,
@@ -44,13 +47,6 @@ def preflight(settings: Settings, role: str | None = None) -> None:
         admin.close()
     if missing:
         raise UnknownTopicOrPartitionError(", ".join(missing))
-    if role == "decide" or not isinstance(parse_url(settings.clickhouse_url), ServerTarget):
-        return  # embedded chdb: nothing to reach, and one engine per process (opened later)
-    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
-    try:
-        writer.server_version()
-    finally:
-        writer.close()
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -46,6 +46,8 @@ class Metrics(NamedTuple):
     decide_txn_failures: Counter
     decide_rerouted: Counter
     decide_commit_seconds: Histogram
+    # the sink process waiting for ClickHouse (at start and during an outage)
+    sink_waiting_for_clickhouse: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -199,6 +201,12 @@ class Metrics(NamedTuple):
                 "fangxian_decide_commit_seconds",
                 "Time to flush and commit one decide transaction",
                 buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+                registry=reg,
+            ),
+            sink_waiting_for_clickhouse=Gauge(
+                "fangxian_sink_waiting_for_clickhouse",
+                "1 while the sink cannot reach ClickHouse and is retrying (its start, migrations "
+                "included, or an insert); decisions go on meanwhile",
                 registry=reg,
             ),
         )

@@ -38,6 +38,7 @@ from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
+from sinks import Connection
 from sinks.channels.base import Channel
 from sinks.channels.config import load_channels
 from sinks.channels.delivery import RetryPolicy, Sender
@@ -506,13 +507,13 @@ async def serve(
     sink: ActionSink | None = None
     extra: list[asyncio.Task[None]] = []
     if with_action_sink:
-        from sinks import migrate, open_writer
+        from sinks import open_writer
 
         writer = open_writer(settings.clickhouse_url)
-        migrate(writer, retention_days=settings.retention_days)
         sink = ActionSink(settings, writer)
-        await sink.start()
-        extra.append(asyncio.create_task(sink.run()))
+        # dispatching needs only Kafka: the actions' ClickHouse writer waits for the server in
+        # the background (a deploy during a ClickHouse outage still pages the staff)
+        extra.append(asyncio.create_task(_run_action_sink(settings, sink, writer)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -535,6 +536,25 @@ async def serve(
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+async def _run_action_sink(settings: Settings, sink: ActionSink, writer: Connection) -> None:
+    """Migrate (waiting while ClickHouse is unreachable), then write ``alert.actions``. A
+    failure that is not an outage (a refused user, a missing grant) is logged, and dispatching
+    goes on: the actions stay in Kafka and are written after a restart."""
+    from sinks.migrate import migrate_when_available
+
+    try:
+        await migrate_when_available(
+            writer, retention_days=settings.retention_days, who="dispatch actions"
+        )
+        await sink.start()
+        await sink.run()
+    except Exception:
+        log.exception(
+            "派单动作写入 ClickHouse 已停止（派单继续）/ alert.actions → ClickHouse stopped"
+            " (dispatching goes on)"
+        )
 
 
 def run_dispatcher(settings: Settings) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -114,6 +115,8 @@ class SinkStage:
         self._stopping = asyncio.Event()
         self.committed_rows = 0
         self.skipped = 0
+        self._outage = False  # an insert is retrying because ClickHouse is unreachable
+        self._outage_logged = -math.inf  # monotonic time of the last "unavailable" line
 
     @property
     def topics(self) -> list[str]:
@@ -275,6 +278,7 @@ class SinkStage:
 
     async def _write_rows(self, rows: Rows) -> None:
         loop = asyncio.get_running_loop()
+        waiting = self._metrics.sink_waiting_for_clickhouse
         for table, table_rows in rows.items():
             backoff = 0.2
             while True:
@@ -289,14 +293,26 @@ class SinkStage:
                     break
                 except SinkUnavailable as err:
                     self._metrics.sink_retries.inc()
-                    log.warning(
-                        "ClickHouse unavailable, retrying %s in %.1fs (数据库不可用，重试): %s",
-                        table,
-                        backoff,
-                        err,
-                    )
+                    waiting.set(1)
+                    self._outage = True
+                    # once when the outage starts, then at most once a minute (bounded noise)
+                    now = time.monotonic()
+                    if now - self._outage_logged >= 60:
+                        self._outage_logged = now
+                        log.warning(
+                            "ClickHouse 不可用，写入阶段等待重试（%s）/ ClickHouse unavailable,"
+                            " sink waiting, retrying %s (backoff up to 5 s): %s",
+                            table,
+                            table,
+                            str(err).splitlines()[0] if str(err) else type(err).__name__,
+                        )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
+            if self._outage:
+                self._outage = False
+                self._outage_logged = -math.inf
+                waiting.set(0)
+                log.warning("ClickHouse 已恢复，写入继续 / ClickHouse back, sink writing again")
             self._metrics.rows_written.labels(table=table).inc(good)
             self._metrics.sink_batch_rows.labels(table=table).observe(good)
             if rejected:

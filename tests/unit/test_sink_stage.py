@@ -5,6 +5,7 @@ after the rows that hold those events are written, however often ClickHouse fail
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,37 @@ def test_offsets_are_committed_only_after_the_rows_are_written(failures: int) ->
     assert [e for e in events if e[0] == "unavailable"] == [
         ("unavailable", "gate_scans")
     ] * failures
+
+
+def test_an_outage_is_said_once_zh_first_and_shown_on_a_gauge(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log: list[Any] = []
+    record, _ = _scan_record(41)
+    tp = TopicPartition(SETTINGS.decide_events_topic, 0)
+    consumer = FakeConsumer([{tp: [record]}], log)
+    metrics = Metrics.create()
+    seen: list[float] = []
+
+    class Watched(FlakyWriter):
+        def write(self, table: str, rows: list[dict[str, Any]]) -> int:
+            seen.append(metrics.sink_waiting_for_clickhouse._value.get())
+            return super().write(table, rows)
+
+    stage = SinkStage(
+        SETTINGS, Codec(), Watched(4, log), metrics, consumer_factory=lambda **_: consumer
+    )
+    with caplog.at_level(logging.WARNING, logger="streams.stages.sink"):
+        asyncio.run(_run(stage, lambda: any(e[0] == "commit" for e in log if isinstance(e, tuple))))
+    assert seen == [0, 1, 1, 1, 1]  # raised while retrying
+    assert metrics.sink_waiting_for_clickhouse._value.get() == 0  # and lowered once written
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines  # four failed inserts: one line, and one when it is back
+    assert (
+        lines[0].startswith("ClickHouse 不可用，写入阶段等待重试")
+        and "ClickHouse unavailable" in lines[0]
+    )
+    assert lines[1].startswith("ClickHouse 已恢复")
 
 
 @pytest.mark.parametrize(
