@@ -14,6 +14,7 @@ Used by the tests, the demo and the bench. Nothing here is imported by the edge 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import secrets
@@ -181,8 +182,10 @@ class DeviceClient:
         headers = {"Content-Type": content_type} if content_type else {}
         url = self.base_url + path
         started = time.perf_counter()
-        basic = aiohttp.BasicAuth(*auth) if auth else None
-        async with self._session.post(url, data=body, headers=headers, auth=basic) as resp:
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        async with self._session.post(url, data=body, headers=headers) as resp:
             data = await resp.read()
             status = resp.status
             challenge = resp.headers.get("WWW-Authenticate", "")

@@ -517,16 +517,29 @@ class EdgeService:
         futures: Sequence[asyncio.Future[tuple[str, tuple[str, ...]]]],
         deadline: float,
     ) -> list[Verdict]:
+        # a resend of an event the gate was already told from the fallback: the same answer at
+        # once (a camera resends because it waited; waiting again would only make it worse)
+        told = [self._fallbacks.get(s["event_id"]) for s in scans]
+        waiting = [f for f, t in zip(futures, told, strict=True) if t is None]
         remaining = max(0.0, deadline - time.perf_counter())
-        if futures:
-            await asyncio.wait(futures, timeout=remaining)
+        if waiting:
+            await asyncio.wait(waiting, timeout=remaining)
         verdicts: list[Verdict] = []
-        for scan, event, future in zip(scans, events, futures, strict=True):
+        for scan, event, future, earlier in zip(scans, events, futures, told, strict=True):
             if future.done() and not future.cancelled():
                 decision, reasons = future.result()
                 verdicts.append(Verdict(event.event_serial, decision, "core", reasons))  # type: ignore[arg-type]
                 continue
-            self._waiters.pop(scan["event_id"], None)
+            pending = self._waiters.get(scan["event_id"], [])
+            if future in pending:
+                pending.remove(future)
+            if not pending:
+                self._waiters.pop(scan["event_id"], None)
+            if earlier is not None:
+                verdicts.append(
+                    Verdict(event.event_serial, earlier.decision, "edge-fallback", earlier.reasons)  # type: ignore[arg-type]
+                )
+                continue
             decision, reasons = fallback_decision(
                 scan, self.replica(), self.policies.of(entry.community_id)
             )
