@@ -44,6 +44,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "doctor",
     "console",
+    "edge",
 )
 # Client libraries that log a failed connect on their own; the error path says it once, better.
 QUIET_LOGGERS = ("kafka", "aiokafka", "clickhouse_driver")

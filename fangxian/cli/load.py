@@ -66,6 +66,10 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.ingest.produce import RecordProducer
     from schemas import Codec, InvalidEvent
 
+    if args.kind == "devices":  # the gate edge's device register (docs/edge.md)
+        from fangxian.cli.edge import cmd_load_devices
+
+        return cmd_load_devices(args, settings)
     result = _read(args, settings)
     file_level = [p for p in result.errors if p.line in FILE_LEVEL_LINES]
     if file_level and not result.records:
@@ -122,7 +126,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="导入参考数据 load residents/passes/vehicles (CSV) or rules (JSON); "
         "值班名册 staff/duty (CSV) or escalation (JSON)",
     )
-    load.add_argument("kind", choices=sorted(KINDS))
+    load.add_argument("kind", choices=sorted([*KINDS, "devices"]))
     load.add_argument("file", help="CSV (UTF-8 or GB18030; Chinese or English headers) or JSON")
     load.add_argument("--dry-run", action="store_true", help="validate only, produce nothing")
+    load.add_argument(
+        "--out", help="devices: where to write the sealed register (FANGXIAN_EDGE_REGISTER)"
+    )
     load.set_defaults(func=cmd_load)

@@ -9,12 +9,11 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from fangxian.core.settings import Settings
 from fangxian.edge.register import DeviceEntry, Register
@@ -277,9 +276,9 @@ def test_rate_limit_per_device_and_openapi(tmp_path: Path) -> None:
             for _ in range(4)
         ]
         assert codes.count(b"code=0005") == 2  # burst 2, then refused until tokens refill
-        async with aiohttp.ClientSession() as s:
-            async with s.get(f"http://127.0.0.1:{edge.service.port}/openapi.json") as r:
-                doc = await r.json()
+        url = f"http://127.0.0.1:{edge.service.port}/openapi.json"
+        async with aiohttp.ClientSession() as s, s.get(url) as r:
+            doc = await r.json()
         assert "/edge/api/v1/scans" in doc["paths"]
 
     run(tmp_path, body, rate_per_s=0.01, rate_burst=2)
