@@ -244,8 +244,10 @@ def _pipeline(
         timeout = 120 + expected / 500
         first_settings = settings_list[0]
         _wait_caught_up(run, first_settings.decide_group, ends, workers, timeout)
-        # then decided (internal topic), then in ClickHouse (the sink group)
-        internal = committed_record_ends(run.broker.bootstrap, [first_settings.decide_events_topic])
+        # then the few forwarded events decided (reroute topic), then in ClickHouse (the sink)
+        internal = committed_record_ends(
+            run.broker.bootstrap, [first_settings.decide_reroute_topic]
+        )
         _wait_caught_up(run, first_settings.decide_group, internal, workers, timeout)
         written = committed_record_ends(
             run.broker.bootstrap,
@@ -312,7 +314,7 @@ def _decide(
         go = time.time()
         worker.command("go")
         routed = _wait_caught_up(run, settings.decide_group, ends, [worker], timeout)
-        internal = committed_record_ends(run.broker.bootstrap, [settings.decide_events_topic])
+        internal = committed_record_ends(run.broker.bootstrap, [settings.decide_reroute_topic])
         done = _wait_caught_up(run, settings.decide_group, internal, [worker], timeout)
         first = _first_batch_time(worker) or go
     finally:
