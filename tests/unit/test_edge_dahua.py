@@ -194,6 +194,15 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
             [("rec1207", "FACE", USER, IdentifierKind.EMPLOYEE_NO, 36.6, "IN", 1796550000000)],
             id="GB18030 name in the frame",
         ),
+        pytest.param(
+            request(
+                multipart(("text/plain", frame(FACE_PASS).encode())).replace(
+                    b"Content-Length: ", b"Content-Length: \xb2"
+                )
+            ),
+            [("rec1207", "FACE", USER, IdentifierKind.EMPLOYEE_NO, 36.6, "IN", 1796550000000)],
+            id="Content-Length not ASCII digits: ignored (found by fuzzing)",
+        ),
     ],
 )
 def test_parse(req: DeviceRequest, expected: list[tuple[Any, ...]]) -> None:

@@ -64,6 +64,7 @@ _QR = frozenset({13})
 
 _SERIAL_IN_QUERY = ("SN", "sn", "serial", "Serial", "SerialNo", "DeviceID")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,19}")
+_LENGTH_RE = re.compile(r"[0-9]{1,12}")
 _BOUNDARY_RE = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
 
 
@@ -201,7 +202,8 @@ def _split_part(chunk: bytes) -> tuple[dict[str, str], bytes]:
             headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
     content = chunk[at + width :]
     length = headers.get("content-length", "").strip()
-    if length.isdigit() and int(length) <= len(content):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    if _LENGTH_RE.fullmatch(length) and int(length) <= len(content):
         return headers, content[: int(length)]
     return headers, _trim_part_end(content)
 
