@@ -48,8 +48,8 @@ class QrReaderAdapter:
 
     def parse(self, request: DeviceRequest) -> ParsedRequest:
         form = parse_ampersand_form(request.body)
-        if not form and request.query:
-            form = {k.lower(): v for k, v in request.query.items()}
+        if not form and request.query:  # GET mode: stripped as the body's fields are
+            form = {k.lower(): v.strip() for k, v in request.query.items()}
         if "vgdecoderesult" not in form:
             raise MalformedRequest("missing_field", "the form has no vgdecoderesult field")
         identity = DeviceIdentity(device_number=form.get("devicenumber") or None)
