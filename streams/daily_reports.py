@@ -65,7 +65,7 @@ def publish_day(
     reader: Reader, producer: Producer, topic: str, day: dt.date, timezone: str
 ) -> list[str]:
     """Build and publish the daily report of every community active on ``day``; returns the
-    report keys sent. The worker's Faust crontab calls this shortly after local midnight."""
+    report keys sent. The sink process calls this shortly after local midnight (00:10)."""
     from sinks.reports.daily import Scope, build_report
     from sinks.reports.sqltime import local_day_bounds
 

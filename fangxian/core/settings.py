@@ -93,7 +93,6 @@ class Settings:
     bind_host: str = "127.0.0.1"
     metrics_port: int = 9108
     sink_metrics_port: int = 9109
-    faust_store: str = "memory://"
     # hot path batching: decisions leave after at most batch_within_s
     batch_max: int = 5000
     batch_within_s: float = 0.02
