@@ -4,8 +4,10 @@ Phases (each can be skipped where noted): prefill → raw ceiling → decide sta
 (``skip_decide``) → sink stage alone over its output, chdb and the server (``skip_sink``) →
 changelog restore of ``restore_keys`` keys (``skip_restore``) → pipeline with chdb → pipeline
 with the ClickHouse server (``skip_server``) → two workers vs one → latency at fixed offered
-loads (``skip_latency``) → peak RSS with 100k / 1M residents (``skip_rss``). Every worker is a
-child process (``fangxian.bench.worker``); everything started here is stopped in ``finally``.
+loads (``skip_latency``) → peak RSS with 100k / 1M residents (``skip_rss``) → the gate edge:
+simulated devices through ``fangxian edge`` and the decide stage (``skip_edge``; ``edge_only``
+runs the prefill of the reference data and this phase alone). Every worker is a child process
+(``fangxian.bench.worker``); everything started here is stopped in ``finally``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kafka.admin import KafkaAdminClient
 
 from fangxian.bench.ceiling import CLIENTS, measure_ceilings
 from fangxian.bench.chart import render_chart
+from fangxian.bench.edge import BENCH_PSEUDONYM_KEY, measure_edge
 from fangxian.bench.latency import CLOCKS, LOG_APPEND_TIME, measure_latency
 from fangxian.bench.restore import measure as measure_restore
 from fangxian.bench.rss import kb_to_mb, synthetic_residents
@@ -62,6 +65,8 @@ log = logging.getLogger(__name__)
 QUICK_EVENTS = 20_000
 DEFAULT_EVENTS = 200_000
 DEFAULT_LOADS = (1000.0, 5000.0, 20000.0)
+#: the edge phase's fixed loads (device requests/s); then it probes for the highest sustainable
+DEFAULT_EDGE_LOADS = (200.0, 1000.0)
 DEFAULT_RSS_RESIDENTS = (100_000, 1_000_000)
 POLL_S = 0.2
 DEFAULT_RESTORE_KEYS = 1_000_000
@@ -85,6 +90,10 @@ class BenchConfig:
     skip_sink: bool = False
     skip_restore: bool = False
     restore_keys: int = DEFAULT_RESTORE_KEYS
+    skip_edge: bool = False
+    #: only the reference data's prefill and the edge phase (no ClickHouse, no other phase)
+    edge_only: bool = False
+    edge_loads: tuple[float, ...] = DEFAULT_EDGE_LOADS
     profile: bool = False
     #: collector setups of the bench workers (fangxian.core.gctune); the first is used by
     #: every phase, and with more than one a ``gc`` phase compares them all
@@ -461,6 +470,41 @@ def _latency(
     }
 
 
+def _edge(run: _Run, workload: Workload) -> dict[str, Any]:
+    """Simulated gate devices → ``fangxian edge`` → Kafka → a decide-stage worker (exactly_once)
+    → the decision back to the device (``fangxian.bench.edge``), on the phase's own event and
+    output topics (``edge.*``) over the prefilled reference data."""
+    cfg = run.config
+    topics = prefixed(run.base.topics, "edge.", (*EVENT_TOPICS, *OUTPUT_TOPICS))
+    settings = run.fresh(
+        topics=topics, processing_guarantee="exactly_once", pseudonym_key=BENCH_PSEUDONYM_KEY
+    )
+    ensure_topics(settings)
+    worker = WorkerProcess(
+        settings, run.log_path("edge-decide"), gc_mode=cfg.worker_gc[0], role="decide"
+    )
+    broker = getattr(run.broker, "_proc", None)
+    report = None
+    try:
+        worker.start()
+        worker.wait_state("loaded", 600)
+        worker.command("go")
+        worker.wait_state("running", 60)
+        figures = measure_edge(
+            settings,
+            workload.simulator,
+            cfg.edge_loads,
+            seconds=cfg.load_seconds,
+            pids={"decide": worker.pid, "broker": broker.pid if broker is not None else None},
+            log_dir=run.log_path("edge").parent,
+        )
+    finally:
+        report = worker.stop()
+    figures["decide_peak_rss_mb"] = kb_to_mb((report or {}).get("vmhwm_kb"))
+    figures["gc_mode"] = cfg.worker_gc[0]
+    return figures
+
+
 def _produce_residents(run: _Run, settings: Settings, workload: Workload, total: int) -> float:
     """The simulator's reference data plus synthetic residents up to ``total``; seconds taken."""
     started = time.monotonic()
@@ -553,6 +597,12 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
             "events": expected,
             "by_record": workload.by_record,
         }
+        out_dir = config.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if config.edge_only:
+            _phase(errors, "edge", results, "edge", lambda: _edge(run, workload))
+            run.skipped.append("every phase but the edge (--edge-only)")
+            return _write_results(run, results, errors)
         _phase(
             errors,
             "ceilings",
@@ -561,8 +611,6 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
             lambda: measure_ceilings(run.base, run.codec, expected),
         )
         results.update(results.pop("ceilings", {}))
-        out_dir = config.out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
         profile = out_dir / f"bench-{run.stamp}-profile" if config.profile else None
         decided: dict[str, Settings] = {}
         if not config.skip_decide:
@@ -673,14 +721,26 @@ def run_bench(config: BenchConfig) -> tuple[dict[str, Any], Path]:
                 "gc_experiment",
                 lambda: _gc_experiment(run, workload, ends, expected),
             )
-        results["skipped"] = run.skipped
-        results["errors"] = errors
-        add_ratios(results)
-        json_path = out_dir / f"bench-{run.stamp}.json"
-        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-        chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
-        results["chart"] = str(chart)
-        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        if not config.skip_edge:
+            _phase(errors, "edge", results, "edge", lambda: _edge(run, workload))
+        else:
+            run.skipped.append("edge (--skip-edge)")
+        return _write_results(run, results, errors)
+
+
+def _write_results(
+    run: _Run, results: dict[str, Any], errors: dict[str, str]
+) -> tuple[dict[str, Any], Path]:
+    """Skipped phases, errors and ratios into the results; the JSON and the chart written."""
+    out_dir = run.config.out_dir
+    results["skipped"] = run.skipped
+    results["errors"] = errors
+    add_ratios(results)
+    json_path = out_dir / f"bench-{run.stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    chart = render_chart(results, out_dir / f"bench-{run.stamp}.png")
+    results["chart"] = str(chart)
+    json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results, json_path
 
 
@@ -825,6 +885,23 @@ def summary_table(results: dict[str, Any]) -> str:
             f"peak RSS 峰值内存 {r['residents']} residents, MB",
             f"loaded {r['loaded_rss_mb']}, peak {r['peak_rss_mb']} ({r['sink']})",
         )
+    edge = results.get("edge") or {}
+    for load in edge.get("loads") or []:
+        row(
+            f"gate edge 边缘网关 @ {load['offered_per_s']:.0f}/s "
+            f"(achieved {load['achieved_per_s']:.0f})",
+            f"{load['devices']} devices, {'sustained' if load['sustainable'] else 'NOT sustained'}",
+        )
+        for clock in ("device", "edge"):
+            figures = load.get(clock) or {}
+            row(
+                f"  {clock} p50/p95/p99 ms",
+                " / ".join(str(figures.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms")),
+            )
+        row("  fallback share 兜底占比", load.get("fallback_share"))
+        row("  edge CPU ms/request 边缘CPU", load.get("edge_cpu_ms_per_request"))
+    if edge:
+        row("gate edge highest sustainable, requests/s", edge.get("highest_sustainable_per_s"))
     for name, err in (results.get("errors") or {}).items():
         row(f"FAILED 失败 {name}", err)
     if results.get("skipped"):

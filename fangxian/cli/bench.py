@@ -55,19 +55,24 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from fangxian.bench.harness import BenchConfig
 
     changes: dict[str, Any] = {
-        "skip_server": args.skip_server,
+        "skip_server": args.skip_server or args.edge_only,
         "skip_latency": args.skip_latency,
         "skip_rss": args.skip_rss,
         "skip_two_workers": args.skip_two_workers,
         "skip_decide": args.skip_decide,
         "skip_sink": args.skip_sink,
         "skip_restore": args.skip_restore,
+        "skip_edge": args.skip_edge,
+        "edge_only": args.edge_only,
         "profile": args.profile,
         "out_dir": Path(args.out_dir),
     }
     if args.worker_gc is not None:
         changes["worker_gc"] = args.worker_gc
-    for name in ("events", "loads", "load_seconds", "rss_residents", "seed", "restore_keys"):
+    if args.edge_only and args.events is None:
+        changes["events"] = 0  # the reference data is all the edge phase needs
+    names = ("events", "loads", "load_seconds", "rss_residents", "seed", "restore_keys")
+    for name in (*names, "edge_loads"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -111,6 +116,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument("--skip-sink", action="store_true", help="no sink-stage phase")
     bench.add_argument("--skip-restore", action="store_true", help="no changelog restore phase")
+    bench.add_argument(
+        "--skip-edge", action="store_true", help="no gate edge phase (devices → edge → decide)"
+    )
+    bench.add_argument(
+        "--edge-only",
+        action="store_true",
+        help="only the gate edge phase (the reference data prefilled; no ClickHouse)",
+    )
+    bench.add_argument(
+        "--edge-loads", type=_loads, help="edge phase device requests/s (default 200,1000)"
+    )
     bench.add_argument(
         "--restore-keys",
         type=_positive,

@@ -1,0 +1,122 @@
+"""The bench's edge phase, its pure parts: when a load counts as sustained, which loads the probe
+tries next, the edge's /metrics read back, the fleet's register, the devices' HTTP reader."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from fangxian.bench.edge import (
+    answer_delta,
+    build_fleet,
+    devices_for,
+    parse_edge_metrics,
+    probe_rates,
+    sustainable,
+)
+from fangxian.bench.edge_devices import read_response, request_body
+from fangxian.bench.workload import build_simulator
+from fangxian.edge.adapter import DeviceRequest
+from fangxian.edge.adapters.generic import GenericJsonAdapter
+from fangxian.edge.adapters.plate import PlateCameraAdapter
+from fangxian.edge.adapters.qr import QrReaderAdapter
+from fangxian.edge.meter import EdgeMetrics
+from fangxian.edge.register import Register, write_register
+
+
+def _load(**changes: Any) -> dict[str, Any]:
+    load: dict[str, Any] = {
+        "offered_per_s": 1000.0,
+        "achieved_per_s": 990,
+        "scheduled": 10_000,
+        "answered": 10_000,
+        "errors": {},
+        "fallback_share": 0.0,
+    }
+    load.update(changes)
+    return load
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        pytest.param(_load(), True, id="all answered by the core at the offered rate"),
+        pytest.param(_load(fallback_share=0.01), True, id="1 % fallback is still sustained"),
+        pytest.param(_load(fallback_share=0.02), False, id="the core late for 2 %"),
+        pytest.param(_load(answered=9_999), False, id="a scan never answered"),
+        pytest.param(_load(achieved_per_s=940), False, id="sends stretched: below 95 %"),
+        pytest.param(_load(errors={"TimeoutError": 1}), False, id="a device gave up"),
+        pytest.param(_load(fallback_share=None), False, id="no waiting request counted"),
+    ],
+)
+def test_sustainable(load: dict[str, Any], expected: bool) -> None:
+    assert sustainable(load) is expected
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        pytest.param([True, True], [1500, 2250, 3375, 5062], id="both fixed loads held: upwards"),
+        pytest.param([True, False], [300], id="between the held and the failed load"),
+        pytest.param([False, False], [133, 89, 59, 40], id="none held: downwards"),
+    ],
+)
+def test_probe_rates(results: list[bool], expected: list[float]) -> None:
+    loads = [200.0, 1000.0]
+    figures = [
+        {"offered_per_s": r, "sustainable": ok} for r, ok in zip(loads, results, strict=True)
+    ]
+    assert probe_rates(loads, figures) == expected
+
+
+def test_edge_metrics_read_back_and_differenced() -> None:
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics.create(registry)
+    before = parse_edge_metrics(generate_latest(registry).decode())
+    for vendor in ("qr", "plate"):
+        metrics.requests.labels(vendor=vendor, outcome="answered").inc(3)
+        metrics.latency.labels(vendor=vendor, waited="true").observe(0.02)
+    metrics.requests.labels(vendor="qr", outcome="fallback").inc()
+    metrics.latency.labels(vendor="qr", waited="false").observe(5.0)  # not a waiting device
+    after = parse_edge_metrics(generate_latest(registry).decode())
+    assert after.outcomes == {"answered": 6.0, "fallback": 1.0}
+    delta = answer_delta(after.answer, before.answer)  # before: no bucket yet
+    assert delta["count"] == 2 and delta["buckets"][-1][1] == 2
+
+
+def test_fleet_register_rows_load_and_each_family_parses_its_scans(tmp_path: Path) -> None:
+    sim = build_simulator(communities=2, residents=10, seed=3)
+    fleet = build_fleet(sim, devices_for(200.0))
+    assert len(fleet) == 50 and {d.kind for d in fleet} == {"qr", "plate", "generic"}
+    write_register([d.register_record() for d in fleet], tmp_path / "register.json")
+    register = Register.from_file(tmp_path / "register.json", "")
+    adapters = {
+        "qr": QrReaderAdapter(),
+        "plate": PlateCameraAdapter(),
+        "generic": GenericJsonAdapter(),
+    }
+    for device in fleet[:3]:
+        body = request_body(vars(device) | {"tokens": list(device.tokens)}, 7, "base")
+        path = "/edge/api/v1/scans" if device.kind == "generic" else f"/edge/{device.kind}/"
+        parsed = adapters[device.kind].parse(DeviceRequest("POST", path, {}, {}, body, "127.0.0.1"))
+        entry = register.find(device.kind, parsed.identity, "127.0.0.1")
+        assert entry is not None and entry.device_id == device.number
+        assert parsed.delivery == "response" and len(parsed.events) == 1
+
+
+def test_device_reads_a_keep_alive_response() -> None:
+    async def read() -> tuple[int, bytes, bool]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncode=0000"
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        first = await read_response(reader)
+        assert first == (200, b"code=0000", True)
+        return await read_response(reader)
+
+    assert asyncio.run(read()) == (503, b"", False)
