@@ -25,11 +25,10 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from fangxian.core.settings import Settings
-from fangxian.demo_edge import EDGE_COMMUNITY, EdgeDemo
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
 from fangxian.sim.model import NOT_SIMULATED
@@ -38,6 +37,9 @@ from schemas.labels import DECISION_ZH, SEVERITY_ZH
 from schemas.topics import RECORD_OF_KIND
 from sinks import open_writer
 from streams.processor import BatchResult
+
+if TYPE_CHECKING:
+    from fangxian.demo_edge import EdgeDemo
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +270,7 @@ async def _run(
     )
     await runtime.start()
     from fangxian.demo_dispatch import DemoDispatch
+    from fangxian.demo_edge import EDGE_COMMUNITY
 
     # the gate edge's compound has a guard on duty too (its fevers and red codes are alerts)
     dispatch = DemoDispatch(
@@ -351,6 +354,7 @@ def run_demo(
     residents: int,
 ) -> int:
     from fangxian.console.auth import Credentials
+    from fangxian.demo_edge import EdgeDemo
     from infra.tansu import TansuBroker
     from infra.topics import create_topics, topic_specs
 
