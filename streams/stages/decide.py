@@ -56,8 +56,12 @@ from streams.engine import Item
 from streams.processor import BatchResult, DeadLetterBudget, EventProcessor
 from streams.publish import OutRecord
 from streams.stages.route import REDACT, Entry, Msg, Router, provenance_headers
-from streams.state.changelog import StateChange, TaskState, restore_with_librdkafka
-from streams.state.store import changelog_key
+from streams.state.changelog import (
+    StateChange,
+    TaskState,
+    changelog_entries,
+    restore_with_librdkafka,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +80,14 @@ OFFSET_BEGINNING = -2
 TP = tuple[str, int]
 
 
-def changelog_records(topic: str, partition: int, changes: list[StateChange]) -> list[OutRecord]:
-    """Task *p*'s state changes as records of changelog partition *p* (tombstone = deleted)."""
+def changelog_records(
+    topic: str, partition: int, changes: list[StateChange], parts: dict[bytes, int]
+) -> list[OutRecord]:
+    """Task *p*'s state changes as records of changelog partition *p* (tombstone = deleted; a
+    large value in parts: ``streams.state.changelog.changelog_entries``)."""
     return [
-        OutRecord(topic, changelog_key(store, key), raw, partition=partition)
-        for store, key, raw in changes
+        OutRecord(topic, key, raw, partition=partition)
+        for key, raw in changelog_entries(changes, parts)
     ]
 
 
@@ -109,6 +116,8 @@ class DecideTask:
     committed_batches: int = 0
     restored_records: int = 0
     restore_seconds: float = 0.0
+    #: changelog record key -> how many parts its value was last written in
+    changelog_parts: dict[bytes, int] = field(default_factory=dict)
 
     @property
     def state(self) -> TaskState | None:
@@ -410,7 +419,8 @@ class DecideStage:
                     end,
                     t.state.restore,
                 )
-        done = restore_with_librdkafka(self._restorer, targets)
+        parts = {(self._changelog_topic, t.partition): t.changelog_parts for t in tasks}
+        done = restore_with_librdkafka(self._restorer, targets, parts=parts)
         for (_, p), result in done.items():
             task = next(t for t in tasks if t.partition == p)
             task.changelog_position = result.end_offset
@@ -571,7 +581,12 @@ class DecideStage:
         state = task.state
         if state is not None:
             b.records.extend(
-                changelog_records(self._changelog_topic, task.partition, state.take_changes())
+                changelog_records(
+                    self._changelog_topic,
+                    task.partition,
+                    state.take_changes(),
+                    task.changelog_parts,
+                )
             )
 
     def _add_ticks(self, work: dict[int, TaskBatch]) -> None:

@@ -4,6 +4,11 @@ the changelog to its end (Kafka Streams' ``ProcessorStateManager``; faust ``tabl
 
 - Record key ``<store>\\x1f<state key>`` (``streams.state.store.changelog_key``), value the
   store's encoding, tombstone = deletion. Task *p* writes partition *p* explicitly.
+- A value over ``PART_BYTES`` is split by bytes (``changelog_entries``): parts under keys
+  ``<record key>\\x1e<i>``, then the record key itself with a manifest (``PARTS_TAG`` + count),
+  all in the same transaction; parts a shorter value no longer uses are tombstoned. Restore
+  joins them (``join_parts``). No changelog record can then exceed Kafka's record limit,
+  whatever a store holds.
 - Restore reads ``read_committed`` up to the partition's end offset taken *after* the task's
   transactional producer fenced any earlier owner, so an aborted or in-doubt transaction of a
   zombie is never restored. It logs progress and never gives up: a broker that is away makes
@@ -27,6 +32,69 @@ from streams.state.store import KeyedStore, split_changelog_key
 log = logging.getLogger(__name__)
 
 StateChange = tuple[str, str, bytes | None]  # (store name, state key, value or None)
+
+#: a store value above this is written as several records (far below Kafka's 1 MB default)
+PART_BYTES = 256 * 1024
+#: the value of a record key whose value is in parts: this tag, then the count (no store
+#: encoding starts with a NUL byte)
+PARTS_TAG = b"\x00fangxian-parts:"
+PART_SEP = b"\x1e"
+
+
+def part_key(record_key: bytes, i: int) -> bytes:
+    return record_key + PART_SEP + str(i).encode()
+
+
+def _is_part(record_key: bytes) -> bool:
+    return PART_SEP in record_key.partition(b"\x1f")[2]
+
+
+def changelog_entries(
+    changes: Iterable[StateChange], parts: dict[bytes, int], part_bytes: int = PART_BYTES
+) -> list[tuple[bytes, bytes | None]]:
+    """(record key, value) for each change, a large value split into parts. ``parts`` (record
+    key -> parts written last, kept by the task and filled by restore) is updated."""
+    from streams.state.store import changelog_key
+
+    out: list[tuple[bytes, bytes | None]] = []
+    for store, key, raw in changes:
+        ck = changelog_key(store, key)
+        old = parts.pop(ck, 0)
+        n = 0
+        value = raw
+        if raw is not None and len(raw) > part_bytes:
+            n = -(-len(raw) // part_bytes)
+            out.extend(
+                (part_key(ck, i), raw[i * part_bytes : (i + 1) * part_bytes]) for i in range(n)
+            )
+            parts[ck] = n
+            value = PARTS_TAG + str(n).encode()
+        out.extend((part_key(ck, i), None) for i in range(n, old))
+        out.append((ck, value))
+    return out
+
+
+def join_parts(
+    newest: dict[bytes, bytes | None], parts: dict[bytes, int] | None = None
+) -> list[tuple[bytes, bytes | None]]:
+    """The newest record of each key as the store values they stand for: parts joined, part
+    records themselves left out. ``parts`` learns how many parts each key has now."""
+    out: list[tuple[bytes, bytes | None]] = []
+    for ck, value in newest.items():
+        if _is_part(ck):
+            continue
+        if value is not None and value.startswith(PARTS_TAG):
+            n = int(value[len(PARTS_TAG) :])
+            pieces = [newest.get(part_key(ck, i)) for i in range(n)]
+            if any(p is None for p in pieces):
+                raise ValueError(f"changelog {ck!r}: {n} parts announced, some missing")
+            value = b"".join(p for p in pieces if p is not None)
+            if parts is not None:
+                parts[ck] = n
+        elif parts is not None:
+            parts.pop(ck, None)
+        out.append((ck, value))
+    return out
 
 
 class TaskState(Protocol):
@@ -132,10 +200,12 @@ def restore_with_librdkafka(
     *,
     progress_every_s: float = 5.0,
     batch: int = 10_000,
+    parts: dict[tuple[str, int], dict[bytes, int]] | None = None,
 ) -> dict[tuple[str, int], RestoreResult]:
     """``restore_partitions`` for a confluent-kafka consumer (no group, read_committed):
     ``targets`` maps (topic, partition) to (start offset, end offset, apply). The end is given
-    by the caller, who took it once no transaction was open on the partition."""
+    by the caller, who took it once no transaction was open on the partition. Values written
+    in parts are joined; ``parts`` (per partition) learns each key's part count."""
     from confluent_kafka import KafkaError
     from confluent_kafka import TopicPartition as CTP
 
@@ -173,7 +243,7 @@ def restore_with_librdkafka(
                 todo.discard(tp)
     for tp, newest in latest.items():
         apply = targets[tp][2]
-        for raw_key, value in newest.items():
+        for raw_key, value in join_parts(newest, (parts or {}).get(tp)):
             store, key = split_changelog_key(raw_key)
             apply(store, key, value)
     progress.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from streams.rules.device_health import CommunityDevices
@@ -89,3 +91,49 @@ def test_a_one_off_device_id_is_never_reported_silent() -> None:
     devices = CommunityDevices()
     devices.seen("c", "D-typo", "G-01", 0).watched = True  # sent once, never again
     assert devices.newly_silent(60 * MIN, 10 * MIN) == []
+
+
+def _gaps(times: list[int], silent_ms: int) -> list[int]:
+    """The reference: starts of gaps longer than ``silent_ms`` in the full, sorted list."""
+    ts = sorted(set(times))
+    return [a for a, b in itertools.pairwise(ts) if b - a > silent_ms]
+
+
+@pytest.mark.parametrize(
+    ("times", "silent_ms"),
+    [
+        pytest.param([i * 10 for i in range(50_000)], 1000, id="a busy gate: 100 events/s"),
+        pytest.param(
+            [*range(0, 30_000, 7), *range(100_000, 130_000, 3)], 1000, id="one gap of 70 s"
+        ),
+        pytest.param(
+            [*range(0, 20_000, 400), 50_000, *range(50_500, 60_000, 300), 500_000],
+            10_000,
+            id="sparse and dense",
+        ),
+        pytest.param(
+            [i * 997 % 120_000 for i in range(3_000)], 1000, id="out of order (a permutation)"
+        ),
+        pytest.param(
+            [*range(0, 10_000, 500), *range(40_000, 40_600, 100), 12_000, 39_000],
+            1000,
+            id="late events split a gap",
+        ),
+    ],
+)
+def test_event_times_are_compacted_without_changing_any_silence(
+    times: list[int], silent_ms: int
+) -> None:
+    """Issue 19: a device's event times grew with every event (a 1.6 MB changelog value at a
+    busy gate). Times that cannot bound a silence are dropped: at most about two per second
+    kept, and the silences (gap starts) are those of the full list for any silence of 1 s or
+    more (``device_silent_s`` is a positive number of seconds)."""
+    devices = CommunityDevices(prefix="c|")
+    dev = devices.seen("c", "D-01", "G-01", times[0])
+    dev.watched = True
+    for t in times[1:]:
+        devices.seen("c", "D-01", "G-01", t)
+    span_s = (max(times) - min(times)) / 1000
+    assert len(dev.times) <= 2 * span_s + 2 * len(_gaps(times, 1000)) + 3
+    for silent in (silent_ms, silent_ms * 3):
+        assert _gaps(dev.times, silent) == _gaps(times, silent), silent
