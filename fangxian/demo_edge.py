@@ -262,6 +262,7 @@ class EdgeDemo:
         self.core: dict[str, tuple[str, tuple[str, ...]]] = {}  # event id → core decision
         self._qr_core: dict[str, tuple[str, tuple[str, ...]]] = {}  # subject → latest
         self._rng = random.Random(f"fangxian-demo-edge-traffic:{seed}")
+        self._core_live = asyncio.Event()  # the decide stage has decided something
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -302,7 +303,8 @@ class EdgeDemo:
     # --- the core's decisions (from the demo's status board) -------------------------------
 
     def on_decision(self, decision: dict[str, Any]) -> None:
-        """A GateDecision the core made; the demo's board passes on the compound's."""
+        """A GateDecision the core made (the demo's board passes on every one)."""
+        self._core_live.set()
         if decision.get("community_id") != EDGE_COMMUNITY:
             return
         verdict = (str(decision["decision"]), tuple(decision.get("reasons") or ()))
@@ -335,6 +337,10 @@ class EdgeDemo:
         base = f"http://127.0.0.1:{self.service.port}"
         serials = itertools.count(1)
         steps = (self._terminal_pass, self._car, self._qr_scan)
+        # the first gate traffic once the decide stage is deciding (its first batch takes a
+        # moment): a device's first wait is then for its own decision, not for the start-up
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._core_live.wait(), 15)
         async with DeviceClient(base, timeout_s=10) as client:
             for n in itertools.count():
                 if stop.is_set():
