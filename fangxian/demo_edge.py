@@ -386,7 +386,7 @@ class EdgeDemo:
         self._record(
             Answer(
                 "hikvision",
-                f"住户 resident {mask_token(resident)} 体温 {temperature:.1f}°C",
+                f"住户 resident {mask_token(resident)} 体温 temperature {temperature:.1f}°C",
                 f"远程核验 remoteCheck {check.check_result}「{check.info}」",
                 opens,
                 "edge-fallback" if self._fallbacks() > before else "core",
