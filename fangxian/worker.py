@@ -19,6 +19,10 @@ good running) and forwards SIGTERM/SIGINT to both children, then waits for them 
   ``FANGXIAN_ROSTER_KEY`` and ``FANGXIAN_ACK_LINK_KEY``: without them the supervisor does not
   start it and says so in its log (a child that can only fail would restart forever); ``--role
   dispatch`` without them fails at once with the CLI's explanation.
+- edge process: the gate edge (``fangxian.edge.service``: device HTTP, outbox, decisions back,
+  fallback; ``/metrics`` on ``FANGXIAN_EDGE_METRICS_PORT``), started when the device register
+  is configured (``FANGXIAN_EDGE_REGISTER`` or ``FANGXIAN_EDGE_REGISTER_FILE``); ``--role
+  edge`` runs it in this process like ``fangxian edge`` (docs/edge.md).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,8 +46,16 @@ from fangxian.core.settings import Settings
 log = logging.getLogger(__name__)
 staff_log = logging.getLogger("fangxian.on_duty")
 
-ROLES = ("decide", "sink", "dispatch")
+ROLES = ("decide", "sink", "dispatch", "edge")
 DISPATCH_KEYS = (("FANGXIAN_ROSTER_KEY", "roster_key"), ("FANGXIAN_ACK_LINK_KEY", "ack_link_key"))
+#: the gate edge runs as a worker role when its device register is configured
+EDGE_REGISTER_ENV = "FANGXIAN_EDGE_REGISTER"
+
+
+def edge_configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this deployment runs the gate edge here: its register is configured."""
+    e = os.environ if env is None else env
+    return bool(e.get(EDGE_REGISTER_ENV) or e.get(EDGE_REGISTER_ENV + "_FILE"))
 
 
 def missing_dispatch_keys(settings: Settings) -> list[str]:
@@ -58,20 +71,32 @@ def dispatch_writes_actions(settings: Settings) -> bool:
     return isinstance(parse_url(settings.clickhouse_url), ServerTarget)
 
 
-def supervised_roles(settings: Settings) -> list[str]:
-    """The roles the supervisor starts: all of them, but the dispatcher only with its keys."""
+def supervised_roles(settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    """The roles the supervisor starts: the two stages; the dispatcher only with its keys; the
+    gate edge only when its device register is configured (``env``: default ``os.environ``)."""
+    roles = ["decide", "sink"]
     missing = missing_dispatch_keys(settings)
     if not missing:
-        return list(ROLES)
-    names = ", ".join(missing)
-    staff_log.warning(
-        "值班派单未启动：未设置 %s（告警不会派发给值班人员）。"
-        " On-duty dispatcher NOT started: %s not set (alerts will not be dispatched to staff);"
-        " set them and restart the worker, or run `fangxian dispatch` elsewhere.",
-        names,
-        names,
-    )
-    return [r for r in ROLES if r != "dispatch"]
+        roles.append("dispatch")
+    else:
+        names = ", ".join(missing)
+        staff_log.warning(
+            "值班派单未启动：未设置 %s（告警不会派发给值班人员）。"
+            " On-duty dispatcher NOT started: %s not set (alerts will not be dispatched to"
+            " staff); set them and restart the worker, or run `fangxian dispatch` elsewhere.",
+            names,
+            names,
+        )
+    if edge_configured(env):
+        roles.append("edge")
+    else:
+        log.info(
+            "边缘网关未在此启动：未设置 %s。 Gate edge not started here: %s is not set"
+            " (run `fangxian edge` where the devices are, or set it).",
+            EDGE_REGISTER_ENV,
+            EDGE_REGISTER_ENV,
+        )
+    return roles
 
 
 # -- one role in this process ------------------------------------------------------------------
@@ -80,7 +105,27 @@ def run_role(role: str, settings: Settings) -> int:
         raise SystemExit(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "dispatch":
         return run_dispatch_role(settings)
+    if role == "edge":
+        return run_edge_role(settings)
     return asyncio.run(_role_main(role, settings))
+
+
+def run_edge_role(settings: Settings) -> int:
+    """The gate edge in this process (``FANGXIAN_EDGE_*``), until SIGTERM/SIGINT."""
+    from fangxian.edge.service import EdgeConfig, run_edge
+
+    config = EdgeConfig.from_env()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_edge(settings, config, stop=stop)
+
+    asyncio.run(main())
+    log.info("edge stopped 边缘网关已停止")
+    return 0
 
 
 def run_dispatch_role(settings: Settings) -> int:
@@ -326,7 +371,7 @@ def _stop_children(children: Sequence[Child], grace_s: float) -> None:
 
 
 def run_worker(role: str | None, settings: Settings, extra_args: Sequence[str] = ()) -> int:
-    """``fangxian worker [--role decide|sink|dispatch]``."""
+    """``fangxian worker [--role decide|sink|dispatch|edge]``."""
     if role is not None:
         return run_role(role, settings)
     return supervise(worker_children(settings, extra_args))

@@ -16,6 +16,11 @@ table is the whole of each principal's rights:
 - **console** (``fangxian console``) reads ``gate.decisions``, ``alerts``, ``alert.actions``
   and ``reference.staff`` without a group (every instance sees everything), writes
   ``alert.actions`` (its acknowledge / resolve requests);
+- **edge** (``fangxian edge``, the gate devices' way in) writes the three event topics, and
+  ``alerts`` and ``dead_letters`` for what only it can see (``EDGE_FALLBACK_DISAGREED``, a
+  device payload it could not parse — redacted); reads ``gate.decisions`` (the answer a
+  waiting device gets) and the four reference topics its fallback policy reads, all without a
+  group. Nothing else: no decide internals, no roster, no ``alert.actions``, no transactions;
 - BI tools have no Kafka principal at all; the super user (topics, ACLs) needs no ACL.
 
 A WRITE on a topic implies DESCRIBE (metadata) and, since Kafka 2.8, idempotent production; a
@@ -77,6 +82,7 @@ class Principals:
     loader: str = "loader"
     reporter: str = "reporter"
     console: str = "console"
+    edge: str = "edge"
 
     def roles(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -209,6 +215,12 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
         "console": (
             *topics([t.gate_decisions, t.alerts, alert_actions, staff], R),
             *topics([alert_actions], W),
+        ),
+        # the gate edge: devices' events in, their decisions back, the fallback's replica;
+        # its own alert (EDGE_FALLBACK_DISAGREED) and redacted dead letters
+        "edge": (
+            *topics([*events, t.alerts, t.dead_letters], W),
+            *topics([t.gate_decisions, *decide_refs], R),
         ),
     }
     return AclTable(grants=grants, principals=principals or Principals())

@@ -11,7 +11,9 @@ but not needed, – not checked because an earlier check failed):
 5. every migration of ``sinks/migrations`` applied;
 6. the pseudonym key set (and the roster key of the dispatcher: a "!" when missing);
 7. this machine's clock against the broker's (one record to a LogAppendTime scratch topic);
-8. credentials and ACLs: with SASL, the configured principal can describe its topics.
+8. credentials and ACLs: with SASL, the configured principal can describe its topics;
+9. the gate edge, when this deployment runs one (``FANGXIAN_EDGE_REGISTER`` set): its device
+   register loads, it answers on its port and is connected to Kafka, its outbox is draining.
 
 Exit 0 only when no row is ✗ (1 otherwise). ``--format json`` gives the rows to a program.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -64,8 +66,9 @@ def _failed(name: str, err: BaseException, settings: Settings) -> Check:
 class Doctor:
     """Runs the checks in order; later checks see what earlier ones found."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self._env = env  # the edge's FANGXIAN_EDGE_* (None: this process's environment)
         self.checks: list[Check] = []
         self._admin: Any = None
         self._topics: dict[str, Any] = {}
@@ -81,6 +84,7 @@ class Doctor:
                 self.roster_key,
                 self.clock,
                 self.credentials,
+                self.edge,
             ):
                 step()
         finally:
@@ -350,6 +354,92 @@ class Doctor:
         else:
             self.add(name, OK, f"{protocol} as {user}: can describe all {len(self._topics)} topics")
 
+    # -- 9. the gate edge ----------------------------------------------------------------------
+
+    def edge(self) -> None:
+        from fangxian.edge.health import OUTBOX_STALE_S, edge_url, outbox_depth, probe_health
+        from fangxian.edge.register import Register, RegisterError
+        from fangxian.edge.service import EdgeConfig
+        from fangxian.worker import EDGE_REGISTER_ENV, edge_configured
+
+        if not edge_configured(self._env):
+            self.add(
+                "边缘网关 gate edge",
+                SKIP,
+                f"此处未配置 not configured here ({EDGE_REGISTER_ENV} is not set)",
+                f"设备接入的机器上设置 {EDGE_REGISTER_ENV} / set it where gate devices connect "
+                "(docs/edge.md)",
+            )
+            return
+        config = EdgeConfig.from_env(self._env)
+        name = "边缘设备登记 edge register"
+        try:
+            register = Register.from_file(config.register_path, config.register_key)
+        except RegisterError as err:
+            self.add(
+                name,
+                FAIL,
+                f"{config.register_path}: {err.message_zh} / {err.message_en}",
+                "运行 run `fangxian load devices FILE.csv`；核对 check FANGXIAN_EDGE_REGISTER_KEY",
+            )
+        else:
+            families = sorted({e.vendor for e in register.entries.values()})
+            self.add(
+                name,
+                OK,
+                f"{config.register_path}: {len(register)} devices ({', '.join(families) or '-'})",
+            )
+        name = "边缘网关可达 edge reachable"
+        url = edge_url(config)
+        try:
+            health = probe_health(url, timeout_s=self.settings.connect_timeout_s)
+        except (OSError, ValueError) as err:
+            self.add(
+                name,
+                WARN,
+                f"{url} 无应答 not answering ({type(err).__name__})",
+                "启动 start `fangxian worker` (role edge) 或 or `fangxian edge`; "
+                "核对 check FANGXIAN_EDGE_HOST / FANGXIAN_EDGE_PORT",
+            )
+        else:
+            if health.get("kafka"):
+                self.add(name, OK, f"{url}: answering, connected to Kafka 已连上 Kafka")
+            else:
+                self.add(
+                    name,
+                    WARN,
+                    f"{url}: answering, 未连上 Kafka not connected to Kafka (devices get "
+                    "fallback answers; the outbox holds their events)",
+                    "检查边缘网关到 Kafka 的网络、凭据和 ACL（edge 用户）/ check the edge's "
+                    "route, credentials and ACLs (principal `edge`) to Kafka",
+                )
+        name = "边缘发件箱 edge outbox"
+        try:
+            found = outbox_depth(config.outbox_path)
+        except Exception as err:  # sqlite3.Error, a file that is not an outbox
+            self.add(name, FAIL, f"{config.outbox_path}: {type(err).__name__}: {err}"[:200])
+            return
+        if found is None:
+            self.add(
+                name,
+                WARN,
+                f"尚无 none yet at {config.outbox_path} (the edge has not run on this machine)",
+                "核对 check FANGXIAN_EDGE_OUTBOX",
+            )
+            return
+        depth, age = found
+        result = f"{depth} 条待发送 not yet in Kafka" + (f", oldest {age:.0f} s" if depth else "")
+        if depth and age > OUTBOX_STALE_S:
+            self.add(
+                name,
+                WARN,
+                result,
+                "发件箱未排空：边缘网关连不上 Kafka？/ not draining: can the edge reach Kafka "
+                "(its log, the row above)?",
+            )
+        else:
+            self.add(name, OK, result)
+
 
 _ACL_FIX = (
     "为该用户授权 grant the principal its ACLs: `fangxian acl apply` (or check "
@@ -399,7 +489,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor = sub.add_parser(
         "doctor",
-        help="部署自检 check Kafka, topics, groups, ClickHouse, migrations, key, clock, ACLs",
+        help="部署自检 check Kafka, topics, groups, ClickHouse, migrations, key, clock, ACLs, "
+        "the gate edge",
         description="Checks, in order, everything a deployment needs and prints what to fix. "
         "Exit 0 only when every needed check passes.",
     )

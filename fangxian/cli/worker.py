@@ -1,5 +1,6 @@
-"""``fangxian worker``: the decide and sink stages and the on-duty dispatcher as supervised
-processes (``fangxian/worker.py``); ``--role decide|sink|dispatch`` runs one in this process."""
+"""``fangxian worker``: the decide and sink stages, the on-duty dispatcher and the gate edge as
+supervised processes (``fangxian/worker.py``); ``--role decide|sink|dispatch|edge`` runs one in
+this process."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ def preflight(settings: Settings, role: str | None = None) -> None:
     ``fangxian doctor`` checks ClickHouse for a deploy that wants to know first."""
     from kafka.errors import UnknownTopicOrPartitionError
 
-    from fangxian.worker import missing_dispatch_keys
+    from fangxian.worker import edge_configured, missing_dispatch_keys
 
+    if role == "edge" or (role is None and edge_configured()):
+        preflight_edge(settings)
     if role == "dispatch" and (absent := missing_dispatch_keys(settings)):
         listed = ", ".join(absent)
         raise SettingError(
@@ -49,6 +52,26 @@ def preflight(settings: Settings, role: str | None = None) -> None:
         raise UnknownTopicOrPartitionError(", ".join(missing))
 
 
+def preflight_edge(settings: Settings) -> None:
+    """The gate edge needs the pseudonym key and a register that loads: without them it could
+    only fail and be restarted forever, so the worker does not start."""
+    from fangxian.cli.errors import input_error, setting_error
+    from fangxian.edge.register import Register, RegisterError
+    from fangxian.edge.service import EdgeConfig
+
+    if not settings.pseudonym_key:
+        raise setting_error(
+            "FANGXIAN_PSEUDONYM_KEY",
+            "未设置：边缘网关在此把证件号、卡号、车牌变成假名",
+            "is not set: the edge turns ID numbers, cards and plates into pseudonyms with it",
+        )
+    config = EdgeConfig.from_env()
+    try:
+        Register.from_file(config.register_path, config.register_key)
+    except RegisterError as err:
+        raise input_error(config.register_path, err.message_zh, err.message_en) from err
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.worker import run_worker
 
@@ -63,12 +86,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
-        "worker", help="the stream worker: decide, sink and dispatch as supervised processes"
+        "worker",
+        help="the stream worker: decide, sink, dispatch and the gate edge as supervised processes",
     )
     worker.add_argument(
         "--role",
-        choices=["decide", "sink", "dispatch"],
-        help="run one stage in this process (default: all three as supervised child processes;"
-        " the dispatcher only if FANGXIAN_ROSTER_KEY and FANGXIAN_ACK_LINK_KEY are set)",
+        choices=["decide", "sink", "dispatch", "edge"],
+        help="run one stage in this process (default: each as a supervised child process;"
+        " the dispatcher only if FANGXIAN_ROSTER_KEY and FANGXIAN_ACK_LINK_KEY are set, the"
+        " gate edge only if FANGXIAN_EDGE_REGISTER is set)",
     )
     worker.set_defaults(func=cmd_worker)

@@ -182,6 +182,9 @@ class NativeEvent:
     - ``health_code``: ``GREEN``/``YELLOW``/``RED`` if the device read one, else ``None``.
     - ``door``: the door/lane/channel number on the device, if any.
     - ``offline``: replayed from the device's offline backlog (no one waits at the gate).
+    - ``per_person``: the serial alone does not tell two people apart (built from the device
+      time, with no record number): the event id then also takes the person's pseudonym, so two
+      people passing in the same second stay two events (never a raw identifier in the serial).
     """
 
     event_serial: str
@@ -194,6 +197,7 @@ class NativeEvent:
     health_code: Literal["GREEN", "YELLOW", "RED"] | None = None
     door: str | None = None
     offline: bool = False
+    per_person: bool = False
 
     def __repr__(self) -> str:  # never print the raw identifier
         return (

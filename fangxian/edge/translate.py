@@ -96,7 +96,11 @@ def contract_records(
     when = event.event_time_ms if event.event_time_ms is not None else arrival_ms
     health = event.health_code or subject.health_code
     scan = {
-        "event_id": event_id(entry.device_id, event.event_serial),
+        "event_id": event_id(
+            entry.device_id,
+            event.event_serial,
+            f"/{subject.subject_id}" if event.per_person else "",
+        ),
         "community_id": entry.community_id,
         "gate_id": entry.gate_id,
         "device_id": entry.device_id,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fangxian.core.privacy import Pseudonymiser
-from fangxian.edge.adapter import IdentifierKind, NativeEvent
+from fangxian.edge.adapter import DeviceRequest, IdentifierKind, NativeEvent
 from fangxian.edge.fallback import FallbackPolicy, Replica, fallback_decision
 from fangxian.edge.outbox import Outbox, OutRow
 from fangxian.edge.register import (
@@ -345,3 +345,38 @@ def test_outbox_group_commit_answers_each_caller(tmp_path: Path) -> None:
     results = asyncio.run(many())
     assert sum(flags[0] for flags in results) == 5
     box.close()
+
+
+def test_two_people_in_the_same_second_at_a_terminal_without_record_numbers_are_two_events() -> (
+    None
+):
+    """ZKTeco ATTLOG lines carry no record number: the serial is the device time (and status,
+    verify mode, work code). Two people punching in the same second used to be one event id —
+    the second pass was dropped as a resend. The pseudonym now goes into the id (never the raw
+    employee number), and a resend of either line is still the same event."""
+    from fangxian.edge.adapters.zkteco import ZktecoAdapter
+
+    line = "{pin}\t2026-12-07 08:15:02\t0\t15\t0\t0\t0\t255\t0\t0"
+    body = "\n".join(line.format(pin=p) for p in ("1001", "1002"))
+    request = DeviceRequest(
+        method="POST",
+        path="/iclock/cdata",
+        query={"SN": "ZK1", "table": "ATTLOG"},
+        headers={},
+        body=body.encode(),
+        peer="127.0.0.1",
+    )
+    entry = _entry(vendor="zkteco")
+
+    def ids(req: DeviceRequest) -> list[str]:
+        events = ZktecoAdapter().parse(req).events
+        return [
+            rec["event_id"]
+            for e in events
+            for _, rec in contract_records(e, entry, resolve_subject(e, entry, P), 0)
+        ]
+
+    first = ids(request)
+    assert len(set(first)) == 2
+    assert ids(request) == first  # the batch sent again: the same two events
+    assert all("1001" not in i and "1002" not in i for i in first)

@@ -199,6 +199,7 @@ class ZktecoAdapter:
             events.append(
                 NativeEvent(
                     event_serial=serial.replace(" ", "T"),
+                    per_person=True,  # two people in the same second: two events
                     method=_scan_method(verify),
                     event_time_ms=self._utc_ms(stamp),
                     identifier=pin,
@@ -231,7 +232,8 @@ class ZktecoAdapter:
         index = _int(pairs.get("index", ""), "index", number)
         event_code = _int(pairs.get("event", ""), "event", number)
         door = pairs.get("eventaddr", "").strip()[:16]
-        if index is not None and index > 0:
+        per_person = not (index is not None and index > 0)
+        if not per_person:
             serial = f"rt{index}"
         else:
             serial = f"rt-{pairs['time'].strip()}-e{event_code}-d{door}-v{verify}".replace(" ", "T")
@@ -241,6 +243,7 @@ class ZktecoAdapter:
         )
         return NativeEvent(
             event_serial=serial,
+            per_person=per_person,
             method=_scan_method(verify),
             event_time_ms=self._utc_ms(stamp),
             identifier=identifier,
