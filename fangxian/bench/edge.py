@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,14 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("qr", "plate", "generic")
-#: how often one simulated device scans at most (a busy turnstile: a person every 0.25 s)
-PER_DEVICE_PER_S = 4.0
+#: how often one simulated device scans (a busy turnstile: a person a second). A device waits
+#: for its answer before the next scan, so the fleet offers ``rate`` only while the answers take
+#: less than ``1 / PER_DEVICE_PER_S``: at 4/s per device and ~280 ms answers a first run's 250
+#: devices could not offer 1,000/s (Little's law), whatever the edge did.
+PER_DEVICE_PER_S = 1.0
 MIN_DEVICES = 30
+#: seconds the processes are watched with no load, for what they burn idle (polling, timers)
+IDLE_S = 5.0
 #: what each family waits before it gives up (the register's timeout_ms); the edge answers
 #: from its fallback policy ``answer_margin_ms`` (150) before it
 TIMEOUT_MS = {"qr": 1000, "plate": 1500, "generic": 1000}
@@ -57,13 +62,18 @@ BENCH_PSEUDONYM_KEY = "fangxian-bench-edge-key"
 #: process's own event loop waking late.
 MIN_ACHIEVED_SHARE = 0.95
 MAX_FALLBACK_SHARE = 0.01
-#: the upward probe after the fixed loads: × this each step, at most this many steps
+#: the probe after the fixed loads: × (or ÷) this while it holds (fails), the geometric middle
+#: once a load above holds and one fails; at most this many loads, and it stops when the two
+#: are within ``PROBE_RESOLUTION`` of each other
 PROBE_FACTOR = 1.5
 PROBE_STEPS = 4
+PROBE_RESOLUTION = 1.2
 CLOCKS = {
     "device": "answer read − request written, on the device process's monotonic clock",
     "edge": "the edge's fangxian_edge_answer_seconds (request received → answer), "
     "waited=true, bucket estimates",
+    "decide": "decision appended − scan appended (broker LogAppendTime on the phase's scan "
+    "and decision topics): the Kafka hops and the decide stage, without the edge",
 }
 
 
@@ -356,7 +366,9 @@ def measure_load(
     seconds: float,
     scratch: Path,
     pids: dict[str, int | None],
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
+    """One load's figures; with ``settings`` also the decide part on the broker's clock."""
     before = parse_edge_metrics(edge.metrics_text())
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     busy_before = machine_busy()
@@ -370,20 +382,89 @@ def measure_load(
     after = parse_edge_metrics(edge.metrics_text())
     busy = (busy_after[0] - busy_before[0], busy_after[1] - busy_before[1])
     figures = load_figures(result, before, after, cpu, busy)
+    if settings is not None:
+        since_ms = int(result["started_at"] * 1000)
+        until_ms = since_ms + int(result["seconds"] * 1000) + 200
+        figures["decide"] = broker_clock(settings, since_ms, until_ms)
     log.info("edge at %.0f/s: %s", rate, {k: v for k, v in figures.items() if k != "cpu_s"})
     return figures
 
 
-def probe_rates(fixed: Sequence[float], results: Sequence[dict[str, Any]]) -> list[float]:
-    """The next loads to try after the fixed ones: upwards from the highest sustainable fixed
-    load, or downwards from the lowest unsustainable one when none was sustainable."""
+def broker_clock(settings: Settings, since_ms: int, until_ms: int) -> dict[str, Any]:
+    """Decision appended − scan appended (LogAppendTime) for the scans appended in
+    [``since_ms``, ``until_ms``]: the decide stage and its Kafka hops, without the edge."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas import Codec
+
+    codec = Codec()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+
+    def appended(topic: str, record: str, until: int) -> dict[str, int]:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        starts = consumer.offsets_for_times({tp: since_ms for tp in parts})
+        out: dict[str, int] = {}
+        for tp in parts:
+            found = starts.get(tp)
+            if found is None:
+                continue
+            consumer.seek(tp, found.offset)
+            deadline = time.monotonic() + 30
+            while consumer.position(tp) < ends[tp] and time.monotonic() < deadline:
+                for msg in consumer.poll(timeout_ms=500, max_records=5000).get(tp, []):
+                    if msg.value is None or msg.timestamp > until:
+                        continue
+                    event_id = codec.decode(record, msg.value, validate=False)["event_id"]
+                    out.setdefault(event_id, msg.timestamp)
+        return out
+
+    try:
+        scans = appended(settings.topics.gate_scans, "GateScan", until_ms)
+        decisions = appended(settings.topics.gate_decisions, "GateDecision", until_ms + 60_000)
+    finally:
+        consumer.close()
+    deltas = [float(decisions[e] - t) for e, t in scans.items() if e in decisions]
+    return {"scans": len(scans), "decided": len(deltas), **latency_summary(deltas)}
+
+
+def idle_cpu(pids: dict[str, int | None], seconds: float) -> dict[str, float | None]:
+    """Each process's CPU share of one core over ``seconds`` with no device sending, and the
+    whole machine's busy share (other users of the machine included)."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before = machine_busy()
+    time.sleep(seconds)
+    busy_after = machine_busy()
+    out: dict[str, float | None] = {}
+    for name, pid in pids.items():
+        b, a = before[name], cpu_seconds(pid)
+        out[name] = round((a - b) / seconds, 3) if a is not None and b is not None else None
+    total = busy_after[1] - busy_before[1]
+    out["machine_busy_share"] = (
+        round((busy_after[0] - busy_before[0]) / total, 3) if total else None
+    )
+    return out
+
+
+def next_probe(results: Sequence[dict[str, Any]]) -> float | None:
+    """The next load to try for the highest sustainable one, given every load so far
+    (``None``: found to ``PROBE_RESOLUTION``, or nothing held even at a tenth of the lowest)."""
     good = [r["offered_per_s"] for r in results if r["sustainable"]]
-    if good:
-        top = max(good)
-        if top < max(fixed):  # a fixed load above it already failed: between the two
-            return [round(top * PROBE_FACTOR)] if top * PROBE_FACTOR < max(fixed) else []
-        return [round(top * PROBE_FACTOR**i) for i in range(1, PROBE_STEPS + 1)]
-    return [round(min(fixed) / PROBE_FACTOR**i) for i in range(1, PROBE_STEPS + 1)]
+    tried = [r["offered_per_s"] for r in results]
+    if not good:
+        below = min(tried) / PROBE_FACTOR
+        return round(below) if below >= max(tried) / 10 and below >= 1 else None
+    top = max(good)
+    failed = [
+        r["offered_per_s"] for r in results if not r["sustainable"] and r["offered_per_s"] > top
+    ]
+    if not failed:
+        return round(top * PROBE_FACTOR)
+    bottom = min(failed)
+    if bottom / top <= PROBE_RESOLUTION:
+        return None
+    return round(math.sqrt(top * bottom))
 
 
 def measure_edge(
@@ -395,11 +476,10 @@ def measure_edge(
     pids: dict[str, int | None],
     log_dir: Path,
     probe: bool = True,
-    warm: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Start the edge on ``settings`` (the decide stage already running on them), warm it up,
     run each load, then probe for the highest sustainable one; stop the edge."""
-    top = max([*loads, max(loads) * PROBE_FACTOR**PROBE_STEPS])
+    top = max(loads) * PROBE_FACTOR**PROBE_STEPS
     fleet = build_fleet(sim, devices_for(top))
     with tempfile.TemporaryDirectory(prefix="fangxian-bench-edge-") as tmp:
         scratch = Path(tmp)
@@ -409,15 +489,15 @@ def measure_edge(
         try:
             pids = {"edge": edge.pid, **pids}
             warmup = _warm_up(edge, fleet, scratch, pids)
-            results = [measure_load(edge, fleet, r, seconds, scratch, pids) for r in loads]
-            if probe:
-                for rate in probe_rates(loads, results):
-                    figures = measure_load(edge, fleet, rate, seconds, scratch, pids)
-                    results.append(figures)
-                    if not figures["sustainable"] and rate > max(loads):
-                        break
-                    if figures["sustainable"] and rate < min(loads):
-                        break
+            idle = idle_cpu(pids, IDLE_S)
+            results = [
+                measure_load(edge, fleet, r, seconds, scratch, pids, settings) for r in loads
+            ]
+            for _ in range(PROBE_STEPS if probe else 0):
+                rate = next_probe(results)
+                if rate is None:
+                    break
+                results.append(measure_load(edge, fleet, rate, seconds, scratch, pids, settings))
             if not edge.alive():
                 raise RuntimeError(f"the edge died during the loads; log {edge.log_path}")
         finally:
@@ -438,6 +518,7 @@ def measure_edge(
         },
         "load_seconds": seconds,
         "warmup": warmup,
+        "idle_cpu_share": idle,
         "loads": results,
         "highest_sustainable_per_s": max(good) if good else None,
     }

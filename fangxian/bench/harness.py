@@ -479,7 +479,9 @@ def _edge(run: _Run, workload: Workload) -> dict[str, Any]:
     settings = run.fresh(
         topics=topics, processing_guarantee="exactly_once", pseudonym_key=BENCH_PSEUDONYM_KEY
     )
-    ensure_topics(settings)
+    # broker-stamped scans and decisions: the decide part of a device's wait on the broker clock
+    stamped = (topics.gate_scans, topics.gate_decisions)
+    ensure_topics(settings, extra_config={name: LOG_APPEND_TIME for name in stamped})
     worker = WorkerProcess(
         settings, run.log_path("edge-decide"), gc_mode=cfg.worker_gc[0], role="decide"
     )
@@ -892,7 +894,7 @@ def summary_table(results: dict[str, Any]) -> str:
             f"(achieved {load['achieved_per_s']:.0f})",
             f"{load['devices']} devices, {'sustained' if load['sustainable'] else 'NOT sustained'}",
         )
-        for clock in ("device", "edge"):
+        for clock in ("device", "edge", "decide"):
             figures = load.get(clock) or {}
             row(
                 f"  {clock} p50/p95/p99 ms",
@@ -902,6 +904,11 @@ def summary_table(results: dict[str, Any]) -> str:
         row("  edge CPU ms/request 边缘CPU", load.get("edge_cpu_ms_per_request"))
     if edge:
         row("gate edge highest sustainable, requests/s", edge.get("highest_sustainable_per_s"))
+        idle = edge.get("idle_cpu_share") or {}
+        row(
+            "  idle CPU share 空闲CPU edge/decide/broker",
+            " / ".join(str(idle.get(k)) for k in ("edge", "decide", "broker")),
+        )
     for name, err in (results.get("errors") or {}).items():
         row(f"FAILED 失败 {name}", err)
     if results.get("skipped"):

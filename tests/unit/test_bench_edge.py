@@ -14,8 +14,8 @@ from fangxian.bench.edge import (
     answer_delta,
     build_fleet,
     devices_for,
+    next_probe,
     parse_edge_metrics,
-    probe_rates,
     sustainable,
 )
 from fangxian.bench.edge_devices import read_response, request_body
@@ -58,19 +58,24 @@ def test_sustainable(load: dict[str, Any], expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("results", "expected"),
+    ("tried", "expected"),
     [
-        pytest.param([True, True], [1500, 2250, 3375, 5062], id="both fixed loads held: upwards"),
-        pytest.param([True, False], [300], id="between the held and the failed load"),
-        pytest.param([False, False], [133, 89, 59, 40], id="none held: downwards"),
+        pytest.param({200: True, 1000: True}, 1500, id="both fixed loads held: upwards"),
+        pytest.param({200: True, 1000: False}, 447, id="between the held and the failed load"),
+        pytest.param({200: True, 1000: False, 447: True}, 669, id="then between again"),
+        pytest.param({200: True, 1000: False, 447: True, 669: False}, 547, id="narrowing"),
+        pytest.param({500: True, 580: False}, None, id="within 20 %: found"),
+        pytest.param({200: False, 1000: False}, 133, id="none held: downwards"),
+        pytest.param(
+            {200: False, 133: False, 89: False, 59: False, 40: False, 27: False, 18: False},
+            None,
+            id="nothing held down to a tenth: give up",
+        ),
     ],
 )
-def test_probe_rates(results: list[bool], expected: list[float]) -> None:
-    loads = [200.0, 1000.0]
-    figures = [
-        {"offered_per_s": r, "sustainable": ok} for r, ok in zip(loads, results, strict=True)
-    ]
-    assert probe_rates(loads, figures) == expected
+def test_next_probe(tried: dict[float, bool], expected: float | None) -> None:
+    results = [{"offered_per_s": rate, "sustainable": ok} for rate, ok in tried.items()]
+    assert next_probe(results) == expected
 
 
 def test_edge_metrics_read_back_and_differenced() -> None:
@@ -91,7 +96,7 @@ def test_edge_metrics_read_back_and_differenced() -> None:
 def test_fleet_register_rows_load_and_each_family_parses_its_scans(tmp_path: Path) -> None:
     sim = build_simulator(communities=2, residents=10, seed=3)
     fleet = build_fleet(sim, devices_for(200.0))
-    assert len(fleet) == 50 and {d.kind for d in fleet} == {"qr", "plate", "generic"}
+    assert len(fleet) == 200 and {d.kind for d in fleet} == {"qr", "plate", "generic"}
     write_register([d.register_record() for d in fleet], tmp_path / "register.json")
     register = Register.from_file(tmp_path / "register.json", "")
     adapters = {
