@@ -13,7 +13,7 @@ share answered from the fallback policy (the edge's ``fangxian_edge_requests_tot
 the core was not in time), the edge's CPU per request (``/proc/<pid>/stat``), the CPU of the
 decide worker, the broker and the device fleet over the same seconds, and how late the fleet
 sent (a load it could not offer is not a load the edge was given). After the fixed loads the
-phase probes upwards for the highest load that is still *sustainable* (:func:`sustainable`).
+phase probes for the highest load that is still *sustainable* (:func:`sustainable`).
 """
 
 from __future__ import annotations
