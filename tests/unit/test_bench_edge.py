@@ -3,6 +3,7 @@ tries next, the edge's /metrics read back, the fleet's register, the devices' HT
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from fangxian.bench.edge import (
     sustainable,
 )
 from fangxian.bench.edge_devices import read_response, request_body
+from fangxian.bench.harness import summary_table
 from fangxian.bench.workload import build_simulator
+from fangxian.cli.bench import config_from_args, register
 from fangxian.edge.adapter import DeviceRequest
 from fangxian.edge.adapters.generic import GenericJsonAdapter
 from fangxian.edge.adapters.plate import PlateCameraAdapter
@@ -125,3 +128,61 @@ def test_device_reads_a_keep_alive_response() -> None:
         return await read_response(reader)
 
     assert asyncio.run(read()) == (503, b"", False)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["bench", *argv])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(
+            (),
+            {"skip_edge": False, "edge_only": False, "edge_loads": (200.0, 1000.0)},
+            id="the edge phase runs by default at 200 and 1,000/s",
+        ),
+        pytest.param(("--skip-edge",), {"skip_edge": True}, id="skipped"),
+        pytest.param(
+            ("--edge-only",),
+            {"edge_only": True, "skip_server": True, "events": 0},
+            id="alone: no ClickHouse server, no events prefilled",
+        ),
+        pytest.param(
+            ("--edge-only", "--events", "5000"), {"events": 5000}, id="alone, events asked for"
+        ),
+        pytest.param(("--edge-loads", "300,900"), {"edge_loads": (300.0, 900.0)}, id="fixed loads"),
+    ],
+)
+def test_command_line_options(argv: tuple[str, ...], expected: dict[str, Any]) -> None:
+    config = config_from_args(_parse(*argv))
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_command_line_refuses_a_zero_edge_load() -> None:
+    with pytest.raises(SystemExit):
+        _parse("--edge-loads", "0,1000")
+
+
+def test_edge_figures_in_the_summary_table() -> None:
+    load = _load(
+        devices=1000,
+        sustainable=True,
+        device={"p50_ms": 251.0, "p95_ms": 624.0, "p99_ms": 747.0},
+        edge={"p50_ms": 250.0, "p95_ms": 575.0, "p99_ms": 915.0},
+        decide={"p50_ms": 80.0, "p95_ms": 209.0, "p99_ms": 315.0},
+        edge_cpu_ms_per_request=0.551,
+    )
+    results = {
+        "edge": {
+            "loads": [load],
+            "highest_sustainable_per_s": 1356,
+            "idle_cpu_share": {"edge": 0.07, "decide": 0.01, "broker": 0.31},
+        }
+    }
+    text = summary_table(results)
+    assert "gate edge 边缘网关 @ 1000/s (achieved 990)" in text
+    assert "251.0 / 624.0 / 747.0" in text and "80.0 / 209.0 / 315.0" in text
+    assert "0.551" in text and "1356" in text and "0.07 / 0.01 / 0.31" in text
