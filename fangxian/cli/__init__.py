@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -98,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # FANGXIAN_LOG_LEVELS="streams.stages.decide=INFO,fangxian.edge=DEBUG": one part louder
+    for item in os.environ.get("FANGXIAN_LOG_LEVELS", "").split(","):
+        name, _, level = item.partition("=")
+        if name.strip() and level.strip().upper() in logging.getLevelNamesMapping():
+            logging.getLogger(name.strip()).setLevel(level.strip().upper())
     func: Command = args.func
     settings: Settings | None = None
     try:

@@ -42,8 +42,10 @@ import collections
 import logging
 import os
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,8 +133,20 @@ class TaskBatch:
     source: list[Msg] = field(default_factory=list)
     rerouted: list[Msg] = field(default_factory=list)
     offsets: dict[TP, int] = field(default_factory=dict)
+    #: the first offset of each input partition in this batch: where a failed transaction
+    #: rewinds to (everything before it was committed by an earlier transaction)
+    starts: dict[TP, int] = field(default_factory=dict)
     records: list[OutRecord | tuple[str, bytes | None, bytes]] = field(default_factory=list)
     results: list[BatchResult] = field(default_factory=list)
+
+
+def _close_quietly(producer: Any) -> None:
+    try:
+        close = getattr(producer, "close", None)
+        if close is not None:
+            close()
+    except Exception as err:
+        log.debug("old producer close: %r", err)
 
 
 def _default_consumer(config: dict[str, Any]) -> Any:
@@ -209,6 +223,8 @@ class DecideStage:
         self._delivery_errors: list[str] = []
         self._callback_error: BaseException | None = None
         self._rewind_all = False
+        self._beat = time.monotonic()  # the loop's last round (the watchdog reads it)
+        self._stage_thread: int | None = None
         self.instance = instance_id(settings)
         self.decided = 0  # decisions committed (tests and the benchmark read it)
         self.routed = 0  # events forwarded to the partition of their community
@@ -328,10 +344,34 @@ class DecideStage:
 
     async def run(self) -> None:
         self._thread_done.clear()
+        self._beat = time.monotonic()
+        watchdog = threading.Thread(target=self._watchdog, name="decide-watchdog", daemon=True)
+        watchdog.start()
         try:
             await asyncio.to_thread(self._run)
         finally:
             self._thread_done.set()
+
+    def _watchdog(self) -> None:
+        """A loop that has not come round for a while says where it is (once per episode): a
+        stall must be diagnosable from the log, not only from a debugger."""
+        stuck_after = 4 * self._s.decide_transaction_timeout_s + 10
+        reported = False
+        while not self._thread_done.wait(5.0):
+            if self._stage_thread is None:
+                continue
+            idle = time.monotonic() - self._beat
+            if idle < stuck_after:
+                reported = False
+                continue
+            if reported:
+                continue
+            reported = True
+            frame = sys._current_frames().get(self._stage_thread)
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "?"
+            log.error(
+                "decide loop has not come round for %.0fs 决策循环停滞; it is at:\n%s", idle, where
+            )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -480,10 +520,12 @@ class DecideStage:
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
+        self._stage_thread = threading.get_ident()
         consumer = self._consumer
         timeout = self._s.batch_within_s
         batch_max = self._s.batch_max
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             self._apply_updates()
             messages = consumer.consume(batch_max, timeout)
             if self._callback_error is not None:
@@ -518,6 +560,7 @@ class DecideStage:
             offset = m.offset()
             msg = Msg(topic, p, offset, m.key(), m.value(), m.timestamp()[1], m.headers())
             (b.rerouted if topic == reroute else b.source).append(msg)
+            b.starts.setdefault((topic, p), offset)
             b.offsets[(topic, p)] = offset + 1
         for p, b in work.items():
             self._make(self.tasks[p], b)
@@ -663,7 +706,7 @@ class DecideStage:
                         self._consumer.consumer_group_metadata(),
                         self._s.transaction_timeout_s,
                     )
-                producer.commit_transaction(self._s.transaction_timeout_s)  # 4
+                self._end_transaction(producer)  # 4
             elif offsets:
                 self._commit_offsets(offsets)
         except (KafkaException, TransactionFailed, BufferError) as exc:
@@ -674,6 +717,27 @@ class DecideStage:
             task = self.tasks.get(p)
             if task is not None:
                 self._delivered(task, b)
+
+    def _end_transaction(self, producer: Any) -> None:
+        """``commit_transaction``, again while librdkafka says the error is retriable and the
+        transaction need not be aborted (a commit that timed out may have completed: aborting
+        it then would decide its events twice). Fails with ``commit_unknown`` when the outcome
+        cannot be known; the tasks then rewind to the offsets the group has committed."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + 3 * self._s.decide_transaction_timeout_s
+        while True:
+            try:
+                producer.commit_transaction(self._s.transaction_timeout_s)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.txn_requires_abort():
+                    raise  # nothing of it was committed
+                if err.retriable() and time.monotonic() < deadline and not self._stop.is_set():
+                    log.warning("commit transaction: %s; again 重试提交", err)
+                    continue
+                raise TransactionFailed("commit_unknown", str(err)) from exc
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         """at_least_once, after the flush: the consumer commit of the poll's input offsets."""
@@ -743,10 +807,20 @@ class DecideStage:
             # then blocked send_offsets_to_transaction past its timeout (the broker-restart
             # fault test). A failure is rare; a new producer costs one InitProducerId.
             self._replace_producer()
-            self._rewind(list(self.tasks) if fatal else sorted(work))
+            unknown = fatal or (
+                isinstance(exc, TransactionFailed) and exc.cause == "commit_unknown"
+            )
+            if unknown:  # the commit may have happened: ask the group what it holds
+                self._rewind(list(self.tasks))
+            else:
+                self._rewind(sorted(work), starts=self._starts(work))
             return
         self._producer.purge()
-        self._rewind(sorted(work))
+        self._rewind(sorted(work), starts=self._starts(work))
+
+    @staticmethod
+    def _starts(work: dict[int, TaskBatch]) -> dict[TP, int]:
+        return {tp: o for b in work.values() for tp, o in b.starts.items()}
 
     def _replace_producer(self) -> None:
         old, self._producer = self._producer, None
@@ -754,17 +828,19 @@ class DecideStage:
             old.purge()  # nothing of the failed transaction is sent any more
         except Exception as err:
             log.debug("purge: %r", err)
-        try:
-            old.flush(0)  # serves callbacks; the handle is destroyed when dropped
-        except Exception as err:
-            log.debug("flush: %r", err)
-        del old
+        # closed in the background: destroying a producer whose broker just went away can take
+        # seconds, and the new one's InitProducerId fences it anyway
+        threading.Thread(target=_close_quietly, args=(old,), name="decide-old-producer").start()
         self._producer = self._new_producer()
 
-    def _rewind(self, partitions: Sequence[int]) -> None:
+    def _rewind(self, partitions: Sequence[int], starts: Mapping[TP, int] | None = None) -> None:
         """Tasks back to their committed state: engines rebuilt from the changelog (restored
-        from the start: the engine held the aborted changes), inputs seeked to the committed
-        offsets (fetched with require_stable: our abort is complete before they answer)."""
+        from the start: the engine held the aborted changes), inputs seeked to ``starts`` (the
+        failed batch's first offsets: all before them is committed) or, when the outcome of the
+        last commit is unknown, to the group's committed offsets (fetched with require_stable).
+        Asking the group is bounded: after a broker restart librdkafka's OffsetFetch can wait
+        for a rebalance that only ``consume()`` serves; the stage then stops and its supervisor
+        starts it again from the committed offsets."""
         from confluent_kafka import TopicPartition as CTP
 
         self._rewind_all = False
@@ -781,8 +857,18 @@ class DecideStage:
             return
         if self._restore_state:
             self._restore(tasks)
+        if starts is not None:
+            mine = {t.partition for t in tasks}
+            for (topic, p), offset in starts.items():
+                if p in mine and (topic, p) in self._assignment:
+                    self._seek(CTP(topic, p, offset))
+            for task in tasks:
+                task.ready = True
+            return
         tps = [CTP(t, p) for t, p in self._assignment if p in {t.partition for t in tasks}]
-        committed = self._retrying("committed offsets", lambda: self._consumer.committed(tps, 30))
+        committed = self._retrying(
+            "committed offsets", lambda: self._consumer.committed(tps, 30), attempts=4
+        )
         for tp in committed:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING

@@ -103,9 +103,15 @@ class Town:
 class Traffic(threading.Thread):
     """Scans at ``rate`` per second (paced in 50 ms steps) until ``stop()``."""
 
-    def __init__(self, settings: Settings, make: Callable[[], dict[str, Any]], rate: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        make: Callable[[], dict[str, Any]],
+        rate: float,
+        **producer_config: Any,
+    ) -> None:
         super().__init__(daemon=True)
-        self._producer = RecordProducer(settings, acks="all")
+        self._producer = RecordProducer(settings, **{"acks": "all", **producer_config})
         self._make = make
         self._rate = rate
         self._halt = threading.Event()
@@ -149,7 +155,10 @@ class Traffic(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=30)
+        if self.ident is None:  # never started: used only for scripted ``send``s
+            self._producer.close()
+        else:
+            self.join(timeout=30)
         if self.error is not None:
             raise RuntimeError(f"the traffic thread failed: {self.error!r}") from self.error
 
@@ -161,9 +170,10 @@ class Traffic(threading.Thread):
 class Watch(threading.Thread):
     """Reads gate.decisions and alerts read_committed from the beginning, as staff would."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, isolation: str = "read_committed") -> None:
         super().__init__(daemon=True)
         self._settings = settings
+        self._isolation = isolation  # read_uncommitted: what a gate reading early would see
         self._halt = threading.Event()
         self.decisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.decided_at: dict[str, float] = {}
@@ -177,7 +187,7 @@ class Watch(threading.Thread):
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            isolation_level="read_committed",
+            isolation_level=self._isolation,
             reconnect_backoff_max_ms=1000,
         )
         parts = [
@@ -261,6 +271,8 @@ def stage_env(settings: Settings) -> dict[str, str]:
         FANGXIAN_SINK_FLUSH_S=str(settings.sink_flush_s),
         FANGXIAN_PROCESSING_GUARANTEE=settings.processing_guarantee,
         PYTHONPATH=str(ROOT),
+        # assignments, restores and rewinds in the stage log (a failing fault test's evidence)
+        FANGXIAN_LOG_LEVELS="streams.stages.decide=INFO",
     )
     for f in fields(Topics):
         env["FANGXIAN_TOPIC_" + f.name.upper()] = getattr(settings.topics, f.name)
