@@ -15,9 +15,9 @@ One request, in order (the adapters translate; everything else is here, once):
    ``edge-fallback``; in the response or by a callback (Hikvision ``remoteCheck``, Digest auth).
 
 Background: the outbox is produced to Kafka (idempotent, acks=all, partition = murmur2(key) like
-the Java client) and marked produced; the decisions are followed read_uncommitted with a short
-fetch wait; a core decision that disagrees with a fallback answer raises
-``EDGE_FALLBACK_DISAGREED``.
+the Java client) and marked produced; the decisions are followed read_uncommitted (a 500 ms
+fetch wait: the broker answers as soon as a decision is there); a core decision that disagrees
+with a fallback answer raises ``EDGE_FALLBACK_DISAGREED``.
 
 Nothing raw leaves this module: logs name device ids and event ids only; dead letters keep the
 reason, a digest and the length of the body, never the body.
@@ -525,6 +525,7 @@ class EdgeService:
         if waiting:
             await asyncio.wait(waiting, timeout=remaining)
         verdicts: list[Verdict] = []
+        remembered: list[asyncio.Future[list[bool]]] = []
         for scan, event, future, earlier in zip(scans, events, futures, told, strict=True):
             if future.done() and not future.cancelled():
                 decision, reasons = future.result()
@@ -557,7 +558,8 @@ class EdgeService:
             late = self._decided.get(scan["event_id"])
             if late is None:  # the core may still decide: remember what the gate was told
                 self._fallbacks[scan["event_id"]] = answer
-                await asyncio.to_thread(self.outbox.remember_fallback, answer)
+                # queued now (a forget of this event comes after it), in the next group commit
+                remembered.append(self.outbox.remember((answer,)))
             self.metrics.fallback_answers.labels(
                 community_id=entry.community_id, decision=decision
             ).inc()
@@ -570,6 +572,8 @@ class EdgeService:
             verdicts.append(Verdict(event.event_serial, decision, "edge-fallback", reasons))  # type: ignore[arg-type]
             if late is not None:
                 await self._check_disagreement(scan["event_id"], *late)
+        if remembered:  # on disk before the device is told (one fsync for the whole group)
+            await asyncio.gather(*remembered)
         return verdicts
 
     async def _callback(
@@ -655,9 +659,11 @@ class EdgeService:
         answer = self._fallbacks.pop(event_id, None)
         if answer is None:
             return
-        await asyncio.to_thread(self.outbox.forget_fallback, event_id)
         opens = decision in ("ALLOW", "WARN")
         if opens == (answer.decision in ("ALLOW", "WARN")):
+            # settled: forgotten with the next group commit, not awaited (the decision follower
+            # must not wait an fsync per decision); lost in a crash, it is settled again
+            self.outbox.forget((event_id,))
             return
         from streams.rules.alerts import build_alert
 
@@ -693,7 +699,7 @@ class EdgeService:
         )
         topic, key = topic_and_key(self.settings.topics, "Alert", alert)
         row = OutRow(str(alert["alert_id"]), "Alert", topic, key, self.codec.encode("Alert", alert))
-        await self.outbox.append([row])
+        await self.outbox.append([row], forget=(event_id,))  # the alert and the forget: one commit
         self._wake.set()
         self.metrics.disagreements.labels(community_id=answer.community_id).inc()
         log.warning(
@@ -796,7 +802,14 @@ class EdgeService:
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_uncommitted",  # decisions are deterministic
-                fetch_max_wait_ms=5,
+                # fetch_min_bytes=1: the broker answers a fetch as soon as one decision is
+                # there, so the wait costs no latency — it only bounds an empty poll (5 ms cost
+                # the broker up to 0.29 of a core, 500 ms 0.04; docs/benchmark.md, Gate edge).
+                # aiokafka sends a node's next fetch only once every partition's records were
+                # taken (getmany drains them all) or after prefetch_backoff (100 ms); only then
+                # can a partition wait for a fetch in flight without it, and such a fetch returns
+                # with the next decision on any partition.
+                fetch_max_wait_ms=500,
                 fetch_min_bytes=1,
             )
             try:
