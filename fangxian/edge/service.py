@@ -94,6 +94,7 @@ def default_adapters() -> list[DeviceAdapter]:
     for module, name in (
         ("fangxian.edge.adapters.dahua", "DahuaAdapter"),
         ("fangxian.edge.adapters.zkteco", "ZktecoAdapter"),
+        ("fangxian.edge.adapters.mqtt", "MqttAdapter"),  # topics, not HTTP paths
     ):
         with contextlib.suppress(ImportError, AttributeError):
             adapters.append(getattr(__import__(module, fromlist=[name]), name)())
@@ -120,6 +121,15 @@ class EdgeConfig:
     answer_margin_ms: int = 150
     #: how long a produce may keep retrying before the send is retried from the outbox
     kafka_request_timeout_ms: int = 120_000
+    #: MQTT gateways (docs/edge.md, "MQTT"): the broker the edge subscribes to; empty = none
+    mqtt_host: str = ""
+    mqtt_port: int = 1883
+    mqtt_username: str = ""
+    mqtt_password: str = field(default="", repr=False)
+    mqtt_client_id: str = "fangxian-edge"
+    #: several edge processes share the pass subscription ($share/<group>/...)
+    mqtt_shared_group: str = ""
+    mqtt_tls: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeConfig:
@@ -145,6 +155,13 @@ class EdgeConfig:
             rate_burst=float(get("BURST", str(d.rate_burst))),
             metrics_port=int(get("METRICS_PORT", str(d.metrics_port))),
             answer_margin_ms=int(get("ANSWER_MARGIN_MS", str(d.answer_margin_ms))),
+            mqtt_host=get("MQTT_HOST", ""),
+            mqtt_port=int(get("MQTT_PORT", str(d.mqtt_port))),
+            mqtt_username=get("MQTT_USERNAME", ""),
+            mqtt_password=get("MQTT_PASSWORD", ""),
+            mqtt_client_id=get("MQTT_CLIENT_ID", d.mqtt_client_id),
+            mqtt_shared_group=get("MQTT_SHARED_GROUP", ""),
+            mqtt_tls=get("MQTT_TLS", "").lower() in ("1", "true", "yes"),
         )
 
 
@@ -233,6 +250,7 @@ class EdgeService:
         self.metrics_port = 0
         self.kafka_connected = asyncio.Event()
         self.decisions_following = asyncio.Event()
+        self.mqtt_connected = asyncio.Event()  # the MQTT subscription is in place
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -264,6 +282,25 @@ class EdgeService:
             self._tasks.append(asyncio.create_task(self._follow_decisions(), name="edge-decide"))
             self._tasks.append(asyncio.create_task(self._follow_reference(), name="edge-replica"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="edge-gauges"))
+        if self.config.mqtt_host:
+            from fangxian.edge.mqtt_transport import MqttTransportConfig, run_mqtt_transport
+
+            c = self.config
+            mqtt = MqttTransportConfig(
+                host=c.mqtt_host,
+                port=c.mqtt_port,
+                username=c.mqtt_username or None,
+                password=c.mqtt_password or None,
+                client_id=c.mqtt_client_id,
+                shared_group=c.mqtt_shared_group or None,
+                tls=ssl.create_default_context() if c.mqtt_tls else None,
+            )
+            self._tasks.append(
+                asyncio.create_task(
+                    run_mqtt_transport(mqtt, self.handle, connected=self.mqtt_connected),
+                    name="edge-mqtt",
+                )
+            )
         log.info(
             "边缘网关已启动 edge listening on %s:%d (%d devices registered)",
             self.config.host,
@@ -298,6 +335,20 @@ class EdgeService:
                 return adapter
         return None
 
+    async def handle(self, dreq: DeviceRequest) -> DeviceResponse:
+        """A request that did not come over HTTP (an MQTT gateway's pass): the same register
+        check, pseudonyms, outbox and wait for the decision as an HTTP device's."""
+        started = time.perf_counter()
+        adapter = self._route(dreq.path)
+        if adapter is None:
+            return DeviceResponse.text("no device family for this topic / 主题不对", 404)
+        response, outcome, waited = await self._serve(adapter, dreq, None)
+        self.metrics.requests.labels(vendor=adapter.vendor, outcome=outcome).inc()
+        self.metrics.latency.labels(vendor=adapter.vendor, waited=str(waited).lower()).observe(
+            time.perf_counter() - started
+        )
+        return response
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         path = request.path
@@ -331,7 +382,7 @@ class EdgeService:
         return web.Response(status=response.status, body=response.body, headers=response.headers)
 
     async def _serve(
-        self, adapter: DeviceAdapter, dreq: DeviceRequest, request: web.Request
+        self, adapter: DeviceAdapter, dreq: DeviceRequest, request: web.Request | None
     ) -> tuple[DeviceResponse, str, bool]:
         started = time.perf_counter()
         try:
@@ -440,7 +491,9 @@ class EdgeService:
         good = hmac.new(self._nonce_key, stamp.encode(), hashlib.sha256).hexdigest()[:24]
         return hmac.compare_digest(good, mac) and time.time() - int(stamp) < NONCE_TTL_S
 
-    def _authenticated(self, entry: DeviceEntry, dreq: DeviceRequest, request: web.Request) -> bool:
+    def _authenticated(
+        self, entry: DeviceEntry, dreq: DeviceRequest, request: web.Request | None
+    ) -> bool:
         if entry.auth == "none":
             return True
         if entry.auth == "path":
@@ -469,7 +522,7 @@ class EdgeService:
         if p.get("username") != entry.username or not self._nonce_fresh(p.get("nonce", "")):
             return False
         ha1 = _md5(f"{entry.username}:{DIGEST_REALM}:{entry.password}")
-        ha2 = _md5(f"{request.method}:{p.get('uri', '')}")
+        ha2 = _md5(f"{dreq.method}:{p.get('uri', '')}")
         expected = _md5(
             f"{ha1}:{p.get('nonce')}:{p.get('nc')}:{p.get('cnonce')}:{p.get('qop')}:{ha2}"
         )

@@ -204,3 +204,80 @@ def test_an_unknown_user_cannot_connect(broker: MosquittoBroker) -> None:
 
     with pytest.raises(aiomqtt.MqttError):
         asyncio.run(connect())
+
+
+def test_the_edge_service_serves_mqtt_gateways_through_kafka(
+    broker: MosquittoBroker, topics: Any, tmp_path: Any
+) -> None:
+    """`fangxian edge` with FANGXIAN_EDGE_MQTT_HOST set: the real service subscribes, a gateway's
+    pass becomes a pseudonymised GateScan in Kafka (through the outbox) and the gateway gets an
+    answer on its decision topic. No decide stage runs here, so the answer is the fallback
+    policy's (an unknown card: DENY) within the register's timeout; an unregistered gateway is
+    refused and produces nothing. Control: the same service without the MQTT setting never
+    answers the gateway."""
+    from kafka import KafkaConsumer
+
+    from fangxian.edge.register import DeviceEntry, Register
+    from fangxian.edge.service import EdgeConfig, EdgeService
+    from schemas import Codec
+
+    settings = topics.replace(pseudonym_key="edge-mqtt-test-key")
+    register = Register(
+        [
+            DeviceEntry(
+                "gw-a", "mqtt", community_id=COMMUNITY, gate_id="east", direction="IN",
+                serial="GW-A", timeout_ms=1500, auth="none",
+            )
+        ]
+    )  # fmt: skip
+
+    async def run(with_mqtt: bool) -> tuple[Any, Any, float]:
+        config = EdgeConfig(
+            port=0,
+            metrics_port=-1,
+            outbox_path=str(tmp_path / f"outbox-{with_mqtt}.sqlite"),
+            answer_margin_ms=200,
+            mqtt_host=broker.host if with_mqtt else "",
+            mqtt_port=broker.port,
+            mqtt_username=EDGE_USER,
+            mqtt_password=PASSWORDS[EDGE_USER],
+            mqtt_client_id=f"edge-service-{with_mqtt}",
+        )
+        service = EdgeService(settings, config, register)
+        await service.start()
+        try:
+            if with_mqtt:
+                await asyncio.wait_for(service.mqtt_connected.wait(), timeout=10)
+            async with gateway(broker, "GW-A") as gw:
+                began = asyncio.get_running_loop().time()
+                fever = await gw.scan(method="CARD", identifier=CARD, temperature_c=38.4)
+                took = asyncio.get_running_loop().time() - began
+            async with gateway(broker, "GW-B") as stranger:
+                refused = await stranger.scan(method="CARD", identifier=CARD, wait_s=2.0)
+            return fever, refused, took
+        finally:
+            await service.stop()
+
+    fever, refused, took = asyncio.run(run(with_mqtt=True))
+    assert fever is not None, "the gateway got no answer"
+    # the fallback policy's answer: an unregistered card with a fever is refused, not let in
+    assert (fever["decision"], fever["open"], fever["source"]) == (
+        "DENY", False, "edge-fallback"
+    ), fever  # fmt: skip
+    assert took < 1.5, took  # inside the register's timeout
+    assert refused == {"error": "unknown_device"}, refused
+    assert CARD not in json.dumps([fever, refused])
+    consumer = KafkaConsumer(
+        settings.topics.gate_scans,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    codec = Codec()
+    scans = [codec.decode("GateScan", m.value) for m in consumer]
+    consumer.close()
+    assert [(s["device_id"], s["temperature_c"]) for s in scans] == [("gw-a", 38.4)]
+    assert CARD not in json.dumps(scans)
+    # control: no MQTT setting, no subscription: the pass waits unanswered
+    control, _, _ = asyncio.run(run(with_mqtt=False))
+    assert control is None
