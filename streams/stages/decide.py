@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -48,6 +50,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fangxian.core.kafka_security import confluent_config
@@ -161,8 +164,17 @@ def _default_producer(config: dict[str, Any]) -> Any:
     return Producer(config)
 
 
+_STAGES_IN_PROCESS = itertools.count()
+
+
 def instance_id(settings: Settings) -> str:
-    return settings.decide_instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    """The stage's part of its transactional id: ``decide_instance_id`` if set, else host, pid
+    and the stage's number in the process (the tests and the bench run several stages in one
+    process; sharing a transactional id, they fenced each other)."""
+    if settings.decide_instance_id:
+        return settings.decide_instance_id
+    n = next(_STAGES_IN_PROCESS)
+    return f"{socket.gethostname()}-{os.getpid()}" + (f"-{n}" if n else "")
 
 
 class DecideStage:
@@ -248,10 +260,6 @@ class DecideStage:
             "retry.backoff.ms": RETRY_BACKOFF_MS,
             "retry.backoff.max.ms": 250,
             "error_cb": self._client_error,
-            # one callback for the producer, called for failed deliveries only: flush() still
-            # waits for every message, and a per-message callback cost more than the produce
-            "on_delivery": self._on_delivery,
-            "delivery.report.only.error": True,
         }
         if self._eos:
             timeout_ms = int(self._s.decide_transaction_timeout_s * 1000)
@@ -343,14 +351,36 @@ class DecideStage:
         }
 
     async def run(self) -> None:
+        """The loop in a thread of its own (not the event loop's executor: several stages in one
+        process, as the tests and the bench run them, would take its few workers for good)."""
         self._thread_done.clear()
         self._beat = time.monotonic()
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def settle(err: BaseException | None) -> None:
+            if ended.done():
+                return
+            if err is None:
+                ended.set_result(None)
+            else:
+                ended.set_exception(err)
+
+        def target() -> None:
+            err: BaseException | None = None
+            try:
+                self._run()
+            except BaseException as exc:  # handed to the awaiting task
+                err = exc
+            finally:
+                self._thread_done.set()
+                with contextlib.suppress(RuntimeError):  # the event loop is already closed
+                    loop.call_soon_threadsafe(settle, err)
+
         watchdog = threading.Thread(target=self._watchdog, name="decide-watchdog", daemon=True)
+        threading.Thread(target=target, name="decide-loop", daemon=True).start()
         watchdog.start()
-        try:
-            await asyncio.to_thread(self._run)
-        finally:
-            self._thread_done.set()
+        await ended
 
     def _watchdog(self) -> None:
         """A loop that has not come round for a while says where it is (once per episode): a
@@ -375,7 +405,13 @@ class DecideStage:
 
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.to_thread(self._thread_done.wait, self._s.transaction_timeout_s)
+        # the loop finishes what it is in (a commit, a restore: each bounded) before the
+        # clients close: closing them under it crashed librdkafka's flush (SystemError)
+        done = await asyncio.to_thread(
+            self._thread_done.wait, 4 * self._s.decide_transaction_timeout_s + 10
+        )
+        if not done:
+            log.error("decide loop did not stop in time 决策循环未及时停止; closing anyway")
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -423,37 +459,50 @@ class DecideStage:
         engine = self._engine_factory(p, self.owns_for(p))
         return DecideTask(p, engine, EventProcessor(self._s, self._codec, engine, self._metrics))
 
-    def _changelog_end(self, p: int) -> int:
-        """The changelog's end once no transaction is open on it (last stable offset = high
-        watermark): whatever the previous owner wrote is then committed or aborted. Bounded by
-        the broker's transaction timeout (a crashed owner's transaction ends by it)."""
+    def _changelog_ends(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Each changelog partition's end once no transaction is open on it (last stable offset
+        = high watermark): whatever the previous owner wrote is then committed or aborted. One
+        deadline for all of them (3 × the transaction timeout: a crashed owner's transaction
+        is ended by the broker by then), not one each: the wait runs inside the rebalance
+        callback, and three partitions waited for in turn held the group for 90 s."""
         from confluent_kafka import TopicPartition as CTP
 
-        tp = CTP(self._changelog_topic, p)
-        deadline = time.monotonic() + 3 * self._s.decide_transaction_timeout_s
-        while True:
-            _, stable = self._retrying(
-                "changelog end", lambda: self._restorer.get_watermark_offsets(tp, 10, False)
-            )
-            _, high = self._retrying(
-                "changelog end", lambda: self._watermarks.get_watermark_offsets(tp, 10, False)
-            )
-            if stable >= high or time.monotonic() > deadline:
-                if stable < high:
-                    log.warning(
-                        "changelog %d: a transaction is still open after %.0fs, restoring to "
-                        "its last stable offset 仍有未完成事务",
-                        p,
-                        3 * self._s.decide_transaction_timeout_s,
-                    )
-                return int(stable)
-            time.sleep(0.01)
+        limit = 3 * self._s.decide_transaction_timeout_s
+        deadline = time.monotonic() + limit
+        ends: dict[int, int] = {}
+        todo = list(partitions)
+        while todo:
+            for p in list(todo):
+                tp = CTP(self._changelog_topic, p)
+                _, stable = self._retrying("changelog end", partial(self._stable_end, tp))
+                _, high = self._retrying("changelog end", partial(self._high_end, tp))
+                ends[p] = int(stable)
+                if stable >= high:
+                    todo.remove(p)
+            if todo and time.monotonic() > deadline:
+                log.warning(
+                    "changelog %s: a transaction is still open after %.0fs, restoring to its "
+                    "last stable offset 仍有未完成事务",
+                    todo,
+                    limit,
+                )
+                break
+            if todo:
+                time.sleep(0.01)
+        return ends
+
+    def _stable_end(self, tp: Any) -> tuple[int, int]:
+        return self._restorer.get_watermark_offsets(tp, 10, False)
+
+    def _high_end(self, tp: Any) -> tuple[int, int]:
+        return self._watermarks.get_watermark_offsets(tp, 10, False)
 
     def _restore(self, tasks: Sequence[DecideTask]) -> None:
         targets: dict[TP, tuple[int, int, Callable[[str, str, bytes | None], None]]] = {}
+        ends = self._changelog_ends([t.partition for t in tasks if t.state is not None])
         for t in tasks:
             if t.state is not None:
-                end = self._changelog_end(t.partition)
+                end = ends[t.partition]
                 targets[(self._changelog_topic, t.partition)] = (
                     t.changelog_position,
                     end,
@@ -712,6 +761,9 @@ class DecideStage:
         except (KafkaException, TransactionFailed, BufferError) as exc:
             self._failed(work, exc)  # 5
             return
+        except SystemError as exc:  # confluent-kafka's C code on a fenced producer: unknown
+            self._failed(work, TransactionFailed("commit_unknown", repr(exc)))
+            return
         self._metrics.decide_commit_seconds.observe(time.monotonic() - began)
         for p, b in work.items():
             task = self.tasks.get(p)
@@ -750,6 +802,9 @@ class DecideStage:
 
     def _produce(self, records: Sequence[OutRecord | tuple[str, bytes | None, bytes]]) -> None:
         producer = self._producer
+        # a callback per message: the producer-wide one in the config made flush() fail with
+        # SystemError when several stages shared a process (the fault matrix's scaling test)
+        on_delivery = self._on_delivery
         for r in records:
             if isinstance(r, OutRecord):
                 topic, key, value = r.topic, r.key, r.value
@@ -770,7 +825,7 @@ class DecideStage:
                 )
             while True:
                 try:
-                    producer.produce(topic, value, key, **kwargs)
+                    producer.produce(topic, value, key, on_delivery=on_delivery, **kwargs)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.05)

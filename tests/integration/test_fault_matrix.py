@@ -50,14 +50,18 @@ def own_server() -> Iterator[ClickHouseServer]:
 
 class _CoupledDecide(DecideStage):
     """The control of the outage test: a decide stage wired to wait on the sink — after each
-    batch it waits until the sink has written what it holds, as the old single loop did."""
+    commit it waits until the sink has written what it holds, as the old single loop did. The
+    commit runs in the stage's thread and the sink in the asyncio loop, so the sink's state is
+    polled from here."""
 
     sink: Any
 
-    async def _commit(self, work: dict[int, TaskBatch]) -> None:
-        await super()._commit(work)
-        while self.sink._pending.row_count or self.sink._flushing is not None:
-            await asyncio.sleep(0.02)
+    def _commit(self, work: dict[int, TaskBatch]) -> None:
+        super()._commit(work)
+        while not self._stop.is_set() and (
+            self.sink._pending.row_count or self.sink._flushing is not None
+        ):
+            time.sleep(0.02)
 
 
 async def _outage_run(
@@ -352,30 +356,49 @@ def test_decide_worker_killed_mid_stream_loses_doubles_and_forgets_nothing(
 
 
 def _subject_keyed_route(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The old keying, for the control: scans placed by subject, not by community."""
+    """The old keying, for the control: a scan is decided by the task of its *subject's*
+    partition, not its community's — a household's two residents can then be decided by two
+    tasks, each with its own quota state — and every task fires every community's timers.
+    Built on the new router: what ``Router.enter`` sorts by community is sorted again by
+    subject (the other task's scans are forwarded over the reroute topic, as the router
+    forwards any event on the wrong partition)."""
     from schemas import Codec
     from streams.publish import OutRecord, partition_for
-    from streams.stages.route import Router
+    from streams.stages.route import Entry, Router, provenance_headers
 
-    original = Router.route
+    original = Router.enter
     codec = Codec()
 
-    def route(self: Router, messages: Any) -> Any:
-        records, dead = original(self, messages)
-        moved = []
-        for r in records:
-            headers = dict(r.headers)
-            if headers["src"].endswith(b"gate.scans") and r.value is not None:
-                subject = codec.decode("GateScan", r.value, validate=False)["subject_id"]
-                r = OutRecord(
-                    r.topic, r.key, r.value, partition_for(subject.encode(), self._partitions),
-                    r.headers, r.timestamp_ms,
-                )  # fmt: skip
-            moved.append(r)
-        return moved, dead
+    def by_subject(router: Router, value: bytes) -> int:
+        subject = codec.decode("GateScan", value, validate=False)["subject_id"]
+        return partition_for(subject.encode(), router._partitions)
 
-    monkeypatch.setattr(Router, "route", route)
-    monkeypatch.setattr(DecideStage, "owns_for", lambda self, p: lambda cid: True)
+    def enter(self: Router, messages: Any, partition: int) -> Entry:
+        entry = original(self, messages, partition)
+        out = Entry(dead=entry.dead)
+        for msg, name, event in entry.mine:
+            owner = partition
+            if name == "GateScan" and msg.value is not None:
+                owner = by_subject(self, msg.value)
+            if owner == partition:
+                out.mine.append((msg, name, event))
+            else:
+                out.forward.append(
+                    OutRecord(
+                        self._topic, event["community_id"].encode(), msg.value, owner,
+                        provenance_headers(msg), msg.timestamp if msg.timestamp >= 0 else None,
+                    )
+                )  # fmt: skip
+        for r in entry.forward:
+            if dict(r.headers)["src"].endswith(b"gate.scans") and r.value is not None:
+                r = OutRecord(
+                    r.topic, r.key, r.value, by_subject(self, r.value), r.headers, r.timestamp_ms
+                )
+            out.forward.append(r)
+        return out
+
+    monkeypatch.setattr(Router, "enter", enter)
+    monkeypatch.setattr(Router, "owns", lambda self, p: lambda cid: True)
 
 
 async def _scaling_run(settings: Settings, town: Town, outs: dict[str, str]) -> Watch:
@@ -612,20 +635,9 @@ def test_broker_stopped_and_restarted_on_the_same_data_loses_and_doubles_nothing
     # nothing lost (what the issue asks): every scan decided (waited for above) and in ClickHouse
     for table in ("gate_scans", "gate_decisions"):
         assert counts[table][1] == len(sent), (table, counts[table], len(sent))
-    # nothing doubled. Known defect (docs/topology.md): a batch in a transaction when the broker
-    # stops can be written twice by the producer's retry after the restart — identical records
-    # (one decided_at) of scans sent within a second of the stop, visible read_committed. Only
-    # exactly that shape is reported as the known failure; any other doubling fails the test.
+    # nothing doubled: no decision twice read_committed (the transaction that held a batch when
+    # the broker stopped is aborted and redone, never committed with a retried copy)
     doubled = {e: ds for e, ds in watch.decisions.items() if len(ds) > 1}
-    known = bool(doubled) and all(
-        len({d["decided_at"] for d in ds}) == 1 and abs(traffic.sent[e] - marks["down"]) < 1.0
-        for e, ds in doubled.items()
-    )
-    if known:
-        pytest.xfail(
-            f"known defect: {len(doubled)} decisions written twice by a retry across the broker "
-            f"restart (ClickHouse total/distinct {counts['gate_decisions']})"
-        )
     assert doubled == {}, (
         len(doubled),
         [
