@@ -80,6 +80,8 @@ DIGEST_REALM = "fangxian-edge"
 NONCE_TTL_S = 300
 DECIDED_CACHE = 200_000
 EDGE_ALERT = "EDGE_FALLBACK_DISAGREED"
+#: /healthz says Kafka is not taking records once an accepted one has waited this long
+STALLED_S = 30.0
 _EMPTY: Mapping[str, Mapping[str, Any]] = {}
 
 
@@ -251,6 +253,7 @@ class EdgeService:
         self.kafka_connected = asyncio.Event()
         self.decisions_following = asyncio.Event()
         self.mqtt_connected = asyncio.Event()  # the MQTT subscription is in place
+        self._outbox_age = 0.0  # seconds the oldest accepted, unsent record has waited
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -355,7 +358,17 @@ class EdgeService:
         if path == "/openapi.json":
             return web.json_response(OPENAPI)
         if path == "/healthz":
-            return web.json_response({"ok": True, "kafka": self.kafka_connected.is_set()})
+            # the producer retries inside its client and never says Kafka is gone: an accepted
+            # record waiting longer than STALLED_S is what shows it (a 30 s broker outage read
+            # kafka=true in all 54 samples before)
+            stalled = self._outbox_age > STALLED_S
+            return web.json_response(
+                {
+                    "ok": True,
+                    "kafka": self.kafka_connected.is_set() and not stalled,
+                    "outbox_oldest_s": round(self._outbox_age, 1),
+                }
+            )
         secret = None
         if path.startswith("/d/"):
             _, _, rest = path[3:].partition("/")
@@ -936,6 +949,7 @@ class EdgeService:
             depth, age = await asyncio.to_thread(self.outbox.depth_and_age)
             self.metrics.outbox_depth.set(depth)
             self.metrics.outbox_oldest_seconds.set(age)
+            self._outbox_age = age
             if time.monotonic() - last_prune > 3600:
                 await asyncio.to_thread(self.outbox.prune)
                 last_prune = time.monotonic()

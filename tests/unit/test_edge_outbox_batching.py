@@ -227,3 +227,37 @@ def test_service_disagreement_alert_and_forget_in_one_commit(tmp_path: Path) -> 
 
     asyncio.run(main())
     service.outbox.close()
+
+
+@pytest.mark.parametrize(
+    ("connected", "oldest_s", "kafka"),
+    [
+        pytest.param(True, 0.0, True, id="connected, nothing waiting"),
+        pytest.param(True, 29.0, True, id="a backlog younger than the limit"),
+        pytest.param(True, 31.0, False, id="connected but nothing sent for 31 s: Kafka is away"),
+        pytest.param(False, 0.0, False, id="never connected"),
+    ],
+)
+def test_healthz_says_kafka_is_away_when_accepted_records_stop_leaving(
+    tmp_path: Path, connected: bool, oldest_s: float, kafka: bool
+) -> None:
+    """The edge's producer retries inside its client and never reports a broker outage: a
+    30 s outage read kafka=true in every sample (issue 18's fault test). The age of the oldest
+    accepted, unsent record is what shows it."""
+    import json
+
+    from aiohttp.test_utils import make_mocked_request
+
+    service = _service(tmp_path)
+    if connected:
+        service.kafka_connected.set()
+    service._outbox_age = oldest_s
+
+    async def ask() -> dict[str, Any]:
+        response = await service._handle(make_mocked_request("GET", "/healthz"))
+        return json.loads(response.body)  # type: ignore[attr-defined]
+
+    health = asyncio.run(ask())
+    service.outbox.close()
+    assert health["kafka"] is kafka
+    assert health["outbox_oldest_s"] == oldest_s
