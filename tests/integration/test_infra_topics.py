@@ -22,7 +22,11 @@ def test_every_configured_topic_has_one_spec() -> None:
     settings = DEFAULTS.replace(topics=Topics().with_prefix("district7."))
     names = [spec.name for spec in topic_specs(settings)]
     configured = [getattr(settings.topics, f.name) for f in fields(Topics)]
-    internal = [settings.decide_events_topic, settings.decide_changelog_topic]
+    internal = [
+        settings.decide_events_topic,
+        settings.decide_reroute_topic,
+        settings.decide_changelog_topic,
+    ]
     assert names == configured + internal
     assert all(name.startswith("district7.") for name in configured)
     assert all(name.startswith(settings.app_id + "-decide-") for name in internal)
@@ -32,7 +36,10 @@ def test_every_configured_topic_has_one_spec() -> None:
     ("topic", "policy"),
     [
         pytest.param(
-            "decide_events_topic", "delete", id="events repartitioned by community expire"
+            "decide_events_topic", "delete", id="decided events copied for the sink expire"
+        ),
+        pytest.param(
+            "decide_reroute_topic", "delete", id="events forwarded to their community expire"
         ),
         pytest.param(
             "decide_changelog_topic", "compact", id="the rule-state changelog is compacted"
