@@ -1,15 +1,21 @@
 """Local stand-ins for the WeCom, DingTalk and Feishu group robots, a generic webhook receiver
 and an Aliyun-shaped ``SendSms``, implementing each API's contract on loopback: they verify the
-signature with the documented algorithm, answer the documented error codes with HTTP 200, apply
-the rate limit, and on request return 5xx or hang (a timeout). Tests and the ``make run`` demo
-send to them instead of the real services.
+signature with the documented algorithm, answer the services' error codes (with HTTP 200, or
+400 where the service does), apply the rate limit, and on request return 5xx or hang (a
+timeout). Tests and the ``make run`` demo send to them instead of the real services.
+
+The codes and messages are the services' own, as their docs and answers seen from the live
+services give them (sources in docs/dispatch.md, "Vendor answer codes").
 
 Routes (one aiohttp server):
 - ``POST /cgi-bin/webhook/send?key=K`` — WeCom (93000 unknown key, 45009 over 20/min,
-  40058 content over 2048 bytes);
+  40058 content over 2048 bytes, 40008 not a text message);
 - ``POST /robot/send?access_token=T&timestamp=ms&sign=S`` — DingTalk (300001 unknown token,
-  310000 bad signature or timestamp older than an hour, 130101 over 20/min then blocked);
-- ``POST /open-apis/bot/v2/hook/{token}`` — Feishu (19021 bad signature, 9499 over 5/s);
+  310000 bad signature or timestamp older than an hour, 460101 a body over 20,000 bytes,
+  130101 over 20/min then blocked);
+- ``POST /open-apis/bot/v2/hook/{token}`` — Feishu (19001 unknown hook, 19021 bad signature,
+  HTTP 400 with 9499 "Bad Request" for a body over 20 KB and 9499 "too many request" over
+  5/s or 100/min; ``inject("feishu", "flow_control")`` answers the documented 11232);
 - ``POST /hooks/{name}`` — generic webhook (401 bad signature; duplicates by Idempotency-Key
   are counted, not stored twice);
 - ``POST /sms`` — SendSms (``SignatureDoesNotMatch``, ``isv.BUSINESS_LIMIT_CONTROL``).
@@ -37,6 +43,10 @@ from infra.ports import free_port
 
 log = logging.getLogger(__name__)
 
+FEISHU_BAD_REQUEST: dict[str, Any] = {"code": 9499, "msg": "Bad Request", "data": {}}
+FEISHU_TOO_MANY: dict[str, Any] = {"code": 9499, "msg": "too many request", "data": {}}
+FEISHU_FLOW_CONTROL: dict[str, Any] = {"code": 11232, "msg": "frequency limited", "data": {}}
+
 
 @dataclass
 class Received:
@@ -56,6 +66,7 @@ class FakeBotConfig:
     sms_keys: dict[str, str] = field(default_factory=lambda: {"sms-key-id": "sms-key-secret"})
     per_minute: int = 20  # WeCom and DingTalk
     feishu_per_second: int = 5
+    feishu_per_minute: int = 100
     dingtalk_block_s: float = 600.0
     hang_s: float = 30.0
 
@@ -110,7 +121,8 @@ class FakeBots:
         return f"{self.base_url}/sms"
 
     def inject(self, kind: str, *faults: str) -> None:
-        """The next requests of ``kind`` fail with these, in order: ``"5xx"``, ``"timeout"``."""
+        """The next requests of ``kind`` fail with these, in order: ``"5xx"``, ``"timeout"``,
+        and for Feishu ``"flow_control"`` (code 11232)."""
         self.faults.setdefault(kind, deque()).extend(faults)
 
     def of_kind(self, kind: str) -> list[Received]:
@@ -144,11 +156,15 @@ class FakeBots:
         fault = queue.popleft()
         if fault == "timeout":
             await asyncio.sleep(self.config.hang_s)
+        if fault == "flow_control":  # the message text is ours; the code is the documented one
+            return self._reject(kind, "flow_control", FEISHU_FLOW_CONTROL)
         return web.json_response({"error": "injected"}, status=503)
 
-    def _reject(self, kind: str, reason: str, body: dict[str, Any]) -> web.Response:
+    def _reject(
+        self, kind: str, reason: str, body: dict[str, Any], status: int = 200
+    ) -> web.Response:
         self.rejected.append((kind, reason))
-        return web.json_response(body)
+        return web.json_response(body, status=status)
 
     def _accept(
         self, kind: str, target: str, payload: dict[str, Any], request: web.Request
@@ -175,7 +191,12 @@ class FakeBots:
             )
         if len(payload["text"]["content"].encode()) > 2048:
             return self._reject(
-                "wecom", "size", {"errcode": 40058, "errmsg": "content exceed max length"}
+                "wecom",
+                "size",
+                {
+                    "errcode": 40058,
+                    "errmsg": "text.content exceed max length 2048. invalid Request Parameter",
+                },
             )
         if not self._rate(f"wecom:{key}", self.config.per_minute, 60.0):
             return self._reject(
@@ -218,7 +239,17 @@ class FakeBots:
                 "rate",
                 {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"},
             )
-        payload = await request.json()
+        raw = await request.read()
+        if len(raw) > 20_000:
+            return self._reject(
+                "dingtalk",
+                "size",
+                {
+                    "errcode": 460101,
+                    "errmsg": "description: body 大小不合法;solution:请保持大小在 20000bytes 以内;",
+                },
+            )
+        payload = json.loads(raw)
         self._accept("dingtalk", token, payload, request)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
@@ -234,7 +265,10 @@ class FakeBots:
                 "hook",
                 {"code": 19001, "msg": "param invalid: incoming webhook access token invalid"},
             )
-        payload = await request.json()
+        raw = await request.read()
+        if len(raw) > 20 * 1024:
+            return self._reject("feishu", "size", FEISHU_BAD_REQUEST, status=400)
+        payload = json.loads(raw)
         ts = str(payload.get("timestamp", ""))
         expected = base64.b64encode(
             hmac.new(f"{ts}\n{secret}".encode(), b"", hashlib.sha256).digest()
@@ -257,8 +291,12 @@ class FakeBots:
                     "msg": "sign match fail or timestamp is not within one hour from current time",
                 },
             )
-        if not self._rate(f"feishu:{token}", self.config.feishu_per_second, 1.0):
-            return self._reject("feishu", "rate", {"code": 9499, "msg": "too many request"})
+        per_second = self._rate(f"feishu:{token}", self.config.feishu_per_second, 1.0)
+        if not per_second or not self._rate(
+            f"feishu-min:{token}", self.config.feishu_per_minute, 60.0
+        ):
+            # as the live service answers a burst: HTTP 400, code 9499, "too many request"
+            return self._reject("feishu", "rate", FEISHU_TOO_MANY, status=400)
         self._accept("feishu", token, payload, request)
         return web.json_response({"code": 0, "data": {}, "msg": "success"})
 

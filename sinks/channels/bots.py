@@ -1,16 +1,28 @@
-"""The group robots community staff use. All three answer HTTP 200 with a non-zero
-``errcode``/``code`` on failure, so the body is always checked.
+"""The group robots community staff use. Their answers carry the outcome in the body
+(``errcode`` / ``code``; 0 is success), with HTTP 200 for most refusals and HTTP 400 for some
+(Feishu answers a burst with HTTP 400 and code 9499), so the body is read whatever the status;
+``wecom_refusal``, ``dingtalk_refusal`` and ``feishu_refusal`` turn (status, body) into a
+``DeliveryError`` or ``None``, pure and tested as a table (``tests/unit/test_channel_answers.py``).
+The codes below were checked against the vendors' docs and answers seen from the live services
+(sources in docs/dispatch.md, "Vendor answer codes").
 
 - WeCom (企业微信群机器人): ``POST <url>?key=K``, ``{"msgtype": "text", "text": {"content",
-  "mentioned_list", "mentioned_mobile_list"}}``; content at most 2048 bytes; 20 messages/min per
-  robot (errcode 45009 when exceeded); 93000 is an invalid key.
+  "mentioned_list", "mentioned_mobile_list"}}``; content at most 2048 bytes (over it: errcode
+  40058 "… exceed max length …. invalid Request Parameter"); 20 messages/min per robot (45009
+  "api freq out of limit"); 93000 "invalid webhook url" (wrong key, or the robot was removed
+  from the group); -1 system busy.
 - DingTalk (钉钉自定义机器人): ``POST <url>?access_token=T&timestamp=ms&sign=S``,
   S = urlencode(base64(HMAC-SHA256(key=secret, msg=f"{ms}\\n{secret}"))); ``at.atMobiles`` and
   ``@mobile`` inside the text; 20 messages/min, then the robot is blocked for 10 minutes
-  (errcode 130101); 310000 is a failed signature / keyword / IP check.
+  (errcode 130101 "send too fast"); 310000 a failed signature / keyword / IP check; 300001 and
+  300005 "token is not exist"; 460101 a body over 20,000 bytes.
 - Feishu (飞书自定义机器人): ``POST <url>`` with ``timestamp`` (s) and ``sign`` =
   base64(HMAC-SHA256(key=f"{s}\\n{secret}", msg=b"")) in the body, ``<at user_id="ou_…">``;
-  100 messages/min and 5/s; code 19021 is a bad signature, 9499 or HTTP 429 a rate limit.
+  100 messages/min and 5/s per robot, request body at most 20 KB; 19021 a bad signature or
+  timestamp, 19001 an unknown hook, 19022 / 19024 the IP / keyword checks; 11232 the
+  documented flow-control (rate-limit) code; 9499 is "Bad Request" (a malformed or oversized
+  body) — and also what a burst is answered with, as ``{"code": 9499, "msg": "too many
+  request"}`` with HTTP 400: only that 9499 is worth retrying.
 """
 
 from __future__ import annotations
@@ -18,24 +30,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote_plus
 
 import aiohttp
 
-from sinks.channels.base import Channel, DeliveryError, OutgoingMessage, read_json
+from sinks.channels.base import Channel, DeliveryError, OutgoingMessage
 
-WECOM_MAX_BYTES = 2048
-DINGTALK_MAX_BYTES = 20000
-FEISHU_MAX_BYTES = 20000  # the whole request body may not exceed 20 KB; leave room for JSON
+WECOM_MAX_BYTES = 2048  # the text's content
+#: DingTalk (20,000 bytes) and Feishu (20 KB) limit the whole request body: the text gets what
+#: the JSON around it (mentions, signature) leaves, and the body is sent as UTF-8, not with
+#: \\u escapes (which would make a Chinese text twice as long on the wire)
+DINGTALK_BODY_MAX = 20_000
+FEISHU_BODY_MAX = 20 * 1024
+BODY_ROOM = 1_000
+DINGTALK_MAX_BYTES = DINGTALK_BODY_MAX - BODY_ROOM
+FEISHU_MAX_BYTES = FEISHU_BODY_MAX - BODY_ROOM
 
-WECOM_RATE_LIMITED = 45009
+#: 45009 "api freq out of limit" (the robot's 20/min); 45033 concurrent calls over the limit
+WECOM_RATE_LIMITED = frozenset({45009, 45033})
+WECOM_BLOCK_S = 60.0
+#: the services' "system busy, try again" (WeCom and DingTalk global codes)
+SYSTEM_BUSY = -1
 DINGTALK_RATE_LIMITED = 130101
 DINGTALK_BLOCK_S = 600.0
 FEISHU_BAD_SIGNATURE = 19021
-FEISHU_RATE_LIMITED = frozenset({9499, 11232})
+FEISHU_FLOW_CONTROL = 11232
+#: "Bad Request" — and, with the message "too many request", a burst over 5/s
+FEISHU_BAD_REQUEST = 9499
+FEISHU_BLOCK_S = 1.0
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
@@ -50,14 +76,97 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-def _errcode(data: dict[str, Any], *names: str) -> int:
+def _code(data: Mapping[str, Any] | None, *names: str) -> int | None:
+    """The answer's code, or None when the body has none (not JSON, or no such field)."""
+    if data is None:
+        return None
     for name in names:
         if name in data:
             try:
                 return int(data[name])
             except (TypeError, ValueError):
-                return -1
-    return -1  # no code at all: not the documented success answer
+                return None
+    return None
+
+
+def _without_code(vendor: str, status: int) -> DeliveryError:
+    """An answer without the vendor's code: judged by its HTTP status (a 2xx without a code is
+    not the documented success answer, and a proxy's error page may be anything)."""
+    if status >= 500 or status == 429 or 200 <= status < 300:
+        return DeliveryError(
+            f"{vendor}: HTTP {status} without a code",
+            retryable=True,
+            code=str(status) if status >= 300 else "bad_body",
+        )
+    return DeliveryError(f"{vendor}: HTTP {status}", retryable=False, code=str(status))
+
+
+def wecom_refusal(status: int, data: Mapping[str, Any] | None) -> DeliveryError | None:
+    """What a WeCom robot's answer means: None for success, else the failure to record."""
+    code = _code(data, "errcode")
+    if code is None or data is None:
+        return _without_code("WeCom", status)
+    if code == 0:
+        return None
+    limited = code in WECOM_RATE_LIMITED
+    return DeliveryError(
+        f"WeCom errcode {code}: {data.get('errmsg', '')}",
+        retryable=limited or code == SYSTEM_BUSY,
+        code=str(code),
+        block_s=WECOM_BLOCK_S if limited else 0.0,
+    )
+
+
+def dingtalk_refusal(status: int, data: Mapping[str, Any] | None) -> DeliveryError | None:
+    """What a DingTalk robot's answer means: None for success, else the failure to record."""
+    code = _code(data, "errcode")
+    if code is None or data is None:
+        return _without_code("DingTalk", status)
+    if code == 0:
+        return None
+    return DeliveryError(
+        f"DingTalk errcode {code}: {data.get('errmsg', '')}",
+        retryable=code in (DINGTALK_RATE_LIMITED, SYSTEM_BUSY),
+        code=str(code),
+        block_s=DINGTALK_BLOCK_S if code == DINGTALK_RATE_LIMITED else 0.0,
+    )
+
+
+def feishu_refusal(status: int, data: Mapping[str, Any] | None) -> DeliveryError | None:
+    """What a Feishu robot's answer means: None for success, else the failure to record.
+    9499 is retried only when its message says it was a burst ("too many request")."""
+    code = _code(data, "code", "StatusCode")
+    if code is None or data is None:
+        return _without_code("Feishu", status)
+    if code == 0:
+        return None
+    text = str(data.get("msg", data.get("StatusMessage", "")))
+    burst = code == FEISHU_BAD_REQUEST and "too many request" in text.lower()
+    limited = burst or code == FEISHU_FLOW_CONTROL
+    return DeliveryError(
+        f"Feishu code {code}: {text}",
+        retryable=limited,
+        code=str(code),
+        block_s=FEISHU_BLOCK_S if limited else 0.0,
+    )
+
+
+def json_body(payload: Mapping[str, Any]) -> bytes:
+    """A payload as the UTF-8 JSON body sent (non-ASCII characters as they are)."""
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+async def read_answer(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any] | None]:
+    """The HTTP status and the JSON object of a robot's answer (None when the body is not a
+    JSON object), read whatever the status."""
+    try:
+        data = await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientPayloadError):
+        data = None
+    return response.status, data if isinstance(data, dict) else None
 
 
 class WeComBot(Channel):
@@ -84,16 +193,9 @@ class WeComBot(Channel):
 
     async def send(self, session: aiohttp.ClientSession, message: OutgoingMessage) -> None:
         async with session.post(self._url, json=self.payload(message)) as response:
-            data = await read_json(response)
-        code = _errcode(data, "errcode")
-        if code == 0:
-            return
-        raise DeliveryError(
-            f"WeCom errcode {code}: {data.get('errmsg', '')}",
-            retryable=code in (WECOM_RATE_LIMITED, -1),
-            code=str(code),
-            block_s=60.0 if code == WECOM_RATE_LIMITED else 0.0,
-        )
+            refusal = wecom_refusal(*await read_answer(response))
+        if refusal is not None:
+            raise refusal
 
 
 class DingTalkBot(Channel):
@@ -131,18 +233,13 @@ class DingTalkBot(Channel):
         from yarl import URL
 
         async with session.post(
-            URL(self.signed_url(), encoded=True), json=self.payload(message)
+            URL(self.signed_url(), encoded=True),
+            data=json_body(self.payload(message)),
+            headers=JSON_HEADERS,
         ) as response:
-            data = await read_json(response)
-        code = _errcode(data, "errcode")
-        if code == 0:
-            return
-        raise DeliveryError(
-            f"DingTalk errcode {code}: {data.get('errmsg', '')}",
-            retryable=code in (DINGTALK_RATE_LIMITED, -1),
-            code=str(code),
-            block_s=DINGTALK_BLOCK_S if code == DINGTALK_RATE_LIMITED else 0.0,
-        )
+            refusal = dingtalk_refusal(*await read_answer(response))
+        if refusal is not None:
+            raise refusal
 
 
 class FeishuBot(Channel):
@@ -175,14 +272,9 @@ class FeishuBot(Channel):
         return body
 
     async def send(self, session: aiohttp.ClientSession, message: OutgoingMessage) -> None:
-        async with session.post(self._url, json=self.payload(message)) as response:
-            data = await read_json(response)
-        code = _errcode(data, "code", "StatusCode")
-        if code == 0:
-            return
-        raise DeliveryError(
-            f"Feishu code {code}: {data.get('msg', data.get('StatusMessage', ''))}",
-            retryable=code in FEISHU_RATE_LIMITED or code == -1,
-            code=str(code),
-            block_s=1.0 if code in FEISHU_RATE_LIMITED else 0.0,
-        )
+        async with session.post(
+            self._url, data=json_body(self.payload(message)), headers=JSON_HEADERS
+        ) as response:
+            refusal = feishu_refusal(*await read_answer(response))
+        if refusal is not None:
+            raise refusal

@@ -5,6 +5,7 @@ limits, 5xx and hangs. Controls: a wrong secret is refused by the server, so the
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -243,6 +244,65 @@ def test_control_without_the_client_limit_feishu_answers_9499() -> None:
 
     outcomes = run(body, FakeBotConfig(feishu_per_second=2))
     assert [o.code for o in outcomes] == ["", "", "9499"]
+    # the service answers a burst with HTTP 400 and 9499 "too many request": worth a retry
+    assert outcomes[2].retryable
+
+
+def test_feishu_flow_control_11232_is_a_failure_worth_a_later_retry() -> None:
+    async def body(bots: FakeBots, session: aiohttp.ClientSession) -> tuple[Outcome, bool]:
+        bots.inject("feishu", "flow_control")
+        sender = Sender({"t": make("feishu", bots)}, session, retry=FAST)
+        outcome = await sender.deliver("t", message())
+        assert ("feishu", "flow_control") in bots.rejected and bots.of_kind("feishu") == []
+        return outcome, sender.breakers["t"].is_open
+
+    outcome, breaker_open = run(body)
+    assert (outcome.ok, outcome.code, outcome.retryable) == (False, "11232", True)
+    assert breaker_open, "the service asked to slow down: no more calls until the block ends"
+
+
+@pytest.mark.parametrize("kind", ["dingtalk", "feishu"])
+def test_a_long_chinese_text_fits_the_body_limit_on_the_wire(kind: str) -> None:
+    long = ("东门复测体温，确认发热，请立即处置。" * 1500, "long English text " * 100)
+
+    async def body(bots: FakeBots, session: aiohttp.ClientSession) -> Outcome:
+        outcome = await Sender({"t": make(kind, bots)}, session, retry=FAST).deliver(
+            "t", message(long)
+        )
+        assert bots.rejected == []
+        return outcome
+
+    assert run(body) == Outcome(True, 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status"),
+    [
+        pytest.param("dingtalk", 460101, 200, id="dingtalk body over 20000 bytes: 460101"),
+        pytest.param("feishu", 9499, 400, id="feishu body over 20 KB: HTTP 400, 9499 Bad Request"),
+    ],
+)
+def test_control_the_servers_refuse_an_oversized_body(kind: str, code: int, status: int) -> None:
+    async def body(bots: FakeBots, session: aiohttp.ClientSession) -> tuple[int, Any]:
+        channel = make(kind, bots)
+        payload = channel.payload(message())  # type: ignore[attr-defined]
+        payload["padding"] = "字" * 7000  # 21,000 bytes of UTF-8
+        url = (
+            channel.signed_url()  # type: ignore[attr-defined]
+            if kind == "dingtalk"
+            else bots.feishu_url()
+        )
+        from yarl import URL
+
+        async with session.post(
+            URL(url, encoded=True),
+            data=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+        ) as r:
+            return r.status, await r.json()
+
+    got_status, answer = run(body)
+    assert (got_status, answer.get("errcode", answer.get("code"))) == (status, code)
 
 
 def test_breaker_opens_after_repeated_failures_and_half_opens_later() -> None:
