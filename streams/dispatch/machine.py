@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from streams.dispatch.closed import ClosedAlerts
 from streams.dispatch.roster import Policy, Roster, Staff, Step
 
 NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
@@ -114,6 +115,8 @@ class DispatchMachine:
         self.default_channels = tuple(default_channels)
         self.alerts: dict[str, AlertState] = {}
         self.silenced: set[str] = set()
+        # closed alerts leave ``alerts`` (``prune``); their ids stay here for a while
+        self.closed = ClosedAlerts()
         # (community, gate, type) → leader whose first message has not gone yet
         self._groups: dict[tuple[str, str, str], str] = {}
         self.in_doubt_resends = 0
@@ -158,7 +161,7 @@ class DispatchMachine:
         """The records that take ``alert`` on (ROUTED, or SILENCED), already applied; none for
         an alert already known (a redelivery)."""
         alert_id = alert["alert_id"]
-        if alert_id in self.alerts or alert_id in self.silenced:
+        if alert_id in self.alerts or alert_id in self.silenced or alert_id in self.closed:
             return []
         policy = self.roster.policy(alert["community_id"])
         state = AlertState(
@@ -268,8 +271,8 @@ class DispatchMachine:
 
     def _apply_routed(self, record: Mapping[str, Any], detail: Mapping[str, str]) -> None:
         alert_id = record["alert_id"]
-        if alert_id in self.alerts:
-            return
+        if alert_id in self.alerts or alert_id in self.closed:
+            return  # known, or closed and pruned (a late re-read must not reopen it)
         leader_id = detail.get("leader", alert_id)
         state = AlertState(
             alert_id=alert_id,
@@ -333,6 +336,32 @@ class DispatchMachine:
             state.wake_ms = 0
         self.in_doubt_resends += count
         return count
+
+    def prune(self, now_ms: int) -> int:
+        """Closed alerts leave memory: an acknowledged, resolved or silenced alert with no
+        delivery in flight (its outcome is still to be recorded), and — for a group leader —
+        no member still open (its closing record is still to come back, or to be settled after
+        a restart), is dropped; its id stays in ``closed`` (bounded, time-limited) so a late
+        duplicate is still skipped. Returns how many alerts left. Called by the stage once a
+        second and after a restore (never while restoring: ``settle`` needs the leaders)."""
+        gone = 0
+        for alert_id, state in list(self.alerts.items()):
+            if state.status == OPEN or state.inflight:
+                continue
+            if state.is_leader and any(
+                self.alerts[m].status == OPEN for m in state.members if m in self.alerts
+            ):
+                continue
+            self.closed.add(alert_id, state.status, state.closed_by, state.closed_at)
+            del self.alerts[alert_id]
+            gone += 1
+        for alert_id in self.silenced:  # silenced when taken on: never held as state
+            self.closed.add(alert_id, SILENCED, "", now_ms)
+        self.silenced.clear()
+        if gone:
+            self._groups = {k: v for k, v in self._groups.items() if v in self.alerts}
+        self.closed.expire(now_ms)
+        return gone
 
     def forget_partitions(self, keep: Callable[[int], bool]) -> None:
         """Drop the state of partitions this instance no longer owns."""

@@ -357,6 +357,8 @@ class DispatcherStage:
         if not force and now - self._gauges_at < GAUGES_EVERY_S:
             return
         self._gauges_at = now
+        # closed alerts leave memory before the walk (the walk and the memory stay bounded)
+        self.machine.prune(self._clock_ms())
         breakers = (
             {name: b.is_open for name, b in self._sender.breakers.items()}
             if self._sender is not None
