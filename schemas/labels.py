@@ -48,5 +48,8 @@ ALERT_TYPE_ZH: Final[dict[str, str]] = {
     "FEVER_REPORTED": "上报发热",
     "REPORT_OVERDUE": "健康上报逾期",
     "OBSERVATION_COMPLETED": "居家观察期满",
+    "CLUSTER_SUSPECTED": "聚集性疫情预警",
+    "OCCUPANCY_OVER_CAPACITY": "在场人数超限",
+    "GATE_ANOMALY": "门岗拒绝异常",
     "OTHER": "其他",
 }

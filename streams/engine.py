@@ -69,6 +69,7 @@ from streams.state.devices import DeviceHealth
 from streams.state.fever import FeverState
 from streams.state.observation import Observation
 from streams.state.store import KeyedStore
+from streams.state.windows import EarlyWarning
 
 Event = Mapping[str, Any]
 Record = Mapping[str, Any]
@@ -172,6 +173,7 @@ class RuleEngine:
         self.fever = FeverState()
         self.devices = DeviceHealth()
         self.observation = Observation()
+        self.windows = EarlyWarning()  # clusters, occupancy, gate refusal rates (issue 20)
         self.alerter = Alerter(self.stats)
         self._stores: dict[str, KeyedStore[Any]] = {}
         all_stores: list[KeyedStore[Any]] = [
@@ -182,6 +184,7 @@ class RuleEngine:
             self.devices.store,
             self.observation.store,
             self.alerter.store,
+            *self.windows.stores(),
         ]
         for store in all_stores:
             if store.name in self._stores:
@@ -191,6 +194,7 @@ class RuleEngine:
             self.fever.store.name: self.fever.restored,
             self.devices.store.name: self.devices.restored,
             self.replay.store.name: self.replay.restored,
+            **self.windows.restore_hooks(),
         }
         for rid, rec in self._residents.items():
             self.observation.index(rid, rec)
@@ -382,6 +386,7 @@ class RuleEngine:
             until = now - self.lateness_ms
             self.fever.close(out.alerts, self.alerter, rules, cid, until, now_ms)
             self.devices.close(out.alerts, self.alerter, rules, cid, until, now_ms)
+            self.windows.close(out.alerts, self.alerter, rules, cid, until, now_ms)
 
     def _time(
         self,
@@ -530,6 +535,7 @@ class RuleEngine:
                 },
             )
             return kind, ""
+        first_alert = len(out.alerts)
         role = self.fever.observe(
             out.alerts,
             self.alerter,
@@ -546,6 +552,11 @@ class RuleEngine:
             late,
             handheld,
         )
+        if len(out.alerts) > first_alert:  # a confirmed fever is a case of a cluster
+            new = out.alerts[first_alert:]
+            self.windows.fever_alerts(
+                out.alerts, new, self.alerter, rules, self._residents, created_at
+            )
         return kind, role
 
     # ------------------------------------------------------------------ gate scans
@@ -657,6 +668,10 @@ class RuleEngine:
 
         if action != DENY:
             self.access.record(pending, t)
+        self.windows.scan(
+            out.alerts, self.alerter, rules, ev, t, late, action, reasons, pending.repeat,
+            created_at,
+        )  # fmt: skip
 
         decision = {
             "event_id": event_id,
@@ -727,6 +742,10 @@ class RuleEngine:
             "reasons": [refused.alert_type],
             "decided_at": created_at,
         }
+        self.windows.scan(
+            out.alerts, self.alerter, rules, ev, t, late, refused.action, [refused.alert_type],
+            False, created_at,
+        )  # fmt: skip
         self.replay.remember(event_id, cid, t, decision)
         out.decisions.append(decision)
 
@@ -756,6 +775,11 @@ class RuleEngine:
         self.observation.observe(
             out.alerts, self.alerter, rules, ev, t, t if now_ms is None else now_ms
         )
+        sealed = self.clock.time(cid)
+        self.windows.report(
+            out.alerts, self.alerter, rules, ev, self._residents.get(ev["resident_id"]), t,
+            sealed is not None and t < sealed - self.lateness_ms, t if now_ms is None else now_ms,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ timers
 
@@ -768,12 +792,17 @@ class RuleEngine:
             self._rules.clear()
         owns = self._owns
         quiet_until = now_ms - self.lateness_ms
-        for cid in sorted(set(self.fever.communities()) | set(self.devices.communities())):
+        for cid in sorted(
+            set(self.fever.communities())
+            | set(self.devices.communities())
+            | self.windows.communities()
+        ):
             if cid in self._active or not owns(cid):
                 continue
             rules = self.rules_for(cid)
             self.fever.close(out.alerts, self.alerter, rules, cid, quiet_until, now_ms)
             self.devices.close(out.alerts, self.alerter, rules, cid, now_ms, now_ms)
+            self.windows.close(out.alerts, self.alerter, rules, cid, quiet_until, now_ms)
         self._active.clear()
         self.observation.tick(out.alerts, self.alerter, self.rules_for, now_ms, owns)
         if self._last_sweep is None or now_ms - self._last_sweep >= self._sweep_interval_ms:
@@ -813,6 +842,12 @@ class RuleEngine:
         )
         dropped += self.alerter.expire(horizons_suppress)
         dropped += self.replay.expire(horizons_replay)
+        sealed: dict[str, int] = {}
+        for cid in self.clock.communities():
+            t = self.clock.time(cid)
+            if t is not None:
+                sealed[cid] = t - lateness
+        dropped += self.windows.expire(sealed, self.rules_for)
         dropped += self.clock.expire(self._device_forget_ms)
         dropped += self.observation.expire()
         self.stats["expired_state"] += dropped
@@ -831,6 +866,7 @@ class RuleEngine:
             "pass_entries": len(self.access.pass_entries),
             "observed_residents": len(self.observation.observed),
             "replay_ids": len(self.replay),
+            **self.windows.sizes(),
         }
 
     def watermark(self, community_id: str) -> int | None:

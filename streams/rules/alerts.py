@@ -43,6 +43,10 @@ REPORT_OVERDUE = "REPORT_OVERDUE"
 OBSERVATION_COMPLETED = "OBSERVATION_COMPLETED"
 DEVICE_CLOCK_SKEW = "DEVICE_CLOCK_SKEW"
 OTHER = "OTHER"
+# early warning over windows (streams/rules/early_warning.py)
+CLUSTER_SUSPECTED = "CLUSTER_SUSPECTED"
+OCCUPANCY_OVER_CAPACITY = "OCCUPANCY_OVER_CAPACITY"
+GATE_ANOMALY = "GATE_ANOMALY"
 
 INFO = "INFO"
 WARNING = "WARNING"
@@ -80,6 +84,12 @@ _ZH_LABELS: dict[str, str] = {
     "wrong_community": "不属于本小区",
     "entries_used_up": "入场次数已用完",
     "not_registered": "未登记",
+    "BUILDING": "楼栋",
+    "COMMUNITY": "社区",
+    "OVER": "超限",
+    "CLEARED": "恢复",
+    "LIMIT_ENTRY": "请在入口限流，暂停放行进入直至人数回落。",
+    "ENTRY_RESUMED": "已回落至容量以内，可恢复正常放行。",
 }
 _EN_LABELS: dict[str, str] = {
     "ALLOW": "allow",
@@ -100,6 +110,12 @@ _EN_LABELS: dict[str, str] = {
     "wrong_community": "belongs to another community",
     "entries_used_up": "has no entries left",
     "not_registered": "is not registered",
+    "BUILDING": "building",
+    "COMMUNITY": "community",
+    "OVER": "over capacity",
+    "CLEARED": "back within capacity",
+    "LIMIT_ENTRY": "Limit entries at the gates until the count falls.",
+    "ENTRY_RESUMED": "Entries may resume as normal.",
 }
 
 # (zh, en) per alert type; fields come from the alert context (see build_alert).
@@ -227,6 +243,25 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "clock and time zone.",
     ),
     OTHER: ("【提示】{detail}", "[Notice] {detail}"),
+    CLUSTER_SUSPECTED: (
+        "【聚集性疫情预警】{scope_zh} {scope_key} 在 {window_h} 小时内已有 {cases} 人"
+        "发热或有症状（预警线 {min_cases} 人）：{case_list}。请立即上报街道并开展流调。",
+        "[Cluster suspected] {scope_en} {scope_key}: {cases} persons with a fever or symptoms "
+        "within {window_h} h (threshold {min_cases}): {case_list}. Report to the street office "
+        "and start contact tracing now.",
+    ),
+    OCCUPANCY_OVER_CAPACITY: (
+        "【在场人数{status_zh}】在场 {inside} 人，容量 {capacity} 人。{advice_zh}",
+        "[Occupancy {status_en}] {inside} persons inside, capacity {capacity}. {advice_en}",
+    ),
+    GATE_ANOMALY: (
+        "【门岗拒绝异常】门岗 {gate} 近 {window_min} 分钟拒绝 {refusals} 次"
+        "（此前 {baseline_h} 小时平均每 {window_min} 分钟 {baseline} 次，预警线 {threshold} 次），"
+        "请检查读卡/扫码设备或现场人员聚集情况。",
+        "[Gate anomaly] Gate {gate} refused {refusals} passes in the last {window_min} min "
+        "(the previous {baseline_h} h averaged {baseline} per {window_min} min; threshold "
+        "{threshold}). Check the reader and whether a crowd is at the gate.",
+    ),
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from schemas import contract
 from schemas.contract import DECISIONS, LIMIT_DIRECTIONS, LIMIT_SCOPES
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ _ENUM_FIELDS: dict[str, tuple[str, ...]] = {
     "curfew_action": DECISIONS,
     "entry_limit_scope": LIMIT_SCOPES,
     "entry_limit_direction": LIMIT_DIRECTIONS,
+    "cluster_scope": contract.enum_symbols("ClusterScope"),
 }
 _MINUTE_FIELDS = ("curfew_start_minute", "curfew_end_minute", "report_deadline_minute")
 _NULLABLE_FIELDS = ("curfew_start_minute", "curfew_end_minute")
@@ -56,6 +58,15 @@ class CommunityRules:
     drift_window_s: int = 900
     alert_suppression_s: int = 600
     updated_at: int = 0
+    # early warning over windows (streams/rules/early_warning.py, docs/rules.md)
+    cluster_scope: str = "BUILDING"
+    cluster_min_cases: int = 3
+    cluster_window_s: int = 259_200
+    capacity_persons: int = 0
+    gate_anomaly_window_s: int = 600
+    gate_anomaly_baseline_s: int = 3600
+    gate_anomaly_min_refusals: int = 10
+    gate_anomaly_factor: float = 3.0
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None) -> CommunityRules:

@@ -14,6 +14,7 @@ Bounded run: ``max_examples`` keeps it well under a minute on a loaded 2-core ma
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from schemas import Codec
 from streams.engine import Item
 from tests.unit.community_day import LATENESS_MS, Day, arrival_order, community_day
+from tests.unit.early_warning_day import early_warning_day, versions
 
 CODEC = Codec()
 
@@ -92,3 +94,41 @@ def test_decisions_and_alert_ids_do_not_depend_on_arrival(
     assert late == 0 == reference[2]
     assert decisions == reference[0]
     assert alerts == reference[1]
+
+
+EARLY_WARNING = ("CLUSTER_SUSPECTED", "OCCUPANCY_OVER_CAPACITY", "GATE_ANOMALY")
+
+
+def _early_warnings(day: Day, polls: list[list[Item]]) -> dict[str, list[Any]]:
+    engine = day.engine()
+    alerts: list[dict[str, Any]] = []
+    for poll in polls:
+        alerts.extend(engine.on_events(sorted(poll, key=engine.sort_key)).alerts)
+    return versions(alerts, EARLY_WARNING)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(
+    seed=st.integers(min_value=0, max_value=10_000),
+    shuffle=st.integers(min_value=0, max_value=10_000),
+    max_delay_s=st.integers(min_value=0, max_value=LATENESS_MS // 1000 - 30),
+    max_poll=st.sampled_from([1, 7, 50, 400]),
+)
+def test_cluster_capacity_and_gate_anomaly_alerts_do_not_depend_on_arrival(
+    seed: int, shuffle: int, max_delay_s: int, max_poll: int
+) -> None:
+    """Issue 20: the same cluster, capacity and anomaly alerts — every version of each, with
+    its details (a cluster's growing case count, an occupancy's OVER then CLEARED) — however
+    the community days arrive and are batched."""
+    day = early_warning_day(seed)
+    reference = _early_warnings(day, [[item] for item in day.items])
+    kinds = {v[0][0] for v in reference.values()}
+    assert kinds == set(EARLY_WARNING), kinds  # the day exercises all three
+    rng = random.Random(shuffle)
+    arrived = _arrivals(day, rng, max_delay_s * 1000)
+    assert _early_warnings(day, _polls(arrived, rng, max_poll)) == reference

@@ -54,6 +54,9 @@ def test_stores_have_unique_names_and_cover_every_state_object() -> None:
         "devices",
         "observation",
         "suppress",
+        "clusters",
+        "occupancy",
+        "gate_rates",
     }
 
 

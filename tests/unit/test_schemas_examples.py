@@ -39,7 +39,7 @@ CONTRACT_FIELDS = {
     ),
     "Resident": (
         "resident_id community_id household_id status observation_start key_groups "
-        "face_consent updated_at"
+        "face_consent updated_at building_id"
     ),
     "VisitorPass": (
         "pass_id community_id host_resident_id valid_from valid_until max_entries revoked "
@@ -52,7 +52,9 @@ CONTRACT_FIELDS = {
         "entry_limit_count entry_limit_window_s entry_limit_action dedupe_window_s "
         "curfew_start_minute curfew_end_minute curfew_action report_deadline_minute "
         "observation_days device_silent_s drift_margin_c drift_window_s alert_suppression_s "
-        "updated_at"
+        "updated_at cluster_scope cluster_min_cases cluster_window_s capacity_persons "
+        "gate_anomaly_window_s gate_anomaly_baseline_s gate_anomaly_min_refusals "
+        "gate_anomaly_factor"
     ),
     "StaffMember": "staff_id community_id display_name role contacts active updated_at",
     "DutyShift": (
@@ -87,12 +89,13 @@ CONTRACT_ENUMS = {
         "QUARANTINE_BREACH UNKNOWN_SUBJECT PASS_INVALID VEHICLE_UNREGISTERED "
         "FACE_CONSENT_MISSING CURFEW_VIOLATION ENTRY_LIMIT_EXCEEDED SYMPTOMS_REPORTED "
         "FEVER_REPORTED REPORT_OVERDUE OBSERVATION_COMPLETED DEVICE_CLOCK_SKEW "
-        "EDGE_FALLBACK_DISAGREED OTHER"
+        "EDGE_FALLBACK_DISAGREED OTHER CLUSTER_SUSPECTED OCCUPANCY_OVER_CAPACITY GATE_ANOMALY"
     ),
     "Severity": "INFO WARNING CRITICAL",
     "ResidentStatus": "NORMAL HOME_OBSERVATION CENTRALIZED_ISOLATION HOSPITALIZED RECOVERED",
     "LimitScope": "NONE PERSON HOUSEHOLD",
     "LimitDirection": "OUT IN ANY",
+    "ClusterScope": "BUILDING HOUSEHOLD COMMUNITY",
     "StaffRole": "GATE_GUARD GRID_WORKER COMMUNITY_STAFF STREET_OFFICE MEDICAL OTHER",
     "ActionKind": (
         "ROUTED SENDING NOTIFIED DELIVERY_FAILED ACKNOWLEDGED ESCALATED RESOLVED SILENCED "
@@ -124,6 +127,14 @@ CONTRACT_RULE_DEFAULTS = {
     "drift_window_s": 900,
     "alert_suppression_s": 600,
     "updated_at": 0,
+    "cluster_scope": "BUILDING",
+    "cluster_min_cases": 3,
+    "cluster_window_s": 259200,
+    "capacity_persons": 0,
+    "gate_anomaly_window_s": 600,
+    "gate_anomaly_baseline_s": 3600,
+    "gate_anomaly_min_refusals": 10,
+    "gate_anomaly_factor": 3.0,
 }
 
 TIMESTAMP_FIELDS = {
