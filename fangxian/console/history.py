@@ -35,6 +35,17 @@ ADMITTED = ("ALLOW", "WARN")
 ALERT_LIMIT = 500
 
 
+def latest_versions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per alert id, its latest version: an early warning is re-emitted with the same
+    id as it changes (issue 20), and the ReplacingMergeTree keeps every row until it merges."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen = latest.get(row["alert_id"])
+        if seen is None or row["created_at"] >= seen["created_at"]:
+            latest[row["alert_id"]] = row
+    return list(latest.values())
+
+
 def _codes(communities: Sequence[str]) -> str:
     for code in communities:
         if not credit_code_format_ok(code):
@@ -69,6 +80,7 @@ class History:
                 f"community_id IN ({_codes(communities)}) AND event_time >= toDateTime({start_s})"
             ),
         )
+        rows = latest_versions(rows)
         rows.sort(key=lambda r: r["event_time"], reverse=True)
         return rows[:ALERT_LIMIT]
 
@@ -105,6 +117,7 @@ class History:
             "alerts",
             where=f"community_id = '{community}' AND alert_id = '{_uuidish(alert_id)}'",
         )
+        found = latest_versions(found)
         return found[0] if found else None
 
     # -- decisions --------------------------------------------------------------------------
@@ -143,21 +156,27 @@ class History:
 
     # -- occupancy --------------------------------------------------------------------------
     def occupancy(self, communities: Sequence[str], start_s: int) -> dict[str, dict[str, int]]:
-        """Persons (vehicles excluded) admitted IN minus OUT since ``start_s``, per community:
-        scans whose decision let them pass (放行 / 放行并提醒)."""
+        """Per community: persons (vehicles excluded) let through IN and OUT since ``start_s``
+        (today), and ``now``, the persons inside — the decide stage's definition (issue 20,
+        docs/rules.md): IN − OUT of every pass not refused, over all the retained history
+        (carried across midnight, not reset), minute by minute in event time, never below zero
+        (people who were inside before counting began go out too)."""
         codes = _codes(communities)
-        admitted = ", ".join(f"'{d}'" for d in ADMITTED)
         out = {c: {"in": 0, "out": 0, "now": 0} for c in communities}
-        for community, ins, outs in self.reader.query(
-            "SELECT community_id, countIf(direction = 'IN'), countIf(direction = 'OUT')"
+        for community, minute, ins, outs in self.reader.query(
+            "SELECT community_id, toUInt32(toStartOfMinute(event_time)) AS m,"
+            " countIf(direction = 'IN'), countIf(direction = 'OUT')"
             f" FROM {self.db}.gate_scans FINAL"
-            f" WHERE community_id IN ({codes}) AND event_time >= toDateTime({start_s})"
-            " AND subject_type != 'VEHICLE' AND event_id IN ("
+            f" WHERE community_id IN ({codes}) AND subject_type != 'VEHICLE' AND event_id IN ("
             f"  SELECT event_id FROM {self.db}.gate_decisions WHERE community_id IN ({codes})"
-            f"  AND decided_at >= toDateTime({start_s}) AND toString(decision) IN ({admitted}))"
-            " GROUP BY community_id"
+            "  AND toString(decision) != 'DENY')"
+            " GROUP BY community_id, m ORDER BY community_id, m"
         ):
-            out[str(community)] = {"in": int(ins), "out": int(outs), "now": int(ins) - int(outs)}
+            row = out[str(community)]
+            row["now"] = max(0, row["now"] + int(ins) - int(outs))
+            if int(minute) >= start_s:
+                row["in"] += int(ins)
+                row["out"] += int(outs)
         return out
 
     # -- residents under observation --------------------------------------------------------

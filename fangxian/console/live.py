@@ -137,6 +137,19 @@ def alert_view(alert: Mapping[str, Any], partition: int | None = None) -> AlertV
     )
 
 
+def refresh(view: AlertView, alert: Mapping[str, Any]) -> bool:
+    """A later version of an alert the console already shows (the same id re-emitted: a
+    cluster with more cases, an occupancy excess cleared) replaces its message; a redelivery
+    or an older version changes nothing. True when something shown changed."""
+    created_at = int(alert.get("created_at") or alert["event_time"])
+    message = (alert.get("message_zh", ""), alert.get("message_en", ""))
+    if created_at < view.created_at or message == (view.message_zh, view.message_en):
+        return False
+    view.message_zh, view.message_en = message
+    view.created_at = created_at
+    return True
+
+
 def apply_action(view: AlertView, action: Mapping[str, Any]) -> bool:
     """Fold one ``AlertAction`` record into ``view``; True when something shown changed."""
     kind = action["action"]
@@ -231,6 +244,8 @@ class LiveState:
         if known is not None:
             if known.partition is None:
                 known.partition = partition
+            if refresh(known, alert):  # an early warning re-emitted as it changed (issue 20)
+                self.publish("alert", known.community_id, known.to_json())
             return known
         view = alert_view(alert, partition)
         for action in self._early_actions.pop(view.alert_id, []):

@@ -17,7 +17,11 @@ its communities (merging the sets), never a sum. Definitions (also in ``docs/que
   ClickHouse);
 - symptoms: distinct residents reporting each symptom;
 - alerts: alerts by type and severity; decisions: gate decisions by outcome (by decided_at);
-- passes_by_hour: passes (both directions, every subject type) per local hour.
+- passes_by_hour: passes (both directions, every subject type) per local hour;
+- clusters_suspected, occupancy_exceeded, gate_anomalies: CLUSTER_SUSPECTED,
+  OCCUPANCY_OVER_CAPACITY and GATE_ANOMALY alerts (issue 20), each id once however often it
+  was updated, on the day of its event_time (a cluster: its first case; an occupancy excess: the
+  minute it began).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "under_observation": ("居家观察人数", "residents under observation"),
     "reports_received": ("已健康上报人数", "health reports received"),
     "reports_overdue": ("逾期未上报人数", "health reports overdue"),
+    "clusters_suspected": ("聚集性疫情预警数", "suspected clusters"),
+    "occupancy_exceeded": ("在场人数超限次数", "occupancy over capacity"),
+    "gate_anomalies": ("门岗拒绝异常次数", "gate anomalies"),
 }
 SYMPTOM_LABELS = labels.SYMPTOM_ZH
 DECISION_LABELS = labels.DECISION_ZH
@@ -60,6 +67,11 @@ ALERT_FIGURES = {
     "fever_rechecks": "FEVER_RECHECK",
     "fevers_confirmed": "FEVER_CONFIRMED",
     "implausible_readings": "TEMPERATURE_IMPLAUSIBLE",
+    # issue 20: one per alert id, however often it was updated (a cluster growing, an
+    # occupancy alert cleared), on the day of its event_time (a cluster's first case)
+    "clusters_suspected": "CLUSTER_SUSPECTED",
+    "occupancy_exceeded": "OCCUPANCY_OVER_CAPACITY",
+    "gate_anomalies": "GATE_ANOMALY",
 }
 OVERDUE_ALERT = "REPORT_OVERDUE"
 

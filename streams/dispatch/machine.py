@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from streams.dispatch.closed import ClosedAlerts
-from streams.dispatch.roster import Policy, Roster, Staff, Step
+from streams.dispatch.roster import STREET_OFFICE_TYPES, Policy, Roster, Staff, Step
 
 NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
 OPEN, ACKNOWLEDGED, RESOLVED, SILENCED = "OPEN", "ACKNOWLEDGED", "RESOLVED", "SILENCED"
@@ -162,6 +162,9 @@ class DispatchMachine:
         an alert already known (a redelivery)."""
         alert_id = alert["alert_id"]
         if alert_id in self.alerts or alert_id in self.silenced or alert_id in self.closed:
+            if alert.get("details", {}).get("status") == "CLEARED":
+                # an early warning whose condition ended (issue 20): the same alert, cleared
+                return self.close(RESOLVED, alert_id, "", now_ms, via="cleared")
             return []
         policy = self.roster.policy(alert["community_id"])
         state = AlertState(
@@ -446,6 +449,11 @@ class DispatchMachine:
             step.level,
             state.event_time + offset_s * 1000,
         )
+        if state.alert_type in STREET_OFFICE_TYPES:  # the community and the street office
+            known = {p.staff_id for p in people}
+            people = people + [
+                p for p in self.roster.street_office(state.community_id) if p.staff_id not in known
+            ]
         escalation = item != "s0"
         out = []
         for channel in self._channels(step):

@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo
 from streams.dispatch.contacts import ContactBox, Contacts, ContactsUnreadable
 
 SEVERITY_RANK = {"INFO": 0, "WARNING": 1, "CRITICAL": 2}
+#: alert types paged to the street office (街道, staff role STREET_OFFICE over the community's
+#: area code) at every step, beside the community's own on-duty staff (issue 20)
+STREET_OFFICE_TYPES = frozenset({"CLUSTER_SUSPECTED"})
 EPOCH = dt.date(1970, 1, 1)
 MINUTES_PER_DAY = 1440
 
@@ -227,6 +230,18 @@ class Roster:
             if shift.on_at(local):
                 found[shift.staff_id] = person
         return [found[k] for k in sorted(found)]
+
+    def street_office(self, community_id: str) -> list[Staff]:
+        """Active STREET_OFFICE staff whose area (characters 3–8 of their credit code, as the
+        console's county scope) holds ``community_id``, by staff id. No shift needed: the
+        street office's duty room is the addressee (docs/dispatch.md)."""
+        area = community_id[2:8]
+        found = [
+            s
+            for s in self.staff.values()
+            if s.active and s.role == "STREET_OFFICE" and s.community_id[2:8] == area
+        ]
+        return sorted(found, key=lambda s: s.staff_id)
 
     def recipients(
         self,

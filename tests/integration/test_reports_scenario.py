@@ -226,6 +226,19 @@ def build_scenario(seed: int = 2020, scans_per_community: int = 300) -> Scenario
             local_ms(DAY, 8, 2),
         )
     )
+    # issue 20's early warnings, re-emitted with the same id as they change: each counts once
+    for kind, severity, versions in (
+        ("CLUSTER_SUSPECTED", "CRITICAL", [{"cases": "3"}, {"cases": "4"}, {"cases": "5"}]),
+        ("OCCUPANCY_OVER_CAPACITY", "WARNING", [{"status": "OVER"}, {"status": "CLEARED"}]),
+        ("GATE_ANOMALY", "WARNING", [{"refusals": "12"}]),
+    ):
+        for details in versions:
+            sc.alerts.append(
+                {
+                    **_alert(f"ew-{kind}", kind, severity, COMMUNITY_A, None, local_ms(DAY, 9, 5)),
+                    "details": details,
+                }
+            )
     for scan in sc.scans:
         sc.decisions.append(
             {
@@ -349,6 +362,9 @@ def expected_report(
             "under_observation": len(reported | overdue),
             "reports_received": len(reported),
             "reports_overdue": len(overdue),
+            "clusters_suspected": alert_count("CLUSTER_SUSPECTED"),
+            "occupancy_exceeded": alert_count("OCCUPANCY_OVER_CAPACITY"),
+            "gate_anomalies": alert_count("GATE_ANOMALY"),
         },
         "symptoms": {
             k: len({r["resident_id"] for r in reports if k in r["symptoms"]}) for k in SYMPTOMS
