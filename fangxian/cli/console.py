@@ -21,8 +21,46 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     return run_console(settings)
 
 
+def _audit_passwd(settings: Settings, staff_id: str) -> bool:
+    """The audit row of a password set from the command line (who ran it, for whom, from
+    where; never the password), before it is set: into ClickHouse, else into the audit spool
+    the console replays (sinks/audit.py). False when neither takes it: nothing is changed."""
+    from fangxian.reporting.audit import staff_entry
+    from sinks import clickhouse_options, open_writer
+    from sinks.audit import PASSWORD_CHANGE, AuditTrail, AuditUnavailable
+
+    trail = AuditTrail(
+        lambda: open_writer(
+            settings.clickhouse_url,
+            connect_timeout_s=settings.connect_timeout_s,
+            **clickhouse_options(settings),
+        ),
+        settings.audit_spool_dir,
+        "cli",
+        retry_s=0.0,
+    )
+    entry = staff_entry(settings, PASSWORD_CHANGE, details={"target": staff_id, "via": "cli"})
+    try:
+        trail.record(entry)
+    except AuditUnavailable as err:
+        print(
+            f"审计日志不可用，未修改密码 audit log unavailable, nothing changed: {err}",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        trail.close()
+    if trail.spooled:
+        print(
+            f"审计记录暂存于 audit row spooled in {settings.audit_spool_dir} (ClickHouse "
+            "unreachable); the console writes it to audit_log",
+            file=sys.stderr,
+        )
+    return True
+
+
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
-    from fangxian.console.auth import Credentials
+    from fangxian.console.auth import MIN_PASSWORD_CHARS, Credentials
 
     if not args.staff_id:
         print("用法 usage: fangxian console passwd STAFF_ID", file=sys.stderr)
@@ -34,6 +72,15 @@ def _passwd(args: argparse.Namespace, settings: Settings) -> int:
         if getpass.getpass("再输一次 again: ") != password:
             print("两次输入不一致 the passwords differ", file=sys.stderr)
             return 1
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(
+            f"密码至少 {MIN_PASSWORD_CHARS} 个字符 the password needs {MIN_PASSWORD_CHARS}+ "
+            "characters",
+            file=sys.stderr,
+        )
+        return 1
+    if not _audit_passwd(settings, args.staff_id):
+        return 1
     try:
         Credentials(Path(settings.console_credentials_file)).set_password(args.staff_id, password)
     except ValueError as err:

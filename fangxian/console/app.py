@@ -40,13 +40,32 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from fangxian.console.actions import ActionWriter
-from fangxian.console.auth import Credentials, SessionSigner, hash_fingerprint
-from fangxian.console.history import Capacity, History, local_midnight_s, today
+from fangxian.console.audit import ConsoleAudit, community_scope
+from fangxian.console.auth import (
+    MIN_PASSWORD_CHARS,
+    Credentials,
+    SessionSigner,
+    hash_fingerprint,
+)
+from fangxian.console.history import Capacity, History, audit_page, local_midnight_s, today
 from fangxian.console.live import LiveState, alert_view, apply_action
+from fangxian.console.nav import login_url, safe_next
 from fangxian.console.roster import StaffDirectory
 from fangxian.console.scope import ROLE_LABELS, Viewer
+from fangxian.console.silences import SilenceFeed, silence_routes
 from fangxian.core.settings import Settings
 from schemas.labels import ALERT_TYPE_ZH, DECISION_ZH
+from sinks.audit import (
+    ALERT_ACK,
+    ALERT_RESOLVE,
+    ALERT_SILENCE,
+    DENIED,
+    ERROR,
+    PASSWORD_CHANGE,
+    SIGN_IN,
+    SIGN_OUT,
+    AuditUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +84,7 @@ PAGES = (
     ("occupancy", "在区人数", "Occupancy"),
     ("observation", "居家观察", "Under observation"),
     ("devices", "设备状态", "Device health"),
+    ("silences", "静默", "Silences"),
     ("report", "日报", "Daily report"),
 )
 CSP = (
@@ -86,6 +106,8 @@ class ConsoleDeps:
     state: LiveState
     history: History
     actions: ActionWriter | None = None
+    silences: SilenceFeed | None = None  # alert.silences (fangxian/console/silences.py)
+    audit: ConsoleAudit | None = None  # None: nothing audited (unit tests of other parts)
     capacity: Capacity = field(default_factory=lambda: Capacity({}))
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
     background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
@@ -99,16 +121,17 @@ def _env() -> Environment:
     return env
 
 
-def _fmt_time(ms: int | None, timezone: str) -> str:
+def _fmt_time(ms: int | None, timezone: str, fmt: str = "%H:%M:%S") -> str:
     if not ms:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime("%H:%M:%S")
+    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime(fmt)
 
 
 def build_app(deps: ConsoleDeps) -> SecurityHeaders:
     env = _env()
     tz = deps.settings.default_timezone
     env.filters["hms"] = lambda ms: _fmt_time(ms, tz)
+    env.filters["when"] = lambda ms: _fmt_time(ms, tz, "%Y-%m-%d %H:%M:%S")
     env.filters["type_zh"] = lambda t: ALERT_TYPE_ZH.get(t, t)
     secure_always = deps.settings.console_secure_cookies
 
@@ -130,7 +153,9 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         found = viewer_of(request)
         if found is None:
             if page:
-                raise HTTPException(303, headers={"Location": "/login"})
+                raise HTTPException(
+                    303, headers={"Location": login_url(request.url.path, request.url.query)}
+                )
             raise HTTPException(401, "未登录 sign in first")
         return found
 
@@ -178,10 +203,32 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         if not deps.signer.csrf_ok(sid, token or request.headers.get("x-csrf-token")):
             raise HTTPException(403, "CSRF 校验失败 CSRF token missing or wrong")
 
+    # -- the audit log (sinks/audit.py; fangxian/console/audit.py) ----------------------------
+    async def audit(request: Request, action: str, actor: str, **entry: Any) -> None:
+        """One audit row, before the action; raises ``AuditUnavailable`` when it can be
+        neither inserted nor spooled (the caller refuses the action)."""
+        if deps.audit is not None:
+            await run_in_threadpool(deps.audit.record, request, action, actor, **entry)
+
+    async def audit_or_log(request: Request, action: str, actor: str, **entry: Any) -> None:
+        """The same for what goes ahead regardless (a refusal, a sign-out): the loss is
+        logged as an error, never silent."""
+        try:
+            await audit(request, action, actor, **entry)
+        except AuditUnavailable:
+            log.error("audit row LOST 审计日志丢失: %s by %s %s", action, actor, entry)
+
+    def audit_refused() -> HTTPException:
+        return HTTPException(
+            503, "审计日志暂不可用，操作未执行 the audit log is unavailable: nothing was done"
+        )
+
     # -- sign-in ------------------------------------------------------------------------------
     async def login_form(request: Request) -> Response:
         token = secrets.token_urlsafe(16)
-        html = env.get_template("login.html").render(csrf=token, error="")
+        html = env.get_template("login.html").render(
+            csrf=token, error="", next=safe_next(request.query_params.get("next"))
+        )
         response = HTMLResponse(html)
         response.set_cookie(
             LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure(request)
@@ -199,24 +246,51 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         count, since = deps.failures.get(staff_id, (0, 0.0))
         locked = count >= MAX_FAILURES and time.monotonic() - since < LOCKOUT_S
         entry = deps.directory.get(staff_id)
-        ok = (
-            not locked
-            and await run_in_threadpool(deps.credentials.check, staff_id, password)
-            and entry is not None
+        password_ok = not locked and await run_in_threadpool(
+            deps.credentials.check, staff_id, password
         )
+        ok = password_ok and entry is not None
         if not ok:
             if not locked:
                 deps.failures[staff_id] = (count + 1, time.monotonic())
+            known = entry is not None or deps.credentials.hash_of(staff_id) is not None
+            reason = (
+                "locked"
+                if locked
+                else "not_in_roster"
+                if password_ok
+                else "wrong_password"
+                if known
+                else "unknown_staff"
+            )
+            details = {"reason": reason}
+            if not known and deps.audit is not None:
+                details["typed_ref"] = deps.audit.typed_ref(staff_id)
+            await audit_or_log(
+                request,
+                SIGN_IN,
+                staff_id if known else "",
+                outcome=DENIED,
+                scope=community_scope(entry.community_id if entry else ""),
+                details=details,
+            )
             html = env.get_template("login.html").render(
                 csrf=token,
+                next=safe_next(form.get("next")),
                 error="尝试过多，请稍后再试 Too many attempts, try later"
                 if locked
                 else "账号或密码错误 Wrong staff id or password",
             )
             return HTMLResponse(html, status_code=401)
+        assert entry is not None
+        try:
+            await audit(request, SIGN_IN, staff_id, scope=community_scope(entry.community_id))
+        except AuditUnavailable as err:
+            raise audit_refused() from err
         deps.failures.pop(staff_id, None)
         stored = deps.credentials.hash_of(staff_id) or ""
-        response = RedirectResponse("/alerts", status_code=303)
+        # back to the page asked for before sign-in (an alert from an acknowledge link)
+        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             deps.signer.issue(staff_id, hash_fingerprint(stored)),
@@ -230,9 +304,14 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         return response
 
     async def logout(request: Request) -> Response:
-        _viewer, sid = need_viewer(request, page=True)
+        viewer, sid = need_viewer(request, page=True)
         form = await request.form()
         await check_post(request, sid, str(form.get("csrf", "")))
+        # signing out goes ahead even when the audit log is unreachable (never keep a session
+        # open for want of a row); the loss is logged
+        await audit_or_log(
+            request, SIGN_OUT, viewer.staff_id, scope=community_scope(viewer.staff.community_id)
+        )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -285,6 +364,34 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             community=community,
             alerts=await alerts_of([community]),
             occupancy=[o for o in await occupancy_of([community]) if o["exceeded"]],
+        )
+
+    async def alert_page(request: Request) -> Response:
+        """One alert — where an acknowledge link leads (after sign-in, ``next=``): its
+        community's alerts with this one first and marked; 404 for an alert the viewer may not
+        see, as if it did not exist."""
+        viewer, sid = need_viewer(request, page=True)
+        alert_id = request.path_params["alert_id"]
+        view = deps.state.alerts.get(alert_id)
+        if view is None:
+            try:
+                row = await run_in_threadpool(deps.history.alert, alert_id)
+            except ValueError:
+                row = None
+            view = deps.state.adopt(alert_view(row)) if row else None
+        if view is None or not viewer.can_see(view.community_id):
+            raise HTTPException(404, "没有这条预警 no such alert")
+        community = view.community_id
+        others = [a for a in await alerts_of([community]) if a["alert_id"] != alert_id]
+        return await page(
+            request,
+            "alerts",
+            viewer,
+            sid,
+            community=community,
+            alerts=[view.to_json(), *others],
+            occupancy=[o for o in await occupancy_of([community]) if o["exceeded"]],
+            focus=alert_id,
         )
 
     async def decisions_page(request: Request) -> Response:
@@ -480,8 +587,19 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
                 body = dict(await request.json())
         else:
             body = dict(await request.form())
-        await check_post(request, sid, body.get("csrf"))
+        action = ALERT_ACK if kind == "ack" else ALERT_RESOLVE
         alert_id = request.path_params["alert_id"]
+        try:
+            await check_post(request, sid, body.get("csrf"))
+        except HTTPException:
+            await audit_or_log(
+                request,
+                action,
+                viewer.staff_id,
+                outcome=DENIED,
+                details={"alert_id": alert_id, "reason": "csrf_or_origin"},
+            )
+            raise
         view = deps.state.alerts.get(alert_id)
         if view is None:
             try:
@@ -490,12 +608,41 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
                 row = None
             view = deps.state.adopt(alert_view(row)) if row else None
         if view is None or not viewer.can_see(view.community_id):
+            # an alert of a community the viewer may not see is answered as if it did not
+            # exist; the audit row says which it was (for whoever reads the audit)
+            await audit_or_log(
+                request,
+                action,
+                viewer.staff_id,
+                outcome=DENIED,
+                scope=community_scope(view.community_id if view else ""),
+                details={
+                    "alert_id": alert_id,
+                    "reason": "no_such_alert" if view is None else "not_your_community",
+                },
+            )
             raise HTTPException(404, "没有这条预警 no such alert")
         note = str(body.get("note", "")).strip()
         if kind == "resolve" and not note:
             raise HTTPException(400, "请填写处置说明 a resolution needs a note")
         if deps.actions is None:
             raise HTTPException(503, "未连接 Kafka not connected")
+        about = {
+            "alert_id": alert_id,
+            "alert_type": view.alert_type,
+            # the note is free text that may name a person: only its length is kept
+            **({"note_chars": str(len(note))} if note else {}),
+        }
+        try:  # before the request is produced: no audit row, no action
+            await audit(
+                request,
+                action,
+                viewer.staff_id,
+                scope=community_scope(view.community_id),
+                details=about,
+            )
+        except AuditUnavailable as err:
+            raise audit_refused() from err
         # the dispatcher answers a request only for an alert it has taken on (ROUTED): one
         # that arrives within milliseconds of the alert would go unanswered, so wait for it
         for _ in range(int(ROUTED_WAIT_S / 0.05)):
@@ -506,11 +653,149 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
         if partition is None:
             partition = await deps.actions.alerts_partition(view.community_id)
             view.partition = partition
-        record = await deps.actions.request(kind, alert_id, viewer.staff_id, partition, note)
+        try:
+            record = await deps.actions.request(kind, alert_id, viewer.staff_id, partition, note)
+        except Exception as err:
+            await audit_or_log(
+                request,
+                action,
+                viewer.staff_id,
+                outcome=ERROR,
+                scope=community_scope(view.community_id),
+                details={**about, "error": type(err).__name__},
+            )
+            raise HTTPException(503, "操作未送达 the request did not reach Kafka") from err
         if apply_action(view, record):
             deps.state.publish("action", view.community_id, view.to_json())
         log.info("console %s of alert %s by %s", kind, alert_id, viewer.staff_id)
         return JSONResponse({"ok": True, "alert": view.to_json(), "action_id": record["action_id"]})
+
+    # -- the audit: my activity, the county's, changing one's password -----------------------
+    def activity_of(request: Request, viewer: Viewer) -> tuple[str, int]:
+        view = request.query_params.get("view", "mine")
+        if view not in ("mine", "county"):
+            raise HTTPException(400, "view=mine|county")
+        if view == "county" and not viewer.area:
+            raise HTTPException(403, "仅限街道/区县人员 for street and county officers")
+        try:
+            number = int(request.query_params.get("page", "1"))
+        except ValueError as err:
+            raise HTTPException(400, "page 须为数字 page must be a number") from err
+        return view, max(1, min(number, 10_000))
+
+    async def audit_rows(viewer: Viewer, view: str, number: int) -> Any:
+        if view == "mine":
+            return await run_in_threadpool(
+                audit_page, deps.history.reader, actor=viewer.staff_id, page=number
+            )
+        staff = [
+            s.staff_id for s in deps.directory.staff.values() if viewer.can_see(s.community_id)
+        ]
+        return await run_in_threadpool(
+            audit_page, deps.history.reader, area=viewer.area, area_staff=staff, page=number
+        )
+
+    async def activity_page(request: Request) -> Response:
+        viewer, sid = need_viewer(request, page=True)
+        view, number = activity_of(request, viewer)
+        found = await audit_rows(viewer, view, number)
+        return await page(
+            request,
+            "activity",
+            viewer,
+            sid,
+            community="",
+            view=view,
+            area=viewer.area,
+            found=found,
+        )
+
+    async def api_activity(request: Request) -> Response:
+        viewer, _ = need_viewer(request, page=False)
+        view, number = activity_of(request, viewer)
+        found = await audit_rows(viewer, view, number)
+        return JSONResponse(
+            {"view": view, "page": found.page, "has_next": found.has_next, "rows": found.rows}
+        )
+
+    async def password_form(request: Request) -> Response:
+        viewer, sid = need_viewer(request, page=True)
+        return await page(
+            request,
+            "password",
+            viewer,
+            sid,
+            community="",
+            error="",
+            done=False,
+            min_chars=MIN_PASSWORD_CHARS,
+        )
+
+    async def change_password(request: Request) -> Response:
+        viewer, sid = need_viewer(request, page=True)
+        form = await request.form()
+        await check_post(request, sid, str(form.get("csrf", "")))
+        current = str(form.get("current", ""))
+        new = str(form.get("new", ""))
+        scope = community_scope(viewer.staff.community_id)
+        error = ""
+        if new != str(form.get("again", "")):
+            error = "两次输入不一致 the new passwords differ"
+        elif len(new) < MIN_PASSWORD_CHARS:
+            error = f"新密码至少 {MIN_PASSWORD_CHARS} 个字符 {MIN_PASSWORD_CHARS}+ characters"
+        elif not await run_in_threadpool(deps.credentials.check, viewer.staff_id, current):
+            error = "当前密码错误 the current password is wrong"
+            await audit_or_log(
+                request,
+                PASSWORD_CHANGE,
+                viewer.staff_id,
+                outcome=DENIED,
+                scope=scope,
+                details={"reason": "wrong_password"},
+            )
+        if error:
+            html = env.get_template("password.html").render(
+                viewer=viewer,
+                csrf=deps.signer.csrf_token(sid),
+                page_name="password",
+                communities=await communities_of(viewer),
+                timezone=tz,
+                community="",
+                error=error,
+                done=False,
+                min_chars=MIN_PASSWORD_CHARS,
+            )
+            return HTMLResponse(html, status_code=400)
+        try:  # never the password itself: only that it changed, by whom, from where
+            await audit(request, PASSWORD_CHANGE, viewer.staff_id, scope=scope)
+        except AuditUnavailable as err:
+            raise audit_refused() from err
+        await run_in_threadpool(deps.credentials.set_password, viewer.staff_id, new)
+        # the new hash ends every other session; this one goes on with a fresh cookie
+        stored = deps.credentials.hash_of(viewer.staff_id) or ""
+        cookie = deps.signer.issue(viewer.staff_id, hash_fingerprint(stored))
+        session = deps.signer.read(cookie)
+        assert session is not None
+        response = await page(
+            request,
+            "password",
+            viewer,
+            session.session_id,
+            community="",
+            error="",
+            done=True,
+            min_chars=MIN_PASSWORD_CHARS,
+        )
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=deps.signer.lifetime_s,
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+        )
+        log.info("console password changed 修改密码: %s", viewer.staff_id)
+        return response
 
     # -- the event stream ---------------------------------------------------------------------
     async def events(request: Request) -> Response:
@@ -582,6 +867,7 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/alerts", alerts_page),
+            Route("/alerts/{alert_id}", alert_page),
             Route("/decisions", decisions_page),
             Route("/occupancy", occupancy_page),
             Route("/observation", observation_page),
@@ -589,13 +875,32 @@ def build_app(deps: ConsoleDeps) -> SecurityHeaders:
             Route("/report", report_page),
             Route("/report/file.{fmt:str}", report_file),
             Route("/county", county_page),
+            Route("/activity", activity_page),
+            Route("/account/password", password_form, methods=["GET"]),
+            Route("/account/password", change_password, methods=["POST"]),
             Route("/api/me", api_me),
             Route("/api/alerts", api_alerts),
             Route("/api/decisions", api_decisions),
             Route("/api/occupancy", api_occupancy),
             Route("/api/observation", api_observation),
             Route("/api/devices", api_devices),
+            Route("/api/activity", api_activity),
             Route("/api/alerts/{alert_id}/{kind}", act, methods=["POST"]),
+            *silence_routes(
+                deps.silences,
+                need_viewer=need_viewer,
+                check_post=check_post,
+                page=page,
+                community_param=community_param,
+                audit=audit,
+                audit_action=ALERT_SILENCE,
+                audit_refused=audit_refused,
+                audit_denied=lambda request, action, actor, **entry: audit_or_log(
+                    request, action, actor, outcome=DENIED, **entry
+                ),
+                scope_of=community_scope,
+                timezone=tz,
+            ),
             Route("/events", events),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -20,6 +20,7 @@ from fangxian.core.codes import credit_code_format_ok
 from fangxian.core.privacy import mask_token
 from schemas.labels import ALERT_TYPE_ZH, DECISION_ZH, SYMPTOM_ZH
 from sinks import Reader, SinkError
+from sinks.legacy import supports
 from sinks.readback import read_contract_rows
 from sinks.reports.sqltime import epoch_ms_expr, local_day_bounds
 
@@ -33,6 +34,19 @@ DEVICE_ALERTS = (
 )
 ADMITTED = ("ALLOW", "WARN")
 ALERT_LIMIT = 500
+AUDIT_PAGE_ROWS = 50
+AUDIT_ACTION_ZH = {
+    "sign_in": "登录",
+    "sign_out": "退出",
+    "password_change": "修改密码",
+    "alert_ack": "确认预警",
+    "alert_resolve": "处置预警",
+    "alert_silence": "静默预警",
+    "contacts_query": "密接查询",
+    "report_export": "导出报表",
+    "forget": "删除个人数据",
+}
+OUTCOME_ZH = {"ok": "成功", "denied": "被拒绝", "error": "失败"}
 
 
 def latest_versions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -289,6 +303,90 @@ class History:
             {"a": area, "s": since_s},
         )
         return sorted(str(c) for (c,) in rows if credit_code_format_ok(str(c)))
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of audit rows, newest first."""
+
+    rows: list[dict[str, Any]]
+    page: int
+    has_next: bool
+
+
+def audit_page(
+    reader: Reader,
+    *,
+    actor: str | None = None,
+    area: str | None = None,
+    area_staff: Sequence[str] = (),
+    page: int = 1,
+    per_page: int = AUDIT_PAGE_ROWS,
+) -> AuditPage:
+    """``audit_log`` rows of one staff member (``actor``) or of a county (``area``: rows about
+    one of its communities or the county itself, and rows of ``area_staff``), newest first,
+    one per ``audit_id`` (a spooled row may have been inserted twice). Subjects are masked in
+    the table already; what else could hold personal data is not selected."""
+    if (actor is None) == (area is None):
+        raise ValueError("audit_page wants either an actor or an area")
+    params: dict[str, Any] = {}
+    if actor is not None:
+        where = "actor = %(actor)s"
+        params["actor"] = actor
+    else:
+        assert area is not None
+        if not area.isdigit() or len(area) != 6:
+            return AuditPage([], 1, False)
+        where = (
+            "(substring(scope, 1, 10) = 'community:' AND substring(scope, 13, 6) = %(area)s)"
+            " OR scope = %(county)s"
+        )
+        params.update(area=area, county=f"county:{area}")
+        if area_staff:
+            where += f" OR actor IN ({', '.join(_quoted(a) for a in sorted(area_staff))})"
+    page = max(1, int(page))
+    version = reader.server_version()
+    at = epoch_ms_expr("at", version)
+    details = (
+        "mapKeys(details), mapValues(details)"
+        if supports(version, "Map")
+        else "details.key, details.value"
+    )
+    rows = reader.query(
+        f"SELECT audit_id, {at} AS at_ms, actor, toString(action), subject, subject_ref, scope,"
+        f" origin, {details} FROM {reader.database}.audit_log WHERE {where}"
+        f" ORDER BY at_ms DESC, audit_id LIMIT 1 BY audit_id"
+        # LIMIT offset, count: 18.16 has no OFFSET keyword
+        f" LIMIT {(page - 1) * int(per_page)}, {int(per_page) + 1}",
+        params,
+    )
+    out = []
+    for audit_id, at_ms, who, action, subject, ref, scope, origin, keys, values in rows:
+        info = dict(zip(keys, values, strict=True))
+        outcome = info.get("outcome", "ok")
+        out.append(
+            {
+                "audit_id": str(audit_id),
+                "at": int(at_ms),
+                "actor": str(who),
+                "action": str(action),
+                "action_zh": AUDIT_ACTION_ZH.get(str(action), str(action)),
+                "outcome": outcome,
+                "outcome_zh": OUTCOME_ZH.get(outcome, outcome),
+                "reason": info.get("reason", ""),
+                "alert_id": info.get("alert_id", ""),
+                "subject": str(subject),  # masked when written (sinks.audit.audit_row)
+                "subject_ref": str(ref),
+                "scope": str(scope),
+                "origin": str(origin),
+                "user_agent": info.get("ua", ""),
+            }
+        )
+    return AuditPage(out[:per_page], page, len(out) > per_page)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _uuidish(text: str) -> str:

@@ -9,19 +9,25 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import uvicorn
 
 from fangxian.console.actions import ActionWriter
 from fangxian.console.app import ConsoleDeps, build_app
+from fangxian.console.audit import ConsoleAudit
 from fangxian.console.auth import Credentials, SessionSigner
 from fangxian.console.history import Capacity, History
 from fangxian.console.live import LiveFeed, LiveState
 from fangxian.console.roster import StaffDirectory
+from fangxian.console.silences import SilenceFeed
 from fangxian.core.settings import Settings
-from sinks import Reader, open_reader
+from sinks import Reader, Writer, open_reader
+from sinks.audit import AuditTrail
 
 log = logging.getLogger(__name__)
+
+AUDIT_DRAIN_S = 5.0
 
 
 def assemble(settings: Settings, reader: Reader) -> tuple[ConsoleDeps, LiveFeed]:
@@ -29,6 +35,11 @@ def assemble(settings: Settings, reader: Reader) -> tuple[ConsoleDeps, LiveFeed]
     state = LiveState()
     feed = LiveFeed(settings, state)
     directory = StaffDirectory()
+    # audit rows go through the console's own ClickHouse connection (chdb allows one per
+    # process); a row it does not take waits in the spool
+    trail = AuditTrail(
+        lambda: cast(Writer, reader), settings.audit_spool_dir, "console", owns_connection=False
+    )
     deps = ConsoleDeps(
         settings=settings,
         signer=SessionSigner(settings.console_secret, settings.console_session_s),
@@ -38,6 +49,8 @@ def assemble(settings: Settings, reader: Reader) -> tuple[ConsoleDeps, LiveFeed]
         history=History(reader, settings.default_timezone),
         actions=ActionWriter(settings),
         capacity=Capacity.parse(settings.console_capacity),
+        audit=ConsoleAudit(trail, settings.console_secret),
+        silences=SilenceFeed(settings),
     )
 
     async def follow_staff(stop: asyncio.Event) -> None:
@@ -51,7 +64,25 @@ def assemble(settings: Settings, reader: Reader) -> tuple[ConsoleDeps, LiveFeed]
         finally:
             await deps.actions.stop()
 
-    deps.background = [follow_staff, feed.run, actions]
+    async def drain_audit(stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                await asyncio.to_thread(trail.drain)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), AUDIT_DRAIN_S)
+        finally:
+            await asyncio.to_thread(trail.drain)
+            trail.close()
+
+    async def silences(stop: asyncio.Event) -> None:
+        assert deps.silences is not None
+        await deps.silences.start()
+        try:
+            await deps.silences.follow(stop)
+        finally:
+            await deps.silences.stop()
+
+    deps.background = [follow_staff, feed.run, actions, drain_audit, silences]
     return deps, feed
 
 
@@ -70,6 +101,10 @@ class RunningConsole:
             ("HTTP server", lambda: self.server.started),
             ("staff directory", self.deps.directory.loaded.is_set),
             ("live feed", self.feed.ready.is_set),
+            (
+                "silences",
+                self.deps.silences.loaded.is_set if self.deps.silences else lambda: True,
+            ),
         )
         for name, done in steps:
             while not done():
@@ -118,7 +153,7 @@ def run_console(settings: Settings) -> int:
     except ValueError as err:
         print(f"✗ {err}", file=sys.stderr)
         return 2
-    reader = open_reader(settings.clickhouse_url)
+    reader = open_reader(settings.clickhouse_url, cluster=settings.clickhouse_cluster)
     deps, _feed = assemble(settings, reader)
     log.info(
         "staff console 值班台 on http://%s:%d (credentials %s)",

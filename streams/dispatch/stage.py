@@ -14,6 +14,10 @@ doubt*: the process died between 2 and 3. It is sent again — the one window in
 channel without idempotency (SMS, the group robots) can deliver a message twice; the generic
 webhook carries ``Idempotency-Key`` so its receiver can drop the repeat.
 
+Silences are read like the roster: every instance reads all of ``alert.silences`` (compacted)
+before it starts and follows it, so each one mutes the same alerts; inhibition rules come from
+``Settings.dispatch_inhibit_file`` (``streams/dispatch/inhibition.py``).
+
 ``run_dispatcher(settings)`` runs it until SIGTERM/SIGINT (``fangxian dispatch``; the worker
 starts it as one more child process).
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import time
@@ -39,6 +44,7 @@ from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks import Connection
+from sinks.audit import AuditTrail
 from sinks.channels.base import Channel
 from sinks.channels.config import load_channels
 from sinks.channels.delivery import RetryPolicy, Sender
@@ -46,10 +52,12 @@ from streams.dispatch.acklink import AckSigner
 from streams.dispatch.ackweb import ack_app
 from streams.dispatch.action_sink import ActionSink
 from streams.dispatch.contacts import ContactBox
+from streams.dispatch.inhibition import Inhibitor, load_rules
 from streams.dispatch.machine import Delivery, DispatchMachine
 from streams.dispatch.message import compose
 from streams.dispatch.meter import DispatchMeter, first_message_latencies
 from streams.dispatch.roster import Roster
+from streams.dispatch.silences import SilenceBook
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,17 @@ RETRY_CAP_MS = 300_000
 #: the open-alert and breaker gauges are set at most this often (Prometheus scrapes every 15 s)
 GAUGES_EVERY_S = 1.0
 
-REFERENCE_RECORDS = {"staff": "StaffMember", "duty": "DutyShift", "escalation": "EscalationPolicy"}
+#: how often audit rows spooled during a ClickHouse outage are replayed
+AUDIT_DRAIN_S = 5.0
+
+REFERENCE_RECORDS = {
+    "staff": "StaffMember",
+    "duty": "DutyShift",
+    "escalation": "EscalationPolicy",
+    "silences": "Silence",
+}
+#: silences over for a day and inhibition sources whose time is over leave memory this often
+PRUNE_MUTING_EVERY_S = 60.0
 
 
 def _wall_ms() -> int:
@@ -96,8 +114,10 @@ class DispatcherStage:
         retry: RetryPolicy | None = None,
         idempotent_producer: bool = True,
         serve_metrics: bool = False,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._s = settings
+        self._audit = audit  # every opened acknowledge link leaves an audit_log row
         self._idempotent = idempotent_producer  # False for brokers without it (Tansu)
         self._clock_ms = clock_ms
         self._codec = Codec()
@@ -114,7 +134,14 @@ class DispatcherStage:
         self.meter = DispatchMeter(self.metrics, self._kind_of, self._target_of)
         self.roster = Roster(ContactBox(settings.roster_key), settings.default_timezone)
         defaults = [c.strip() for c in settings.dispatch_default_channels.split(",") if c.strip()]
-        self.machine = DispatchMachine(self.roster, defaults)
+        self.silences = SilenceBook()
+        self.inhibit_rules = load_rules(settings.dispatch_inhibit_file)
+        # the subject digest of inhibition is keyed (by a key derived from the ack link key)
+        self._inhibit_key = hashlib.sha256(
+            b"fangxian inhibition subject key|" + settings.ack_link_key.encode()
+        ).digest()
+        self._pruned_at = 0.0
+        self.machine = self._new_machine(defaults)
         self._signer = AckSigner(settings.ack_link_key, settings.ack_base_url)
         self._producer: AIOKafkaProducer | None = None
         self._alerts: AIOKafkaConsumer | None = None
@@ -134,6 +161,14 @@ class DispatcherStage:
         self.restored_records = 0
         self.sent = 0
         self.failed = 0
+
+    def _new_machine(self, default_channels: list[str] | tuple[str, ...]) -> DispatchMachine:
+        return DispatchMachine(
+            self.roster,
+            default_channels,
+            silences=self.silences,
+            inhibitor=Inhibitor(self.inhibit_rules, self._inhibit_key),
+        )
 
     def _target_of(self, target: str) -> str:
         """A bounded label for a delivery target: ``sms:<staff_id>`` → ``sms``."""
@@ -184,7 +219,14 @@ class DispatcherStage:
         self._alerts.subscribe([s.topics.alerts], listener=_Assignment(self))
         await self._alerts.start()
         self._web = web.AppRunner(
-            ack_app(self._signer, self._publish_request, self._clock_ms), access_log=None
+            ack_app(
+                self._signer,
+                self._publish_request,
+                self._clock_ms,
+                console_url=self._s.console_base_url,
+                audit=self._audit,
+            ),
+            access_log=None,
         )
         await self._web.setup()
         await web.TCPSite(self._web, s.bind_host, s.ack_port).start()
@@ -239,11 +281,15 @@ class DispatcherStage:
         while await _behind(self._reference, end):
             await self._poll_reference(timeout_ms=500)
         log.info(
-            "roster loaded 值班名册: %d staff, %d shifts, %d policies (%d unreadable contacts)",
+            "roster loaded 值班名册: %d staff, %d shifts, %d policies (%d unreadable contacts); "
+            "%d silences 静默, %d active; inhibition rules 抑制规则 %s",
             len(self.roster.staff),
             len(self.roster.shifts),
             len(self.roster.policies),
             self.roster.unreadable,
+            len(self.silences),
+            sum(1 for s in self.silences.silences.values() if s.active_at(self._clock_ms())),
+            [r.name for r in self.inhibit_rules] or "none",
         )
 
     async def _partitions(self, topic: str) -> set[int]:
@@ -268,6 +314,7 @@ class DispatcherStage:
                     "staff": self.roster.apply_staff,
                     "duty": self.roster.apply_shift,
                     "escalation": self.roster.apply_policy,
+                    "silences": self.silences.apply,
                 }[kind]
                 apply(key, record)
                 self.machine.wake_all()
@@ -294,7 +341,7 @@ class DispatcherStage:
     async def _restore(self, partitions: list[int]) -> None:
         assert self._actions is not None
         started = time.monotonic()
-        self.machine = DispatchMachine(self.roster, self.machine.default_channels)
+        self.machine = self._new_machine(self.machine.default_channels)
         self._owned = partitions
         topic = self._s.topics.alert_actions
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -434,8 +481,20 @@ class DispatcherStage:
     async def _producer_send(self, record: dict[str, Any]) -> None:
         await self._produce(record)
 
+    async def _produce_all(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            await self._produce(record)
+
     def _start_due_deliveries(self) -> None:
         now = self._clock_ms()
+        if time.monotonic() - self._pruned_at > PRUNE_MUTING_EVERY_S:
+            self._pruned_at = time.monotonic()
+            self.machine.prune_muting(now)
+        muted = self.machine.mute_due(now)  # SILENCED, applied: nothing of theirs is due now
+        if muted:
+            task = asyncio.create_task(self._produce_all(muted))
+            self._tasks.add(task)
+            task.add_done_callback(self._delivery_done)
         for delivery in self.machine.due(now):
             records = self.machine.begin(delivery, now)  # marks it in flight at once
             task = asyncio.create_task(self._deliver(delivery, records))
@@ -503,19 +562,35 @@ async def serve(
 ) -> None:
     """Run the dispatcher (and, unless told not to, the ``alert.actions`` → ClickHouse loop)
     until SIGTERM/SIGINT."""
-    stage = DispatcherStage(
-        settings, channels, idempotent_producer=idempotent_producer, serve_metrics=True
-    )
+    from sinks import clickhouse_options, open_writer
+
     sink: ActionSink | None = None
     extra: list[asyncio.Task[None]] = []
     if with_action_sink:
-        from sinks import open_writer
-
-        writer = open_writer(settings.clickhouse_url)
+        writer = open_writer(settings.clickhouse_url, **clickhouse_options(settings))
         sink = ActionSink(settings, writer)
         # dispatching needs only Kafka: the actions' ClickHouse writer waits for the server in
         # the background (a deploy during a ClickHouse outage still pages the staff)
         extra.append(asyncio.create_task(_run_action_sink(settings, sink, writer)))
+        # the acknowledge endpoint's audit rows share it (chdb: one connection per process)
+        audit = AuditTrail(
+            lambda: writer, settings.audit_spool_dir, "acklink", owns_connection=False
+        )
+    else:
+        audit = AuditTrail(
+            lambda: open_writer(settings.clickhouse_url, **clickhouse_options(settings)),
+            settings.audit_spool_dir,
+            "acklink",
+        )
+    # through a ClickHouse outage acknowledgements go on: their audit rows wait in the spool
+    extra.append(asyncio.create_task(_drain_audit(audit)))
+    stage = DispatcherStage(
+        settings,
+        channels,
+        idempotent_producer=idempotent_producer,
+        serve_metrics=True,
+        audit=audit,
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -535,9 +610,19 @@ async def serve(
             await sink.stop()
         for task in extra:
             task.cancel()
+        with contextlib.suppress(Exception):  # what stays spooled is adopted after a restart
+            await asyncio.to_thread(audit.drain)
+        audit.close()
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+async def _drain_audit(audit: AuditTrail, every_s: float = AUDIT_DRAIN_S) -> None:
+    """Replay the audit rows spooled while ClickHouse was away (sinks/audit.py)."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(audit.drain)
 
 
 async def _run_action_sink(settings: Settings, sink: ActionSink, writer: Connection) -> None:

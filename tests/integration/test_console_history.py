@@ -11,8 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fangxian.console.history import History, local_midnight_s, today
+from fangxian.console.history import History, audit_page, local_midnight_s, today
 from sinks import Connection, migrate, open_writer
+from sinks.audit import (
+    ALERT_ACK,
+    CONTACTS_QUERY,
+    REPORT_EXPORT,
+    SIGN_IN,
+    AuditEntry,
+    audit_row,
+)
 from tests.integration.pipeline_harness import fresh_example, now_ms
 
 TZ = "Asia/Shanghai"
@@ -156,3 +164,36 @@ def test_every_console_query(writer: Connection) -> None:
     assert devices["qr-east-01"]["kind"] == "scanner"
 
     assert history.communities_in_area("350100", start - 86400) == [EAST, WEST]
+
+
+def test_the_audit_pages(writer: Connection) -> None:
+    """``audit_page``: one staff member's rows, or a county's (rows about its communities or
+    the county, and rows of its staff), newest first, a page at a time, one row per audit id
+    (a spooled row inserted twice), the subject as the table keeps it: masked."""
+    token = "tok-resident-0099-abcdef"
+    north = "91350200M000300Y21"
+    rows = [
+        AuditEntry("guard-east", SIGN_IN, "console@10.0.0.5", scope=f"community:{EAST}"),
+        AuditEntry("guard-west", ALERT_ACK, "acklink@10.0.0.6", details={"alert_id": "a-1"}),
+        AuditEntry("guard-north", SIGN_IN, "console@10.0.0.7", scope=f"community:{north}"),
+        AuditEntry("officer", REPORT_EXPORT, "cli@h", scope="county:350100"),
+        AuditEntry("guard-east", CONTACTS_QUERY, "cli@h", subject=token),
+    ]
+    written = [audit_row(entry, now_ms=1_800_000_000_000 + n) for n, entry in enumerate(rows)]
+    writer.write("audit_log", written + written[:1])  # the first one twice
+    mine = audit_page(writer, actor="guard-east")
+    assert [r["action"] for r in mine.rows] == [CONTACTS_QUERY, SIGN_IN]
+    assert mine.rows[0]["subject"] == "tok-****cdef" and not mine.has_next
+    county = audit_page(writer, area="350100", area_staff=["guard-west"])
+    assert [r["actor"] for r in county.rows] == ["officer", "guard-west", "guard-east"]
+    assert county.rows[1]["alert_id"] == "a-1" and county.rows[1]["outcome"] == "ok"
+    other = audit_page(writer, area="350200")
+    assert [r["actor"] for r in other.rows] == ["guard-north"]
+    first = audit_page(writer, area="350100", area_staff=["guard-west"], per_page=2)
+    second = audit_page(writer, area="350100", area_staff=["guard-west"], page=2, per_page=2)
+    assert (len(first.rows), first.has_next, len(second.rows), second.has_next) == (
+        2,
+        True,
+        1,
+        False,
+    )
