@@ -30,6 +30,7 @@ RECORD_NAMES: Final[tuple[str, ...]] = (
     "DutyShift",
     "EscalationPolicy",
     "AlertAction",
+    "Silence",
 )
 
 Schema = dict[str, Any]
@@ -147,3 +148,8 @@ LIMIT_SCOPES: Final = enum_symbols("LimitScope")
 LIMIT_DIRECTIONS: Final = enum_symbols("LimitDirection")
 STAFF_ROLES: Final = enum_symbols("StaffRole")
 ACTION_KINDS: Final = enum_symbols("ActionKind")
+
+#: The longest entry-limit window a community may configure (``CommunityRules.
+#: entry_limit_window_s``): pass history is kept this long whatever the current window, so
+#: raising a window (48 h -> 72 h) counts the older passes at once (docs/rules.md, issue 20).
+MAX_ENTRY_LIMIT_WINDOW_S: Final = 7 * 86_400

@@ -19,6 +19,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fangxian.core.codes import credit_code_format_ok
+from schemas.contract import MAX_ENTRY_LIMIT_WINDOW_S
 from schemas.errors import INVALID_VALUE, InvalidEvent
 
 Datum = Mapping[str, Any]
@@ -495,6 +496,13 @@ def validate_community_rules(d: Datum) -> None:
         raise _invalid("drift_margin_c", "must be a number of degrees in [0, 10]", margin)
     for field in _RULE_POSITIVE_INTS:
         require_int_at_least(d[field], field, 1)
+    if d["entry_limit_window_s"] > MAX_ENTRY_LIMIT_WINDOW_S:
+        raise _invalid(
+            "entry_limit_window_s",
+            f"must be at most {MAX_ENTRY_LIMIT_WINDOW_S} s ({MAX_ENTRY_LIMIT_WINDOW_S // 86_400} "
+            "days, the longest window whose pass history the rules keep)",
+            d["entry_limit_window_s"],
+        )
     require_int_at_least(d["alert_suppression_s"], "alert_suppression_s", 0)
     curfew_start, curfew_end = d["curfew_start_minute"], d["curfew_end_minute"]
     if (curfew_start is None) != (curfew_end is None):

@@ -37,10 +37,16 @@ passed on the wall clock) and DEVICE_SILENT. Their ids are deterministic; *when*
 depends on the clock. ``decided_at``/``created_at`` are the event time unless a ``now_ms`` is
 passed.
 
+Memory (docs/rules.md, "Memory"): ``sweep`` forgets each store's state older than its window at
+the community's event time — and, from ``tick``, at a later time for a community whose time has
+not moved for longer than ``silence_margin_s`` on the wall clock (``forgetting_times``), so every
+store of a silent community shrinks back; forgotten keys are tombstoned in the changelog.
+
 Reference data: ``residents``/``passes``/``vehicles``/``rules`` may be injected as Mappings (e.g.
-backed by the worker's tables). Every change must still be announced through ``upsert_*`` /
-``delete_*``: they write through to mutable mappings and maintain the engine's own indexes (the
-residents under home observation, the parsed rules).
+backed by the worker's tables); ``vehicles`` is keyed by ``schemas.topics.vehicle_key``
+(community, plate token), as on its topic. Every change must still be announced through
+``upsert_*`` / ``delete_*``: they write through to mutable mappings and maintain the engine's own
+indexes (the residents under home observation, the parsed rules).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from schemas.contract import MAX_ENTRY_LIMIT_WINDOW_S
+from schemas.topics import vehicle_key
 from streams.rules import alerts as A
 from streams.rules.config import DEFAULT_RULES, CommunityRules
 from streams.rules.gate_access import (
@@ -109,6 +117,24 @@ def _owns_all(community_id: str) -> bool:
     return True
 
 
+class _Horizons(dict[str, int]):
+    """Per-community horizons for a sweep; a community without an event time (one that only
+    sent health reports) gets ``fallback(community)``, computed once."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self, fallback: Callable[[str], int]) -> None:
+        super().__init__()
+        self._fallback = fallback
+
+    def __missing__(self, cid: str) -> int:
+        horizon = self[cid] = self._fallback(cid)
+        return horizon
+
+    def get(self, cid: str, default: Any = None) -> int:
+        return self[cid]
+
+
 def event_order(item: Item, max_skew_ms: int = 120_000) -> tuple[int, int, str]:
     """Sort key of merged events: event time (a future one clamped to its Kafka timestamp, as
     the engine will), then scan < reading < report, then id. ``RuleEngine.sort_key`` is this
@@ -135,6 +161,7 @@ class RuleEngine:
         replay_capacity: int = 200_000,
         sweep_interval_s: int = 60,
         device_forget_s: int = 7 * 86_400,
+        silence_margin_s: int | None = 6 * 3_600,
         owns: Callable[[str], bool] = _owns_all,
     ) -> None:
         self.lateness_ms = allowed_lateness_s * MS_PER_SECOND
@@ -148,6 +175,15 @@ class RuleEngine:
         self._rules: dict[str, CommunityRules] = {}
         self._sweep_interval_ms = sweep_interval_s * MS_PER_SECOND
         self._device_forget_ms = device_forget_s * MS_PER_SECOND
+        # wall-clock forgetting of silent communities (``forgetting_times``), with a margin of at
+        # least the allowed lateness; None: event time only (the engine before issue 20)
+        self._silence_margin_ms = (
+            None
+            if silence_margin_s is None
+            else max(silence_margin_s, allowed_lateness_s) * MS_PER_SECOND
+        )
+        # community -> (its time at a tick, wall clock of the first tick that saw that time)
+        self._still: dict[str, tuple[int, int]] = {}
         self._last_sweep: int | None = None
         # communities that had events since the previous tick (wall-clock timers skip them)
         self._active: set[str] = set()
@@ -257,12 +293,16 @@ class RuleEngine:
             self._passes.pop(pass_id, None)
 
     def upsert_vehicle(self, record: Record) -> None:
+        """A registration of a vehicle in its community: one per (community, plate token), so a
+        plate registered in two communities holds in both (issue 20)."""
         if isinstance(self._vehicles, MutableMapping):
-            self._vehicles[record["vehicle_id"]] = record
+            self._vehicles[vehicle_key(record["community_id"], record["vehicle_id"])] = record
 
-    def delete_vehicle(self, vehicle_id: str) -> None:
+    def delete_vehicle(self, key: str) -> None:
+        """``key``: the registration's ``vehicle_key(community_id, vehicle_id)`` — its Kafka key
+        on ``reference.vehicles``; another community's registration of the plate stays."""
         if isinstance(self._vehicles, MutableMapping):
-            self._vehicles.pop(vehicle_id, None)
+            self._vehicles.pop(key, None)
 
     def upsert_rules(self, record: Record) -> None:
         """A changed rules record applies from the next event on."""
@@ -440,7 +480,9 @@ class RuleEngine:
             details={
                 "event_time": str(t),
                 "broker_time": str(broker_ts),
-                "ahead_s": str((t - broker_ts) // MS_PER_SECOND),
+                # rounded up: skewed means more than max_skew_s ahead, so 120.4 s reads
+                # "121 s ahead (allowed 120 s)", never "120 s ahead (allowed 120 s)"
+                "ahead_s": str(-((broker_ts - t) // MS_PER_SECOND)),
                 "max_skew_s": str(self.clock.max_skew_ms // MS_PER_SECOND),
             },
         )
@@ -610,7 +652,7 @@ class RuleEngine:
             rules,
             resident,
             self._passes.get(subject_id) if subject_type == "VISITOR" else None,
-            self._vehicles.get(subject_id) if subject_type == "VEHICLE" else None,
+            self._vehicles.get(vehicle_key(cid, subject_id)) if subject_type == "VEHICLE" else None,
             observation_over,
         )
         reasons: list[str] = []
@@ -699,24 +741,15 @@ class RuleEngine:
         late: bool,
     ) -> None:
         """A face match without consent: a rejection record without the face-derived identity.
-        Its temperature only feeds device health."""
+        Its temperature is still screened, as a subject-less reading of the gate's device (the
+        person is not identified, the fever is: issue 20, behaviour 7) — a fever opens a recheck
+        keyed by the device, raised once the lateness has passed, like any subject-less gate
+        reading. The decision names it by the reading's class alone (FEVER_RECHECK,
+        TEMPERATURE_IMPLAUSIBLE), never by a recheck it may decide."""
         event_id = ev["event_id"]
         gate_id = ev["gate_id"]
         device_id = ev["device_id"]
-        if temperature_c is not None and not late:
-            kind = classify(temperature_c, rules)
-            self.devices.observe(
-                out.alerts,
-                self.alerter,
-                rules,
-                cid,
-                dev,
-                event_id,
-                t,
-                temperature_c,
-                kind != IMPLAUSIBLE,
-                created_at,
-            )
+        reasons = [refused.alert_type]
         self.alerter.emit(
             out.alerts,
             alert_type=refused.alert_type,
@@ -733,17 +766,25 @@ class RuleEngine:
             subject_id=None,
             details=refused.details,
         )
+        if temperature_c is not None:
+            kind, _ = self._temperature(
+                out, rules, cid, event_id, t, temperature_c, gate_id, dev, None, late, created_at
+            )
+            if kind == IMPLAUSIBLE:
+                reasons.append(A.TEMPERATURE_IMPLAUSIBLE)
+            elif kind == HIGH:
+                reasons.append(A.FEVER_RECHECK)
         decision = {
             "event_id": event_id,
             "community_id": cid,
             "gate_id": gate_id,
             "subject_id": A.REDACTED,
             "decision": refused.action,
-            "reasons": [refused.alert_type],
+            "reasons": reasons,
             "decided_at": created_at,
         }
         self.windows.scan(
-            out.alerts, self.alerter, rules, ev, t, late, refused.action, [refused.alert_type],
+            out.alerts, self.alerter, rules, ev, t, late, refused.action, reasons,
             False, created_at,
         )  # fmt: skip
         self.replay.remember(event_id, cid, t, decision)
@@ -805,30 +846,77 @@ class RuleEngine:
             self.windows.close(out.alerts, self.alerter, rules, cid, quiet_until, now_ms)
         self._active.clear()
         self.observation.tick(out.alerts, self.alerter, self.rules_for, now_ms, owns)
+        self._track_silence(now_ms)
         if self._last_sweep is None or now_ms - self._last_sweep >= self._sweep_interval_ms:
             self._last_sweep = now_ms
-            self.sweep()
+            self.sweep(now_ms)
         return out
 
+    def _track_silence(self, now_ms: int) -> None:
+        """Note, per community, since when (wall clock, at tick resolution) its time has not
+        moved. In memory only: a restored task starts counting at its first tick, so it forgets
+        later, never earlier."""
+        still = self._still
+        for cid in self.clock.communities():
+            t = self.clock.time(cid)
+            if t is None:
+                continue
+            seen = still.get(cid)
+            if seen is None or seen[0] != t:
+                still[cid] = (t, now_ms)
+
+    def forgetting_times(self, now_ms: int | None = None) -> dict[str, int]:
+        """The time each community's state is forgotten at: its event time, or — when its time
+        has not moved for longer than ``silence_margin_s`` on the wall clock (``now_ms``) — the
+        time it would have reached had it kept running since, less the margin:
+        ``time + (now - still since) - margin``. State is forgotten exactly as event time would
+        forget it at that time, so no event at least the allowed lateness after it (an event of
+        a community that resumes) is decided otherwise (docs/rules.md, "Memory")."""
+        margin = self._silence_margin_ms
+        times: dict[str, int] = {}
+        for cid in self.clock.communities():
+            t = self.clock.time(cid)
+            if t is None:
+                continue
+            if margin is not None and now_ms is not None:
+                seen = self._still.get(cid)
+                if seen is not None and seen[0] == t:
+                    t = max(t, t + (now_ms - seen[1]) - margin)
+            times[cid] = t
+        return times
+
     def sweep(self, now_ms: int | None = None) -> int:
-        """Expire state older than its window (+ lateness), per community event time."""
+        """Expire state older than its window (+ lateness), per community: at its event time,
+        or at the later time ``forgetting_times(now_ms)`` gives a silent community. Communities
+        with no event time (health reports only) forget by the wall clock less the margin."""
         lateness = self.lateness_ms
         dropped = 0
+        times = self.forgetting_times(now_ms)
+        margin = self._silence_margin_ms
+        wall = None if margin is None or now_ms is None else now_ms - margin
+
+        def clockless(offset: Callable[[CommunityRules], int]) -> Callable[[str], int]:
+            if wall is None:
+                return lambda cid: 0
+            return lambda cid: wall - offset(self.rules_for(cid))
+
         horizons_dedupe: dict[str, int] = {}
-        horizons_suppress: dict[str, int] = {}
+        horizons_suppress = _Horizons(
+            clockless(lambda r: 2 * r.alert_suppression_s * MS_PER_SECOND + lateness)
+        )
         horizons_quota: dict[str, int] = {}
         keep_quota: dict[str, int] = {}
-        horizons_replay: dict[str, int] = {}
+        horizons_replay = _Horizons(clockless(lambda r: 2 * lateness + 3_600_000))
         horizons_pass: dict[str, int] = {}
-        for cid in self.clock.communities():
-            now = self.clock.time(cid)
-            if now is None:
-                continue
+        # pass history is kept for the longest window a community may configure, so a raised
+        # window counts the older passes at once (issue 20, behaviour 6)
+        keep_passes = MAX_ENTRY_LIMIT_WINDOW_S * MS_PER_SECOND
+        for cid, now in times.items():
             rules = self.rules_for(cid)
             horizons_dedupe[cid] = now - rules.dedupe_window_s * MS_PER_SECOND - lateness
             horizons_suppress[cid] = now - 2 * rules.alert_suppression_s * MS_PER_SECOND - lateness
             horizons_quota[cid] = now - lateness
-            keep_quota[cid] = rules.entry_limit_window_s * MS_PER_SECOND
+            keep_quota[cid] = keep_passes
             horizons_replay[cid] = now - 2 * lateness - 3_600_000
             horizons_pass[cid] = now - lateness
             dropped += self.fever.expire(
@@ -848,8 +936,8 @@ class RuleEngine:
             if t is not None:
                 sealed[cid] = t - lateness
         dropped += self.windows.expire(sealed, self.rules_for)
-        dropped += self.clock.expire(self._device_forget_ms)
-        dropped += self.observation.expire()
+        dropped += self.clock.expire(self._device_forget_ms, times)
+        dropped += self.observation.expire(now_ms, self.rules_for)
         self.stats["expired_state"] += dropped
         return dropped
 

@@ -23,9 +23,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fangxian.core.kafka_security import kafka_client_kwargs
 from fangxian.core.metrics import Metrics
+from fangxian.core.privacy import mask_token
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
-from schemas.topics import REFERENCE_ROUTES
+from schemas.topics import KEY_SEP, REFERENCE_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,16 @@ class ReferenceStore:
                 self._metrics.dead_letters.labels(reason=err.reason).inc()
                 log.warning("invalid %s record %s: %s", kind, rid, err)
                 return
+        if kind == "vehicles" and record is not None and KEY_SEP not in rid:
+            # keyed by the plate token alone (before issue 20): never looked up, since a
+            # registration is keyed by community|plate token — say so rather than hold it
+            self.rejected += 1
+            log.warning(
+                "vehicle record keyed %s without its community ignored: load the community's "
+                "vehicles again (车辆登记须按社区重新导入)",
+                mask_token(rid),
+            )
+            return
         self.records[kind].put(rid, value)
         if self._on_update is not None:
             self._on_update(kind, rid, record)

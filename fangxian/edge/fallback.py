@@ -22,6 +22,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from schemas.topics import vehicle_key
+from streams.rules.temperature import at_or_above
+
 RANK = {"ALLOW": 0, "WARN": 1, "RECHECK": 2, "DENY": 3}
 QUARANTINE = frozenset({"HOME_OBSERVATION", "CENTRALIZED_ISOLATION"})
 DEFAULT_FEVER_C = 37.3
@@ -57,7 +60,8 @@ class FallbackPolicies:
 
 @dataclass(frozen=True)
 class Replica:
-    """The reference records the fallback reads (mappings id → record dict)."""
+    """The reference records the fallback reads (mappings id → record dict; vehicles by
+    ``vehicle_key(community, plate token)``, their key on the topic)."""
 
     residents: Mapping[str, Mapping[str, Any]]
     vehicles: Mapping[str, Mapping[str, Any]]
@@ -91,7 +95,7 @@ def fallback_decision(
     rules = _get(replica.rules, community) or {}
     threshold = float(rules.get("fever_threshold_c") or DEFAULT_FEVER_C)
     temperature = scan.get("temperature_c")
-    if temperature is not None and temperature >= threshold:
+    if temperature is not None and at_or_above(temperature, threshold):  # at 0.1 °C, as the core
         fire(policy.fever, "FEVER_RECHECK")
     subject_type, subject_id = scan["subject_type"], scan["subject_id"]
     if subject_type in ("RESIDENT", "STAFF"):
@@ -105,7 +109,8 @@ def fallback_decision(
             if status == "HOSPITALIZED" or (status in QUARANTINE and scan["direction"] == "OUT"):
                 fire(policy.quarantine, "QUARANTINE_BREACH")
     elif subject_type == "VEHICLE":
-        vehicle = _get(replica.vehicles, subject_id)
+        # registrations are per community (issue 20): the plate's one in this community
+        vehicle = _get(replica.vehicles, vehicle_key(community, subject_id))
         if vehicle is None or vehicle.get("community_id") != community:
             fire(policy.unknown_subject, "VEHICLE_UNREGISTERED")
     elif subject_type == "VISITOR":

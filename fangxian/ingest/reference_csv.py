@@ -40,6 +40,7 @@ from fangxian.core.codes import (
 )
 from fangxian.core.privacy import Pseudonymiser, mask_id_number, mask_plate
 from fangxian.core.progress import Progress
+from schemas.topics import RECORD_OF_KIND, record_key
 
 __all__ = [
     "PASS_COLUMNS",
@@ -254,8 +255,9 @@ def _load(
     progress: Progress | None = None,
 ) -> LoadResult:
     result = LoadResult()
-    keys: set[str] = set()
+    keys: set[bytes] = set()
     key_field = {"residents": "resident_id", "passes": "pass_id", "vehicles": "vehicle_id"}[kind]
+    record_name = RECORD_OF_KIND[kind]
     for row in _rows(source, columns, kind, result):
         if progress is not None:
             progress.advance()
@@ -266,14 +268,17 @@ def _load(
             if progress is not None:
                 progress.count("rejected")
             continue
-        if record[key_field] in keys:
+        # a duplicate is a second record of the same key on the topic: for vehicles the same
+        # plate in the same community (one plate in two communities is two registrations)
+        key = record_key(record_name, record)
+        if key in keys:
             result.errors.append(
                 RowError(row.line, key_field, "与前面的行重复", "duplicate of an earlier row")
             )
             if progress is not None:
                 progress.count("rejected")
             continue
-        keys.add(record[key_field])
+        keys.add(key)
         result.records.append(record)
         result.warnings.extend(row.warnings)
         if progress is not None:
@@ -567,7 +572,9 @@ def load_vehicles(
     updated_at_ms: int | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Registered vehicles → ``Vehicle`` records; ``vehicle_id`` = token("plate", plate)."""
+    """Registered vehicles → ``Vehicle`` records; ``vehicle_id`` = token("plate", plate). A
+    registration is keyed by (community, plate token) (``schemas.topics.vehicle_key``): a plate
+    registered in two communities is two records, both held."""
     tz = _timezone(timezone)
     updated_at = _now_ms(updated_at_ms)
 

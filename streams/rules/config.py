@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from schemas import contract
-from schemas.contract import DECISIONS, LIMIT_DIRECTIONS, LIMIT_SCOPES
+from schemas.contract import DECISIONS, LIMIT_DIRECTIONS, LIMIT_SCOPES, MAX_ENTRY_LIMIT_WINDOW_S
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,15 @@ _ENUM_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _MINUTE_FIELDS = ("curfew_start_minute", "curfew_end_minute", "report_deadline_minute")
 _NULLABLE_FIELDS = ("curfew_start_minute", "curfew_end_minute")
+#: upper bounds of fields, with why (a value above is invalid): the rules keep pass history
+#: for the longest entry-limit window a community may configure (issue 20, docs/rules.md)
+_MAXIMA: dict[str, tuple[int, str]] = {
+    "entry_limit_window_s": (
+        MAX_ENTRY_LIMIT_WINDOW_S,
+        f"above the maximum {MAX_ENTRY_LIMIT_WINDOW_S} s "
+        f"({MAX_ENTRY_LIMIT_WINDOW_S // 86_400} days) whose pass history is kept",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,12 @@ class CommunityRules:
     gate_anomaly_min_refusals: int = 10
     gate_anomaly_factor: float = 3.0
 
+    def __post_init__(self) -> None:
+        for name, (maximum, why) in _MAXIMA.items():
+            value = getattr(self, name)
+            if value > maximum:
+                raise ValueError(f"{name}={value} is {why}")
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None) -> CommunityRules:
         """Rules from a ``CommunityRules`` record; ``None`` (no record, or a tombstone) gives the
@@ -87,6 +102,17 @@ class CommunityRules:
                     record.get("community_id"),
                     f.name,
                     raw,
+                    default,
+                )
+                continue
+            bound = _MAXIMA.get(f.name)
+            if bound is not None and value > bound[0]:
+                log.warning(
+                    "community %s: invalid %s=%r in rules record (%s), using default %r",
+                    record.get("community_id"),
+                    f.name,
+                    raw,
+                    bound[1],
                     default,
                 )
                 continue

@@ -28,6 +28,8 @@ State: store ``clock``, key = community id, value = ``[time, {source: verified p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 
 from streams.state.store import KeyedStore
@@ -111,17 +113,24 @@ class EventClock:
             self.store.touch(community_id)
         return value.time
 
-    def expire(self, forget_ms: int) -> int:
+    def expire(self, forget_ms: int, times: Mapping[str, int] | None = None) -> int:
         """Forget sources that made no progress for ``forget_ms`` before their community's time
-        (never the most advanced one, so the time a community derives does not change)."""
+        (``times``: the time to forget at per community, e.g. a silent community's wall-clock
+        time; default its own). The most advanced verified and unverified source always stay:
+        the time is derived from those two alone, so it does not change, and a silent
+        community keeps one small record (its time and at most two sources)."""
         dropped = 0
         for cid, value in self.store.items():
             if value.time is None:
                 continue
-            horizon = value.time - forget_ms
+            now = value.time if times is None else times.get(cid, value.time)
+            horizon = now - forget_ms
             for progress in (value.sources, value.unverified):
-                stale = [s for s, p in progress.items() if p < horizon]
-                if stale and len(stale) < len(progress):
+                if len(progress) < 2:
+                    continue
+                leader = max(progress, key=progress.__getitem__)
+                stale = [s for s, p in progress.items() if p < horizon and s != leader]
+                if stale:
                     for s in stale:
                         del progress[s]
                     self.store.touch(cid)

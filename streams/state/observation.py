@@ -32,6 +32,7 @@ from streams.rules.health_reports import (
     reported_fever,
     symptoms_severity,
 )
+from streams.rules.temperature import within_plausible
 from streams.rules.timeutil import MS_PER_SECOND, clock_for, format_day, format_minute
 from streams.state.alerter import Alerter, fmt_c
 from streams.state.store import KeyedStore
@@ -112,9 +113,7 @@ class Observation:
             )
         temperature_c = ev.get("temperature_c")
         fever = reported_fever(temperature_c, rules)
-        plausible = temperature_c is None or (
-            rules.plausible_min_c <= temperature_c <= rules.plausible_max_c
-        )
+        plausible = temperature_c is None or within_plausible(temperature_c, rules)
         if temperature_c is not None and (fever or not plausible):
             # a reported fever, or a reading no thermometer gives: one alert, by its kind
             alert_type, severity, details = (
@@ -254,9 +253,36 @@ class Observation:
                 },
             )
 
-    def expire(self) -> int:
-        """Logs of residents no longer under observation."""
+    def expire(
+        self,
+        now_ms: int | None = None,
+        rules_for: Callable[[str], CommunityRules] | None = None,
+    ) -> int:
+        """Logs of residents no longer under observation. With the wall clock (``now_ms``), also
+        the days before yesterday of a log whose observation has no start: without a period
+        nothing is ever completed, and the timers look at today only, so those days decide
+        nothing (with a start, a log holds the days of its period at most)."""
         stale = [k for k in self.store if k.partition("|")[2] not in self.observed]
         for k in stale:
             self.store.pop(k)
-        return len(stale)
+        dropped = len(stale)
+        if now_ms is None or rules_for is None:
+            return dropped
+        for rid, (cid, start) in self.observed.items():
+            if start is not None:
+                continue
+            key = cid + "|" + rid
+            log = self.store.get(key)
+            if log is None:
+                continue
+            keep_from = clock_for(rules_for(cid).timezone).local_day(now_ms) - 1
+            trimmed = False
+            for days in (log.reported, log.clean_days, log.overdue_alerted):
+                old = [d for d in days if d < keep_from]
+                if old:
+                    days.difference_update(old)
+                    dropped += len(old)
+                    trimmed = True
+            if trimmed:
+                self.store.touch(key)
+        return dropped

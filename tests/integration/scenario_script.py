@@ -24,7 +24,7 @@ from fangxian.core.settings import Settings, Topics
 from fangxian.ingest.produce import RecordProducer
 from infra.topics import create_topics, topic_specs
 from schemas import Codec
-from schemas.topics import EVENT_TABLES, ROUTE_OF
+from schemas.topics import EVENT_TABLES, ROUTE_OF, record_key
 from streams.runtime import Runtime
 from tests.integration.pipeline_harness import PipelineRun, run_pipeline_until
 
@@ -306,12 +306,12 @@ def unprocessed(
             if record["event_id"] not in seen[table]:
                 missing.append(f"{name}:{record['event_id']}")
             continue
-        route = ROUTE_OF[name]
-        kind, key_field = str(route.kind), route.key
-        held = runtime.store.records[kind].get(record[key_field])
+        kind = str(ROUTE_OF[name].kind)
+        key = record_key(name, record).decode()  # a vehicle's: community|plate token
+        held = runtime.store.records[kind].get(key)
         # a later version (the rules change) also means this one was read
         if held is None or held["updated_at"] < record["updated_at"]:
-            missing.append(f"{name}:{record[key_field]}")
+            missing.append(f"{name}:{key}")
     return missing
 
 

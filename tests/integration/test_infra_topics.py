@@ -58,7 +58,7 @@ def test_internal_topics_are_partitioned_like_the_events(topic: str, policy: str
     [
         pytest.param("residents", "compact", id="residents are compacted by resident_id"),
         pytest.param("passes", "compact", id="visitor passes are compacted by pass_id"),
-        pytest.param("vehicles", "compact", id="vehicles are compacted by vehicle_id"),
+        pytest.param("vehicles", "compact", id="vehicles are compacted by community|vehicle_id"),
         pytest.param("rules", "compact", id="community rules are compacted by community_id"),
         pytest.param("gate_scans", "delete", id="gate scans expire"),
         pytest.param("temperature_readings", "delete", id="temperature readings expire"),

@@ -23,6 +23,7 @@ from fangxian.edge.register import (
 )
 from fangxian.edge.translate import contract_records, event_id, resolve_subject
 from schemas import Codec
+from schemas.topics import vehicle_key
 
 C = "91350100M000100Y43"
 OTHER_C = "55110105MJ0A1B2C39"
@@ -186,7 +187,10 @@ REPLICA = Replica(
         "r-home": {"community_id": C, "status": "HOME_OBSERVATION"},
         "r-far": {"community_id": OTHER_C, "status": "NORMAL"},
     },
-    vehicles={"v-ok": {"community_id": C}},
+    vehicles={
+        vehicle_key(C, "v-ok"): {"community_id": C},
+        vehicle_key(OTHER_C, "v-far"): {"community_id": OTHER_C},
+    },
     passes={
         "p-ok": {"community_id": C, "revoked": False},
         "p-rev": {"community_id": C, "revoked": True},
@@ -270,6 +274,13 @@ def _scan(**kw: object) -> dict[str, object]:
             "ALLOW",
             None,
             id="registered vehicle",
+        ),
+        pytest.param(
+            _scan(subject_type="VEHICLE", subject_id="v-far"),
+            FallbackPolicy(),
+            "DENY",
+            "VEHICLE_UNREGISTERED",
+            id="vehicle registered in another community only",
         ),
         pytest.param(
             _scan(subject_type="VEHICLE", subject_id="v-no"),

@@ -358,8 +358,8 @@ Step = tuple[str, int, str, dict[str, Any]]  # event_id, t_ms, subject, extra fi
                 ("a", 0, RES, {"direction": "OUT", "household_id": "hh-from-scan"}),
                 ("b", H, RES2, {"direction": "OUT"}),
             ],
-            [("ALLOW", []), ("ALLOW", [])],
-            id="household on the scan wins over the resident record",
+            [("ALLOW", ["HOUSEHOLD_MISMATCH"]), ("DENY", ["ENTRY_LIMIT_EXCEEDED"])],
+            id="the register's household is counted, not the scan's (issue 20, behaviour 3)",
         ),
         pytest.param(
             {},
@@ -738,8 +738,9 @@ def test_sweep_expires_windowed_state() -> None:
     e.tick(T0 + 601 * S)
     before = e.state_sizes()
     assert before["recheck_keys"] == 2 and before["quota_keys"] == 1
-    e.on_scans([scan("late", 3 * 24 * H, RES2, subject_type="UNKNOWN")])
-    e.tick(T0 + 3 * 24 * H)
+    # pass history is kept for the longest configurable window (7 days), not the 48 h in force
+    e.on_scans([scan("late", 8 * 24 * H, RES2, subject_type="UNKNOWN")])
+    e.tick(T0 + 8 * 24 * H)
     after = e.state_sizes()
     assert after["recheck_keys"] == 0 and after["quota_keys"] == 0
     assert after["dedupe_keys"] == 0 and after["open_rechecks"] == 0

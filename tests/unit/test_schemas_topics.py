@@ -19,9 +19,10 @@ TOPIC_ATTRS = {f.name for f in fields(Topics)}
 def test_route_names_real_things(route: Route) -> None:
     assert route.record in contract.RECORD_NAMES
     assert route.topic in TOPIC_ATTRS
-    assert route.key in {f["name"] for f in contract.schema(route.record)["fields"]}
+    names = {f["name"] for f in contract.schema(route.record)["fields"]}
+    assert set(topics.key_fields(route.record)) <= names
     assert (route.kind is not None) == (route.role in ("reference", "roster"))
-    assert (route.table is None) == (route.role in ("reference", "roster"))
+    assert (route.table is None) == (route.role in ("reference", "roster", "control"))
 
 
 def test_every_record_and_topic_is_in_the_table_once() -> None:
@@ -39,7 +40,14 @@ def test_every_record_and_topic_is_in_the_table_once() -> None:
             b"91350100M000100Y43",
             id="event",
         ),
-        pytest.param("Vehicle", {"vehicle_id": "v9"}, "p.reference.vehicles", b"v9", id="ref"),
+        pytest.param("Resident", {"resident_id": "r9"}, "p.reference.residents", b"r9", id="ref"),
+        pytest.param(
+            "Vehicle",
+            {"vehicle_id": "v9", "community_id": "91350100M000100Y43"},
+            "p.reference.vehicles",
+            b"91350100M000100Y43|v9",
+            id="vehicle: plate token scoped by community (issue 20)",
+        ),
     ],
 )
 def test_topic_and_key(record: str, record_dict: dict[str, str], topic: str, key: bytes) -> None:
@@ -76,3 +84,12 @@ def test_every_table_in_the_contract_table_has_columns() -> None:
     from sinks.rows import TABLES
 
     assert set(topics.TABLE_OF_RECORD.values()) <= set(TABLES)
+
+
+def test_silences_are_staff_control_records_not_loadable_reference_data() -> None:
+    """``alert.silences`` is written by the console and ``fangxian silence``, never by
+    ``fangxian load`` (no kind), and kept on its compacted topic only (no table)."""
+    assert topics.CONTROL_TOPICS == ("silences",)
+    route = topics.ROUTE_OF["Silence"]
+    assert (route.key, route.kind, route.table) == ("silence_id", None, None)
+    assert "silences" not in topics.ROSTER_RECORD_OF_KIND

@@ -25,7 +25,7 @@ from fangxian.sim import (
     scripted_day,
 )
 from fangxian.sim.model import _uuid4
-from schemas.topics import RECORD_OF_KIND
+from schemas.topics import RECORD_OF_KIND, vehicle_key
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 SHANGHAI_OFFSET_MS = 8 * 3_600_000
@@ -424,7 +424,7 @@ def test_scripted_day_raises_each_planned_alert_in_the_rule_engine() -> None:
     engine = engine_module.RuleEngine(
         residents={r["resident_id"]: r for r in refs["residents"]},
         passes={r["pass_id"]: r for r in refs["passes"]},
-        vehicles={r["vehicle_id"]: r for r in refs["vehicles"]},
+        vehicles={vehicle_key(r["community_id"], r["vehicle_id"]): r for r in refs["vehicles"]},
         rules={r["community_id"]: r for r in refs["rules"]},
     )
     feed = {
