@@ -185,6 +185,9 @@ class Settings:
     roster_key: str = ""  # AEAD key text for staff contact details (FANGXIAN_ROSTER_KEY)
     ack_link_key: str = ""  # HMAC key of acknowledge links (FANGXIAN_ACK_LINK_KEY)
     ack_base_url: str = "http://127.0.0.1:6070"  # how staff phones reach the ack endpoint
+    # how staff phones reach the console: the acknowledge page links to the alert there
+    # ("" = no link)
+    console_base_url: str = ""
     ack_port: int = 6070
     dispatch_metrics_port: int = 9110  # the dispatcher's /metrics (fangxian dispatch, worker)
     dispatch_channels_file: str = ""  # JSON of channel targets with their secrets

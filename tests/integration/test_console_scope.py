@@ -194,3 +194,64 @@ def test_repeated_wrong_passwords_lock_the_staff_id(
         assert sign_in(client, "guard-west", "a wrong password here") == 401
     assert sign_in(client, "guard-west") == 401  # locked, even with the right one
     assert sign_in(client, "guard-east") == 303  # another staff id is not locked
+
+
+@pytest.mark.parametrize(
+    ("community", "signed_in", "status", "location"),
+    [
+        pytest.param(EAST, True, 200, None, id="own alert's page: first and marked"),
+        pytest.param(WEST, True, 404, None, id="another community's alert's page does not exist"),
+        pytest.param(
+            EAST, False, 303, "/login?next=%2Falerts%2F{id}", id="not signed in: sign-in first"
+        ),
+    ],
+)
+def test_an_alerts_own_page(
+    console: tuple[TestClient, dict[str, Any]],
+    community: str,
+    signed_in: bool,
+    status: int,
+    location: str | None,
+) -> None:
+    client, alerts = console
+    alert_id = alerts[community]["alert_id"]
+    client.cookies.clear()
+    if signed_in:
+        sign_in(client, "guard-east")
+    got = client.get(f"/alerts/{alert_id}", follow_redirects=False)
+    assert got.status_code == status
+    if location is not None:
+        assert got.headers["location"] == location.format(id=alert_id)
+    if status == 200:
+        assert f'<tr data-alert-id="{alert_id}" class="sev-' in got.text
+        assert got.text.index(f'data-alert-id="{alert_id}"') == got.text.index("data-alert-id=")
+        assert 'focus">' in got.text.split(f'data-alert-id="{alert_id}"')[1].split("\n")[0]
+
+
+@pytest.mark.parametrize(
+    ("next_value", "landing"),
+    [
+        pytest.param("/alerts/{id}", "/alerts/{id}", id="back to the alert asked for"),
+        pytest.param("https://evil.example/x", "/alerts", id="another site: the alerts page"),
+        pytest.param("//evil.example/x", "/alerts", id="scheme-relative: the alerts page"),
+    ],
+)
+def test_sign_in_goes_back_to_the_page_asked_for_and_nowhere_else(
+    console: tuple[TestClient, dict[str, Any]], next_value: str, landing: str
+) -> None:
+    client, alerts = console
+    alert_id = alerts[EAST]["alert_id"]
+    client.cookies.clear()
+    form = client.get("/login", params={"next": next_value.format(id=alert_id)})
+    token = form.text.split('name="csrf" value="')[1].split('"')[0]
+    done = client.post(
+        "/login",
+        data={
+            "csrf": token,
+            "staff_id": "guard-east",
+            "password": PASSWORD,
+            "next": next_value.format(id=alert_id),
+        },
+        follow_redirects=False,
+    )
+    assert (done.status_code, done.headers["location"]) == (303, landing.format(id=alert_id))

@@ -56,21 +56,22 @@
   }
 
   function alertRow(a) {
-    const status = el("td", { class: "status" }, a.status_zh, " ", en(a.status));
+    const status = el("td", { class: "status", "data-label": "状态 Status" }, a.status_zh, " ", en(a.status));
     if (a.by) status.append(el("br"), en(a.by));
     if (a.note) status.append(el("br"), el("span", { class: "note" }, a.note));
     let esc = `L${a.level} · 已通知 ${a.notified}`;
     if (a.escalations) esc += ` · 升级 ${a.escalations}`;
     if (a.failed) esc += ` · 失败 ${a.failed}`;
+    // data-label: the column's name, shown beside the value when a row is a card (phones)
     return el("tr", { "data-alert-id": a.alert_id, class: `sev-${a.severity} st-${a.status}` },
-      el("td", {}, hms(a.event_time)),
-      el("td", {}, a.severity_zh, " ", en(a.severity)),
-      el("td", {}, a.type_zh, " ", en(a.alert_type)),
-      el("td", {}, `${a.gate_id} ${a.device_id}`),
-      el("td", { class: "mono" }, a.subject),
-      el("td", {}, a.message_zh, el("br"), en(a.message_en)),
+      el("td", { "data-label": "时间 Time" }, hms(a.event_time)),
+      el("td", { "data-label": "级别 Severity" }, a.severity_zh, " ", en(a.severity)),
+      el("td", { "data-label": "类型 Type" }, a.type_zh, " ", en(a.alert_type)),
+      el("td", { "data-label": "门岗 Gate" }, `${a.gate_id} ${a.device_id}`),
+      el("td", { class: "mono", "data-label": "对象 Subject" }, a.subject),
+      el("td", { class: "msg", "data-label": "内容 Message" }, a.message_zh, el("br"), en(a.message_en)),
       status,
-      el("td", { class: "esc" }, esc),
+      el("td", { class: "esc", "data-label": "升级 Escalation" }, esc),
       actionCell(a));
   }
 
@@ -90,6 +91,7 @@
     const old = tbody.querySelector(`tr[data-alert-id="${CSS.escape(a.alert_id)}"]`);
     if (old && (STATUS_RANK[a.status] ?? 0) < (STATUS_RANK[rowStatus(old)] ?? 0)) return;
     const row = alertRow(a);
+    if (old && old.classList.contains("focus")) row.classList.add("focus");
     if (old) { old.replaceWith(row); return; }
     row.classList.add("new");
     tbody.prepend(row);
@@ -100,9 +102,11 @@
     const tbody = document.querySelector("#decisions tbody");
     if (tbody) {
       tbody.prepend(el("tr", { class: `dec-${d.decision} new` },
-        el("td", {}, hms(d.decided_at)), el("td", {}, d.gate_id),
-        el("td", {}, d.decision_zh, " ", en(d.decision)),
-        el("td", {}, d.reasons_zh), el("td", { class: "mono" }, d.subject)));
+        el("td", { "data-label": "时间 Time" }, hms(d.decided_at)),
+        el("td", { "data-label": "门岗 Gate" }, d.gate_id),
+        el("td", { "data-label": "决定 Decision" }, d.decision_zh, " ", en(d.decision)),
+        el("td", { "data-label": "原因 Reasons" }, d.reasons_zh),
+        el("td", { class: "mono", "data-label": "对象 Subject" }, d.subject)));
       while (tbody.rows.length > 200) tbody.deleteRow(-1);
     }
     const gates = document.querySelector("#by-gate tbody");
@@ -156,6 +160,9 @@
         const status = rowStatus(row);
         row.querySelector("td.acts").replaceWith(actionCell({ alert_id: row.dataset.alertId, status }));
       }
+      // the alert an acknowledge link led to (/alerts/<id>): in view
+      const focus = document.querySelector("#alerts tr.focus");
+      if (focus) focus.scrollIntoView({ block: "start" });
     }
     if (page === "occupancy") setInterval(refreshOccupancy, 5000);
     if (page === "alerts" || page === "decisions") connect();
