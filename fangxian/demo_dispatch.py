@@ -158,7 +158,9 @@ class DemoDispatch:
     def summary(self) -> str:
         if self.stage is None:
             return "值班派单 dispatcher: not started"
-        acked = sum(1 for a in self.stage.machine.alerts.values() if a.status == "ACKNOWLEDGED")
+        machine = self.stage.machine  # closed alerts leave ``alerts`` for ``closed``
+        acked = sum(1 for a in machine.alerts.values() if a.status == "ACKNOWLEDGED")
+        acked += machine.closed.count("ACKNOWLEDGED")
         return (
             f"值班派单 dispatcher: 消息 messages to the robot {len(self.bots.of_kind('wecom'))}, "
             f"发送失败 failed {self.stage.failed}, 已确认 acknowledged alerts {acked}"

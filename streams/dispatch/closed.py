@@ -49,6 +49,10 @@ class ClosedAlerts:
     def get(self, alert_id: str) -> Closed | None:
         return self._entries.get(alert_id)
 
+    def count(self, status: str) -> int:
+        """How many of the ids kept closed with ``status``."""
+        return sum(1 for entry in self._entries.values() if entry.status == status)
+
     def add(self, alert_id: str, status: str, closed_by: str, closed_at: int) -> None:
         if alert_id in self._entries:
             return
