@@ -51,5 +51,6 @@ ALERT_TYPE_ZH: Final[dict[str, str]] = {
     "CLUSTER_SUSPECTED": "聚集性疫情预警",
     "OCCUPANCY_OVER_CAPACITY": "在场人数超限",
     "GATE_ANOMALY": "门岗拒绝异常",
+    "HOUSEHOLD_MISMATCH": "家庭信息与登记不符",
     "OTHER": "其他",
 }

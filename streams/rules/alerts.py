@@ -47,6 +47,8 @@ OTHER = "OTHER"
 CLUSTER_SUSPECTED = "CLUSTER_SUSPECTED"
 OCCUPANCY_OVER_CAPACITY = "OCCUPANCY_OVER_CAPACITY"
 GATE_ANOMALY = "GATE_ANOMALY"
+# the household on a scan disagrees with the register (issue 20, behaviour 3)
+HOUSEHOLD_MISMATCH = "HOUSEHOLD_MISMATCH"
 
 INFO = "INFO"
 WARNING = "WARNING"
@@ -180,21 +182,25 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "[Quarantine breach] Gate {gate} resident {subject} under {status_en} tried to "
         "{direction_en} and was stopped; act now.",
     ),
+    # refused coming in, let out with a warning going out (nobody is kept inside): the
+    # message says which (``action``, ``direction``), never "denied" of someone let out
     UNKNOWN_SUBJECT: (
-        "【身份不明】门岗 {gate} {subject_type_zh} {subject} 未登记，已禁止通行，"
-        "请人工核验并登记。",
-        "[Unknown subject] Gate {gate} {subject_type} {subject} is not registered and was denied; "
-        "verify and register them in person.",
+        "【身份不明】门岗 {gate} {subject_type_zh} {subject} 未登记（{direction_zh}），"
+        "处理：{action_zh}，请人工核验并登记。",
+        "[Unknown subject] Gate {gate} {subject_type} {subject} is not registered (to "
+        "{direction_en}); action: {action_en}. Verify and register them in person.",
     ),
     PASS_INVALID: (
-        "【通行证无效】门岗 {gate} 访客通行证 {subject} {why_zh}，已禁止通行，请联系邀请居民。",
-        "[Invalid pass] Gate {gate} visitor pass {subject} {why_en}; denied. Contact the host "
-        "resident.",
+        "【通行证无效】门岗 {gate} 访客通行证 {subject} {why_zh}（{direction_zh}），"
+        "处理：{action_zh}，请联系邀请居民。",
+        "[Invalid pass] Gate {gate} visitor pass {subject} {why_en} (to {direction_en}); "
+        "action: {action_en}. Contact the host resident.",
     ),
     VEHICLE_UNREGISTERED: (
-        "【车辆未登记】门岗 {gate} 车辆 {subject} {why_zh}，已禁止通行，请人工核验。",
-        "[Vehicle not registered] Gate {gate} vehicle {subject} {why_en}; denied. Verify in "
-        "person.",
+        "【车辆未登记】门岗 {gate} 车辆 {subject} {why_zh}（{direction_zh}），"
+        "处理：{action_zh}，请人工核验。",
+        "[Vehicle not registered] Gate {gate} vehicle {subject} {why_en} (to {direction_en}); "
+        "action: {action_en}. Verify in person.",
     ),
     FACE_CONSENT_MISSING: (
         "【未授权人脸】门岗 {gate} 设备 {device} 识别到未授权使用人脸信息的人员，"
@@ -213,6 +219,14 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "（上限 {limit} 次），处理：{action_zh}。对象 {subject}",
         "[Entry limit exceeded] Gate {gate} {scope_en} {limit_key} already passed {count} times "
         "in {window_h} h (limit {limit}); action: {action_en}. Subject {subject}.",
+    ),
+    HOUSEHOLD_MISMATCH: (
+        "【家庭信息不符】门岗 {gate} 居民 {subject} 的通行码所载家庭 {scan_household} "
+        "与登记家庭 {registered_household} 不一致，出入次数按登记家庭计算，"
+        "请核实并重新发放通行码。",
+        "[Household mismatch] Gate {gate}: resident {subject}'s code names household "
+        "{scan_household}, the register {registered_household}; passes count for the registered "
+        "household. Check the record and reissue the code.",
     ),
     SYMPTOMS_REPORTED: (
         "【症状上报】居民 {subject} 上报症状：{symptoms_zh}，请尽快电话联系并评估。",

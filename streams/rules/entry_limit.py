@@ -1,10 +1,18 @@
 """Entry-count enforcement (出入次数管理): ``ExitQuota`` and the pass de-duplication it relies on.
 
 Where a community limits passes per person or per household, passes in the limited direction(s)
-are counted in an event-time sliding window of ``entry_limit_window_s``; the pass that would exceed
-``entry_limit_count`` gets ``entry_limit_action``. Repeated scans of the same subject at the same
-gate and direction within ``dedupe_window_s`` are one pass (``PassDeduper``). Only passes that were
-let through are recorded: a denied pass does not use the quota.
+are counted in an event-time sliding window of ``entry_limit_window_s``: exits for OUT, entries
+for IN, both for ANY. The exit that would exceed ``entry_limit_count`` gets
+``entry_limit_action``; returning home is never refused by the count (issue 20, behaviour 4): an
+entry over an IN limit is let through with a warning and the alert (the guideline's 提示), an
+entry over an ANY limit is let through silently (it is counted; the next exit is the pass the
+count stops). Repeated scans of the same subject at the same gate and direction, each within
+``dedupe_window_s`` of the previous one, are one pass (``PassDeduper``): the re-scans of a
+counted pass are let through and not counted again, the re-scans of a refused one are refused
+again. Only passes that were let through are recorded: a denied pass does not use the quota.
+
+The household counted is the register's: a scan's own ``household_id`` decides nothing, and
+raises HOUSEHOLD_MISMATCH when it disagrees (``check_household``; issue 20, behaviour 3).
 """
 
 from __future__ import annotations
@@ -12,9 +20,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping
 
-from streams.rules.alerts import ENTRY_LIMIT_EXCEEDED, WARNING
+from streams.rules.alerts import ENTRY_LIMIT_EXCEEDED, HOUSEHOLD_MISMATCH, INFO, WARNING, mask
 from streams.rules.config import CommunityRules
-from streams.rules.gate_access import Finding
+from streams.rules.gate_access import ACTION_RANK, ALLOW, WARN, Finding
 from streams.state.store import KeyedStore
 
 
@@ -36,12 +44,22 @@ def limit_key(
     return ("PERSON", subject_id)
 
 
-def check_entry_limit(passes_in_window: int, rules: CommunityRules, scope: str) -> Finding | None:
-    """ENTRY_LIMIT_EXCEEDED when this pass would be one more than the limit allows."""
+def check_entry_limit(
+    passes_in_window: int, rules: CommunityRules, scope: str, direction: str = "OUT"
+) -> Finding | None:
+    """ENTRY_LIMIT_EXCEEDED when this pass would be one more than the limit allows. An entry
+    (``direction`` IN) is never refused by the count: over an ANY limit it is no finding (the
+    next exit is stopped), over an IN limit it is let through with a warning at most."""
     if passes_in_window < rules.entry_limit_count:
         return None
+    action = rules.entry_limit_action
+    if direction == "IN":
+        if rules.entry_limit_direction == "ANY":
+            return None
+        if ACTION_RANK[action] > ACTION_RANK[WARN]:
+            action = WARN
     return Finding(
-        rules.entry_limit_action,
+        action,
         ENTRY_LIMIT_EXCEEDED,
         WARNING,
         {
@@ -50,7 +68,28 @@ def check_entry_limit(passes_in_window: int, rules: CommunityRules, scope: str) 
             "limit": str(rules.entry_limit_count),
             "window_h": f"{rules.entry_limit_window_s / 3600:g}",
             "direction": rules.entry_limit_direction,
-            "action": rules.entry_limit_action,
+            "action": action,
+        },
+    )
+
+
+def check_household(
+    on_scan: str | None, registered: str | None, rules: CommunityRules
+) -> Finding | None:
+    """HOUSEHOLD_MISMATCH when a scan names a household the register does not give the resident
+    (a stale code, or a forged one). It changes no decision — the register's household is the
+    one counted — so its action is ALLOW; WARNING where the community counts households (the
+    scan would have dodged the quota), INFO elsewhere (a code to reissue)."""
+    if not on_scan or on_scan == registered:
+        return None
+    return Finding(
+        ALLOW,
+        HOUSEHOLD_MISMATCH,
+        WARNING if rules.entry_limit_scope == "HOUSEHOLD" else INFO,
+        {
+            "scan_household": mask(on_scan),
+            "registered_household": mask(registered),
+            "scope": rules.entry_limit_scope,
         },
     )
 
@@ -116,7 +155,10 @@ class ExitQuota:
 
 class PassDeduper:
     """Counted passes per (community, subject, gate, direction): a scan within the dedupe window
-    of one of them (before or after it in event time) is the same pass, not a new one.
+    of one of them (before or after it in event time) is the same pass, not a new one. The
+    times are those of the counted scan and of its re-scans that were let through
+    (``GateAccess.record``), so a person re-scanning every 20 s stays one pass however long
+    the gate keeps them (issue 20, behaviour 5).
     Data in a ``KeyedStore`` (key ``community|subject|gate|direction``, value sorted times)."""
 
     __slots__ = ("store",)

@@ -14,9 +14,18 @@ Subject rules by ``subject_type``:
 * VISITOR: ``subject_id`` is the pass_id. Unknown, revoked or other-community passes are invalid in
   both directions; not-yet-valid, expired and used-up passes only stop entries (IN) — a visitor
   whose pass ran out is let out.
-* VEHICLE: ``subject_id`` is the vehicle_id. Unknown or other-community vehicles are refused both
+* VEHICLE: ``subject_id`` is the vehicle_id. Unknown or other-community vehicles are invalid both
   ways; an expired registration (``valid_until`` < event time) only stops entries.
 * UNKNOWN: always UNKNOWN_SUBJECT.
+
+Nobody is kept inside (issue 20, behaviour 2): the findings about *who* is at the gate
+(UNKNOWN_SUBJECT, PASS_INVALID, VEHICLE_UNREGISTERED — ``LET_OUT``) refuse an entry, and on the
+way out they let the subject go with a warning and the same alert (``let_out``): a visitor whose
+pass was revoked while inside leaves. What stops an exit for the sake of others stands: a
+QUARANTINE_BREACH (home observation, isolation, hospital — also of a resident registered in
+another community), a RED code or a YELLOW code the community denies, the community's own exit
+count and curfew; and a face without consent is refused either way (the method is refused,
+not the person: they scan their code).
 
 A FACE scan without consent (on the scan or on the resident record) is a rejection record only:
 no other rule runs on the face-derived identity and the decision keeps no subject id.
@@ -87,8 +96,25 @@ def check_face_consent(scan: Record, resident: Record | None) -> Finding | None:
     return Finding(DENY, FACE_CONSENT_MISSING, WARNING, {"method": "FACE"})
 
 
+#: findings about who is at the gate: they refuse entries, never exits (``let_out``)
+LET_OUT: frozenset[str] = frozenset({UNKNOWN_SUBJECT, PASS_INVALID, VEHICLE_UNREGISTERED})
+
+
+def let_out(found: Finding, direction: str) -> Finding:
+    """Nobody is kept inside: a ``LET_OUT`` finding on an exit lets the subject out with a
+    warning (WARN) and its alert. Its details name the ``direction`` and the ``action`` taken
+    (the message says "action: allow with a warning", not "denied")."""
+    if found.alert_type not in LET_OUT:
+        return found
+    details = {**found.details, "direction": direction}
+    if direction == "OUT" and ACTION_RANK[found.action] > ACTION_RANK[WARN]:
+        details["action"] = WARN
+        return found._replace(action=WARN, details=details)
+    return found._replace(details=details)
+
+
 def _unknown(subject_type: str) -> Finding:
-    return Finding(DENY, UNKNOWN_SUBJECT, WARNING, {"subject_type": subject_type})
+    return Finding(DENY, UNKNOWN_SUBJECT, WARNING, {"subject_type": subject_type, "action": DENY})
 
 
 def check_resident(community_id: str, resident: Record | None) -> Finding | None:
@@ -165,7 +191,7 @@ def check_visitor_pass(
     why = pass_problem(community_id, direction, t, visitor_pass, entries_used)
     if why is None:
         return None
-    details = {"why": why}
+    details = {"why": why, "direction": direction, "action": DENY}
     if why == "entries_used_up" and visitor_pass is not None:
         details["entries_used"] = str(entries_used)
         details["max_entries"] = str(visitor_pass.get("max_entries"))
@@ -183,7 +209,9 @@ def check_vehicle(
         if direction != "IN" or valid_until is None or valid_until >= t:
             return None
         why = "expired"
-    return Finding(DENY, VEHICLE_UNREGISTERED, WARNING, {"why": why})
+    return Finding(
+        DENY, VEHICLE_UNREGISTERED, WARNING, {"why": why, "direction": direction, "action": DENY}
+    )
 
 
 def in_curfew(minute: int, start: int, end: int) -> bool:

@@ -22,6 +22,7 @@ import orjson
 
 from streams.rules.alerts import CRITICAL, INFO, WARNING
 from streams.rules.config import CommunityRules
+from streams.rules.temperature import tenths
 
 SYMPTOM_SEVERITY: dict[str, str] = {
     "SHORTNESS_OF_BREATH": CRITICAL,
@@ -48,11 +49,12 @@ def symptoms_severity(symptoms: Iterable[str]) -> str | None:
 
 
 def reported_fever(temperature_c: float | None, rules: CommunityRules) -> bool:
-    """Whether a self-reported temperature is a fever (implausible values are not)."""
-    return (
-        temperature_c is not None
-        and rules.fever_threshold_c <= temperature_c <= rules.plausible_max_c
-    )
+    """Whether a self-reported temperature is a fever (implausible values are not); compared at
+    0.1 °C like every temperature rule (``streams.rules.temperature.tenths``)."""
+    if temperature_c is None:
+        return False
+    t = tenths(temperature_c)
+    return tenths(rules.fever_threshold_c) <= t <= tenths(rules.plausible_max_c)
 
 
 def observation_days(start_day: int | None, days: int) -> range | None:

@@ -25,6 +25,7 @@ State: one ``KeyedStore`` (``fever``) shared by every community's ``FeverRecheck
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -48,11 +49,31 @@ _UNDECIDED = (OPEN, MISSED)
 MAX_READINGS_PER_KEY = 8
 
 
+def tenths(celsius: float) -> int:
+    """A temperature in tenths of a degree, rounded half up: the precision gate devices show and
+    every message prints (``fmt_c``). Every comparison with a threshold or a plausible bound is
+    made on it, so a message never says "37.3 °C, below 37.3 °C" of a 37.28 °C reading (a
+    Fahrenheit device's 99.1 °F): what reads 37.3 is 37.3, at the threshold (issue 20)."""
+    return math.floor(celsius * 10 + 0.5 + 1e-9)
+
+
+def at_or_above(celsius: float, threshold_c: float) -> bool:
+    """``celsius ≥ threshold_c`` at the precision of 0.1 °C."""
+    return tenths(celsius) >= tenths(threshold_c)
+
+
+def within_plausible(celsius: float, rules: CommunityRules) -> bool:
+    """Within [plausible_min_c, plausible_max_c] (both included), at 0.1 °C."""
+    t = tenths(celsius)
+    return tenths(rules.plausible_min_c) <= t <= tenths(rules.plausible_max_c)
+
+
 def classify(temperature_c: float, rules: CommunityRules) -> int:
-    """NORMAL, HIGH (plausible and ≥ threshold) or IMPLAUSIBLE."""
-    if temperature_c < rules.plausible_min_c or temperature_c > rules.plausible_max_c:
+    """NORMAL, HIGH (plausible and ≥ threshold) or IMPLAUSIBLE, compared at 0.1 °C (``tenths``)."""
+    t = tenths(temperature_c)
+    if t < tenths(rules.plausible_min_c) or t > tenths(rules.plausible_max_c):
         return IMPLAUSIBLE
-    if temperature_c >= rules.fever_threshold_c:
+    if t >= tenths(rules.fever_threshold_c):
         return HIGH
     return NORMAL
 

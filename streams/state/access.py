@@ -25,6 +25,7 @@ from streams.rules.entry_limit import (
     ExitQuota,
     PassDeduper,
     check_entry_limit,
+    check_household,
     direction_limited,
     limit_key,
 )
@@ -38,6 +39,7 @@ from streams.rules.gate_access import (
     check_unknown_type,
     check_vehicle,
     check_visitor_pass,
+    let_out,
 )
 from streams.rules.timeutil import MS_PER_SECOND, clock_for
 from streams.state.store import KeyedStore
@@ -323,14 +325,24 @@ class GateAccess:
             found = check_resident(cid, resident)
             if found is None:
                 found = check_quarantine(direction, resident, observation_over)
+                # the register's household is counted; a scan that names another says so
+                household = resident.get("household_id") if resident is not None else None
+                mismatch = check_household(ev.get("household_id"), household, rules)
+                if mismatch is not None:
+                    findings.append(mismatch)
+            else:
+                household = None
+                # unknown here but under observation elsewhere: the breach still stops the
+                # exit that the unknown subject alone would let through
+                breach = check_quarantine(direction, resident, False)
+                if breach is not None and direction == "OUT":
+                    findings.append(breach)
+                found = let_out(found, direction)
             if found is not None:
                 findings.append(found)
             if rules.entry_limit_scope != "NONE" and direction_limited(
                 direction, rules.entry_limit_direction
             ):
-                household = ev.get("household_id") or (
-                    resident.get("household_id") if resident is not None else None
-                )
                 scope_id = limit_key(rules, subject_id, household)
                 if scope_id is not None:
                     pending.limit = (cid, scope_id[0], scope_id[1])
@@ -349,19 +361,21 @@ class GateAccess:
                 cid, direction, t, visitor_pass, used - 1 if pending.repeat else used
             )
             if found is not None:
-                findings.append(found)
+                findings.append(let_out(found, direction))
         elif subject_type == "VEHICLE":
             found = check_vehicle(cid, direction, t, vehicle)
             if found is not None:
-                findings.append(found)
+                findings.append(let_out(found, direction))
         elif subject_type == "STAFF":
             found = check_staff(resident)
             if found is None:
                 found = check_quarantine(direction, resident, observation_over)
+            else:
+                found = let_out(found, direction)
             if found is not None:
                 findings.append(found)
         else:
-            findings.append(check_unknown_type())
+            findings.append(let_out(check_unknown_type(), direction))
 
         if rules.curfew_enabled:
             found = check_curfew(clock_for(rules.timezone).minute_of_day(t), rules)
@@ -376,14 +390,20 @@ class GateAccess:
             )
             if not pending.repeat:
                 window_ms = rules.entry_limit_window_s * MS_PER_SECOND
-                found = check_entry_limit(self.quota.count(limit, t, window_ms), rules, limit[1])
+                found = check_entry_limit(
+                    self.quota.count(limit, t, window_ms), rules, limit[1], direction
+                )
                 if found is not None:
                     findings.append(found)
         return pending
 
     def record(self, pending: PendingPass, t: int) -> None:
-        """A pass was let through: it uses the quota (a denied one does not)."""
+        """A pass was let through: it uses the quota (a denied one does not). A re-scan of a
+        counted pass uses nothing, and extends the pass: the next re-scan within the dedupe
+        window of this one is the same pass too."""
         if pending.repeat:
+            assert pending.dedupe_key is not None
+            self.dedupe.record(pending.dedupe_key, t)
             return
         if pending.limit is not None:
             self.quota.record(pending.limit, t)

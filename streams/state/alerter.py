@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.rules.alerts import AlertSuppressor, bucket_cause, build_alert
+from streams.rules.temperature import tenths
 from streams.state.store import KeyedStore
 
 
@@ -85,5 +86,7 @@ class Alerter:
 
 
 def fmt_c(value: float) -> str:
-    """A temperature for alert details and messages."""
-    return f"{value:.1f}"
+    """A temperature for alert details and messages: 0.1 °C, rounded half up — the precision
+    the rules compare at (``streams.rules.temperature.tenths``), so a message's numbers agree
+    with its comparison words."""
+    return f"{tenths(value) / 10:.1f}"

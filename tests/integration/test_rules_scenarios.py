@@ -158,6 +158,7 @@ def _gate_script(settings: Settings, labels: Labels, now: int) -> Script:
     person("face.none")
     person("hh.m1", household=tok("hh.house"))
     person("hh.m2", household=tok("hh.house"))
+    person("forge.rid")
     person("elsewhere.rid", community=COMMUNITY_B)
     for label in ("rc.b1", "rc.b2", "rc.b3"):
         person(label, community=COMMUNITY_B)
@@ -189,6 +190,15 @@ def _gate_script(settings: Settings, labels: Labels, now: int) -> Script:
     ref.add(
         "VisitorPass",
         visitor_pass(tok("pass.valid"), valid_from=since, valid_until=now + DAY_MS, **pass_times),
+    )
+    inside: dict[str, Any] = {
+        "valid_from": since,
+        "valid_until": now + DAY_MS,
+        "community": COMMUNITY_A,
+    }
+    ref.add(
+        "VisitorPass",
+        visitor_pass(tok("pass.inside"), host=tok("host.rid"), updated_at=since, **inside),
     )
     ref.add(
         "Vehicle",
@@ -257,6 +267,10 @@ def _gate_script(settings: Settings, labels: Labels, now: int) -> Script:
     )
     scan(p1, "hh.m1_out", tok("hh.m1"), -40, direction="OUT", household=tok("hh.house"))
     scan(p1, "hh.m1_repeat", tok("hh.m1"), -30, direction="OUT", household=tok("hh.house"))
+    # 35 s after the counted scan, 25 s after the re-scan: the same pass (issue 20)
+    scan(p1, "hh.m1_repeat2", tok("hh.m1"), -5, direction="OUT", household=tok("hh.house"))
+    scan(p1, "forge.scan", tok("forge.rid"), -50, household=tok("forge.fake"))
+    scan(p1, "pass.inside_in", tok("pass.inside"), -50, **visitor)
     scan(p1, "replay.scan", tok("replay.rid"), -50, health_code="YELLOW")
     day: dict[str, Any] = {"community": COMMUNITY_A, "t": now - 100 * S, "day": today}
     for label, symptoms, celsius in (
@@ -288,6 +302,17 @@ def _gate_script(settings: Settings, labels: Labels, now: int) -> Script:
     reading(p2, "clear.recheck", tok("clear.rid"), -30, 36.7)
     scan(p2, "hh.m2_out", tok("hh.m2"), -10, direction="OUT", household=tok("hh.house"))
     p2.records.extend(r for r in p1.records if r[1].get("event_id") == labels["replay.scan"])
+    # the visitor's pass is revoked while they are inside
+    p2.add(
+        "VisitorPass",
+        visitor_pass(
+            tok("pass.inside"),
+            host=tok("host.rid"),
+            updated_at=since + 1_000,
+            revoked=True,
+            **inside,
+        ),
+    )
     reading(
         p2, "ooo.low_earlier", tok("ooo.rid"), -75, 36.5, community=COMMUNITY_C, device="gun-c-1"
     )
@@ -308,6 +333,7 @@ def _gate_script(settings: Settings, labels: Labels, now: int) -> Script:
     scan(p3, "rc.yellow2", tok("rc.b2"), -20, community=COMMUNITY_B, health_code="YELLOW")
     scan(p3, "rc.out2", tok("rc.b3"), 10, community=COMMUNITY_B, direction="OUT")
     scan(p3, "rc.out3", tok("rc.b3"), 70, community=COMMUNITY_B, direction="OUT")
+    scan(p3, "pass.inside_out", tok("pass.inside"), 20, direction="OUT", **visitor)
 
     scans_sent = sum(1 for p in (p1, p2, p3) for name, _ in p.records if name == "GateScan")
 
@@ -526,11 +552,31 @@ GATE_CASES = [
             {
                 "hh.m1_out": "ALLOW",
                 "hh.m1_repeat": "ALLOW",
+                "hh.m1_repeat2": "ALLOW",
                 "hh.m2_out": "DENY ENTRY_LIMIT_EXCEEDED",
             },
             alert("ENTRY_LIMIT_EXCEEDED WARNING hh.m2 <- hh.m2_out", count="1"),
         ),
-        id="a repeat scan within 30 s is the same pass: allowed, and counted once",
+        id="re-scans each within 30 s of the previous are the same pass: allowed, counted once",
+    ),
+    pytest.param(
+        case(
+            {"pass.inside_in": "ALLOW", "pass.inside_out": "WARN PASS_INVALID"},
+            alert(
+                "PASS_INVALID WARNING pass.inside <- pass.inside_out",
+                why="revoked",
+                direction="OUT",
+                action="WARN",
+            ),
+        ),
+        id="pass revoked while the visitor is inside: let out with a warning (issue 20)",
+    ),
+    pytest.param(
+        case(
+            {"forge.scan": "ALLOW HOUSEHOLD_MISMATCH"},
+            alert("HOUSEHOLD_MISMATCH WARNING forge.rid <- forge.scan", scope="HOUSEHOLD"),
+        ),
+        id="a code naming another household: the register's counts, the mismatch is alerted",
     ),
     pytest.param(
         case(

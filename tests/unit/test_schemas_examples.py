@@ -70,6 +70,10 @@ CONTRACT_FIELDS = {
         "action_id alert_id community_id action alert_type severity gate_id level staff_ids "
         "channel delivery_id attempt group_count detail alert_event_time created_at"
     ),
+    "Silence": (
+        "silence_id community_id gate_ids device_ids alert_types starts_at ends_at comment "
+        "created_by via created_at updated_by updated_at"
+    ),
 }
 
 CONTRACT_ENUMS = {
@@ -89,7 +93,8 @@ CONTRACT_ENUMS = {
         "QUARANTINE_BREACH UNKNOWN_SUBJECT PASS_INVALID VEHICLE_UNREGISTERED "
         "FACE_CONSENT_MISSING CURFEW_VIOLATION ENTRY_LIMIT_EXCEEDED SYMPTOMS_REPORTED "
         "FEVER_REPORTED REPORT_OVERDUE OBSERVATION_COMPLETED DEVICE_CLOCK_SKEW "
-        "EDGE_FALLBACK_DISAGREED OTHER CLUSTER_SUSPECTED OCCUPANCY_OVER_CAPACITY GATE_ANOMALY"
+        "EDGE_FALLBACK_DISAGREED OTHER CLUSTER_SUSPECTED OCCUPANCY_OVER_CAPACITY GATE_ANOMALY "
+        "HOUSEHOLD_MISMATCH"
     ),
     "Severity": "INFO WARNING CRITICAL",
     "ResidentStatus": "NORMAL HOME_OBSERVATION CENTRALIZED_ISOLATION HOSPITALIZED RECOVERED",
@@ -145,6 +150,8 @@ TIMESTAMP_FIELDS = {
     "valid_from",
     "valid_until",
     "alert_event_time",
+    "starts_at",
+    "ends_at",
 }
 DATE_FIELDS = {"report_date", "observation_start"}
 TOKEN_FIELDS = (
