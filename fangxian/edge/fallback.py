@@ -5,7 +5,8 @@ replica of the reference topics, the community's policy → a decision and its r
 Deliberately smaller than the decide stage: only what a gate must not get wrong alone —
 a red health code, a resident under quarantine/home observation going out (or hospitalised,
 either way), a temperature at or above the community's fever threshold, a subject the replica
-does not know (resident, vehicle, visitor pass). Everything else is allowed, and the answer is
+does not know (resident, vehicle, visitor pass) coming in — going out it is let out with a
+warning, as the core does (nobody is kept inside). Everything else is allowed, and the answer is
 marked ``edge-fallback``; the event still reaches the core, and if the core's decision later
 differs, the edge raises ``EDGE_FALLBACK_DISAGREED`` for staff to review.
 
@@ -98,25 +99,28 @@ def fallback_decision(
     if temperature is not None and at_or_above(temperature, threshold):  # at 0.1 °C, as the core
         fire(policy.fever, "FEVER_RECHECK")
     subject_type, subject_id = scan["subject_type"], scan["subject_id"]
+    # nobody is kept inside (docs/rules.md, behaviour 2): who is at the gate refuses an entry;
+    # on the way out the person is let out with a warning, as the core decides
+    unknown = "WARN" if scan.get("direction") == "OUT" else policy.unknown_subject
     if subject_type in ("RESIDENT", "STAFF"):
         resident = _get(replica.residents, subject_id)
+        status = resident.get("status") if resident is not None else None
+        # under observation stays in, wherever the person is registered (as the core)
+        if status == "HOSPITALIZED" or (status in QUARANTINE and scan["direction"] == "OUT"):
+            fire(policy.quarantine, "QUARANTINE_BREACH")
         if resident is None or (
             subject_type == "RESIDENT" and resident.get("community_id") != community
         ):
-            fire(policy.unknown_subject, "UNKNOWN_SUBJECT")
-        else:
-            status = resident.get("status")
-            if status == "HOSPITALIZED" or (status in QUARANTINE and scan["direction"] == "OUT"):
-                fire(policy.quarantine, "QUARANTINE_BREACH")
+            fire(unknown, "UNKNOWN_SUBJECT")
     elif subject_type == "VEHICLE":
         # registrations are per community (issue 20): the plate's one in this community
         vehicle = _get(replica.vehicles, vehicle_key(community, subject_id))
         if vehicle is None or vehicle.get("community_id") != community:
-            fire(policy.unknown_subject, "VEHICLE_UNREGISTERED")
+            fire(unknown, "VEHICLE_UNREGISTERED")
     elif subject_type == "VISITOR":
         visitor = _get(replica.passes, subject_id)
         if visitor is None or visitor.get("revoked") or visitor.get("community_id") != community:
-            fire(policy.unknown_subject, "PASS_INVALID")
+            fire(unknown, "PASS_INVALID")
     else:
-        fire(policy.unknown_subject, "UNKNOWN_SUBJECT")
+        fire(unknown, "UNKNOWN_SUBJECT")
     return decision, tuple(reasons)

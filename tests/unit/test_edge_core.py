@@ -186,6 +186,7 @@ REPLICA = Replica(
         "r-ok": {"community_id": C, "status": "NORMAL"},
         "r-home": {"community_id": C, "status": "HOME_OBSERVATION"},
         "r-far": {"community_id": OTHER_C, "status": "NORMAL"},
+        "r-far-home": {"community_id": OTHER_C, "status": "HOME_OBSERVATION"},
     },
     vehicles={
         vehicle_key(C, "v-ok"): {"community_id": C},
@@ -302,6 +303,49 @@ def _scan(**kw: object) -> dict[str, object]:
             "DENY",
             "UNKNOWN_SUBJECT",
             id="unidentified",
+        ),
+        # nobody is kept inside (docs/rules.md behaviour 2): going out, let out with a warning
+        pytest.param(
+            _scan(subject_id="r-nobody", direction="OUT"),
+            FallbackPolicy(),
+            "WARN",
+            "UNKNOWN_SUBJECT",
+            id="unknown resident going out",
+        ),
+        pytest.param(
+            _scan(subject_type="VEHICLE", subject_id="v-nobody", direction="OUT"),
+            FallbackPolicy(unknown_subject="RECHECK"),
+            "WARN",
+            "VEHICLE_UNREGISTERED",
+            id="unregistered vehicle going out",
+        ),
+        pytest.param(
+            _scan(subject_type="VISITOR", subject_id="p-rev", direction="OUT"),
+            FallbackPolicy(),
+            "WARN",
+            "PASS_INVALID",
+            id="revoked pass going out",
+        ),
+        pytest.param(
+            _scan(subject_type="VISITOR", subject_id="p-rev", direction="OUT", health_code="RED"),
+            FallbackPolicy(),
+            "DENY",
+            "HEALTH_CODE_RED",
+            id="revoked pass going out with a red code",
+        ),
+        pytest.param(
+            _scan(subject_id="r-far", direction="OUT"),
+            FallbackPolicy(),
+            "WARN",
+            "UNKNOWN_SUBJECT",
+            id="another community's resident going out",
+        ),
+        pytest.param(
+            _scan(subject_id="r-far-home", direction="OUT"),
+            FallbackPolicy(),
+            "DENY",
+            "QUARANTINE_BREACH",
+            id="another community's resident under observation going out",
         ),
     ],
 )
