@@ -44,11 +44,11 @@ QUERY_IS_PROHIBITED = 392  # 18.16 allow_ddl=0
 DATABASE_ACCESS_DENIED = 291
 
 
-def staff_users_xml(production: Path) -> str:
-    """A users.xml whose ``default`` user has the production staff user's grants and profile
-    settings (its database is ``fangxian``, as in production)."""
-    user = ET.parse(production).getroot().find("users/fangxian_staff")
-    profile = ET.parse(production).getroot().find("profiles/fangxian_staff")
+def staff_users_xml(production: Path, name: str = "fangxian_staff") -> str:
+    """A users.xml whose ``default`` user has the production user's (``name``) grants and
+    profile settings (its database is ``fangxian``, as in production)."""
+    user = ET.parse(production).getroot().find(f"users/{name}")
+    profile = ET.parse(production).getroot().find(f"profiles/{name}")
     assert user is not None and profile is not None
     grants = "".join(f"<query>{q.text}</query>" for q in user.findall("grants/query") if q.text)
     settings = "".join(ET.tostring(s, encoding="unicode") for s in profile)
@@ -99,9 +99,14 @@ def fill(writer: Connection) -> None:
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
-    config_dir = tmp_path / "staff-config"
+    yield restricted(tmp_path, PRODUCTION_USER, "fangxian_staff")
+
+
+def restricted(tmp_path: Path, production: Path, name: str) -> Embedded:
+    """A migrated, filled chdb data directory whose restricted session is ``name``."""
+    config_dir = tmp_path / f"{name}-config"
     config_dir.mkdir()
-    (config_dir / "users.xml").write_text(staff_users_xml(PRODUCTION_USER), encoding="utf-8")
+    (config_dir / "users.xml").write_text(staff_users_xml(production, name), encoding="utf-8")
     config = config_dir / "config.xml"
     config.write_text(
         "<clickhouse><user_directories><users_xml>"
@@ -117,7 +122,7 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
         fill(admin)
     finally:
         admin.close()
-    yield found
+    return found
 
 
 def run_as(embedded: Embedded, who: str, work: Callable[[ChdbWriter], Any]) -> Any:
@@ -303,3 +308,72 @@ def test_on_18_16_the_staff_user_is_refused_ddl(
             admin.execute(sql.format(db=server_database))
         finally:
             admin.disconnect()
+
+
+# -- the console's user (fangxian_console) ------------------------------------------------------
+CONSOLE_USER_FILE = ROOT / "infra" / "clickhouse" / "users.d" / "fangxian_console.xml"
+
+
+@pytest.fixture
+def console_embedded(tmp_path: Path) -> Iterator[Embedded]:
+    yield restricted(tmp_path, CONSOLE_USER_FILE, "fangxian_console")
+
+
+def console_reads(writer: ChdbWriter) -> None:
+    """What the console's pages read, all of it."""
+    from fangxian.console.history import History, audit_page
+
+    history = History(writer, "Asia/Shanghai")
+    assert history.alerts_since([COMMUNITY], 0), "the filled alert is read back"
+    history.actions_since([COMMUNITY], 0)
+    history.recent_decisions(COMMUNITY, 0)
+    history.decisions_by_gate(COMMUNITY, 0)
+    history.occupancy([COMMUNITY], 0)
+    history.devices(COMMUNITY, 0)
+    audit_page(writer, actor=STAFF)
+
+
+def console_audits(writer: ChdbWriter) -> None:
+    from sinks.audit import SIGN_IN, AuditEntry, write_audit
+
+    write_audit(writer, AuditEntry(actor=STAFF, action=SIGN_IN, origin="console@127.0.0.1"))
+
+
+CONSOLE_MAY = [
+    pytest.param(console_reads, id="every page's reads"),
+    pytest.param(console_audits, id="its audit row"),
+]
+
+
+@pytest.mark.parametrize("work", CONSOLE_MAY)
+def test_the_console_user_may_what_its_pages_do(
+    console_embedded: Embedded, work: Callable[[ChdbWriter], Any]
+) -> None:
+    run_as(console_embedded, "staff", work)
+
+
+CONSOLE_REFUSED = [
+    pytest.param(insert_scan, id="INSERT into gate_scans"),
+    pytest.param(insert_alert, id="INSERT into alerts"),
+    pytest.param(
+        statement("ALTER TABLE fangxian.gate_scans DELETE WHERE 1 SETTINGS mutations_sync = 2"),
+        id="delete personal data",
+    ),
+    pytest.param(
+        statement("ALTER TABLE fangxian.audit_log DELETE WHERE 1 SETTINGS mutations_sync = 2"),
+        id="delete from audit_log",
+    ),
+    pytest.param(statement("CREATE TABLE fangxian.copy (x UInt8) ENGINE = Log"), id="CREATE"),
+    pytest.param(statement("DROP TABLE fangxian.scratch"), id="DROP"),
+    pytest.param(statement("CREATE DATABASE elsewhere"), id="CREATE DATABASE"),
+]
+
+
+@pytest.mark.parametrize("work", CONSOLE_REFUSED)
+def test_the_console_user_is_refused_what_its_pages_do_not_need(
+    console_embedded: Embedded, work: Callable[[ChdbWriter], Any]
+) -> None:
+    with pytest.raises(SinkError) as refused:
+        run_as(console_embedded, "staff", work)
+    assert "ACCESS_DENIED" in str(refused.value) or "Not enough privileges" in str(refused.value)
+    run_as(console_embedded, "admin", work)  # control: the same statement as the admin user works

@@ -121,10 +121,16 @@ def test_every_fangxian_variable_names_a_setting(service: str) -> None:
     assert not unknown, f"{service} sets variables no Settings field reads: {unknown}"
 
 
+def default_of(value: str) -> str:
+    """``${NAME:-default}`` -> ``default`` (what compose uses when NAME is not set)."""
+    found = re.fullmatch(r"\$\{[A-Z_]+:-(.*)\}", value)
+    return found.group(1) if found else value
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_reaches_services_by_their_compose_names(stage: str) -> None:
     worker = env(stage)
-    assert worker["FANGXIAN_KAFKA_BOOTSTRAP"].split(":")[0] in SERVICES
+    assert default_of(worker["FANGXIAN_KAFKA_BOOTSTRAP"]).split(":")[0] in SERVICES
     if "FANGXIAN_CLICKHOUSE_URL" in worker:
         assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
 
@@ -269,6 +275,9 @@ def test_fangxian_services_log_in_to_kafka(service: str, user: str) -> None:
             "dispatch", "fangxian_sink", id="the dispatcher's action sink inserts as fangxian_sink"
         ),
         pytest.param("migrate", "fangxian_migrate", id="migrations run as fangxian_migrate"),
+        pytest.param(
+            "console", "fangxian_console", id="the console reads and audits as fangxian_console"
+        ),
     ],
 )
 def test_clickhouse_users_per_service(service: str, user: str) -> None:
@@ -347,3 +356,120 @@ def test_deploy_guide_mentions_only_existing_services() -> None:
     mentioned = set(re.findall(r"docker compose logs ([a-z0-9_ -]+)", DEPLOY_DOC))
     names = {name for group in mentioned for name in group.split()}
     assert names <= set(SERVICES)
+
+
+# ---- the `cluster` profile, Kafka part (issue 21): three KRaft nodes, topics replicated 3 / 2
+
+CLUSTER_ENV_FILE = ROOT / "compose-cluster.env"
+KAFKA_NODES = {"kafka": 1, "kafka-2": 2, "kafka-3": 3}
+
+
+def cluster_env() -> dict[str, str]:
+    """compose-cluster.env: what `--env-file compose-cluster.env` adds."""
+    lines = CLUSTER_ENV_FILE.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ``${NAME:-default}`` with ``variables`` as the environment."""
+    return re.sub(
+        r"\$\{([A-Z_]+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), value
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "profiles"),
+    [
+        pytest.param("kafka", None, id="node 1 runs in every profile"),
+        pytest.param("kafka-2", ["cluster"], id="node 2 only in the cluster profile"),
+        pytest.param("kafka-3", ["cluster"], id="node 3 only in the cluster profile"),
+    ],
+)
+def test_the_cluster_profile_adds_two_kafka_nodes(service: str, profiles: list[str]) -> None:
+    spec = SERVICES[service]
+    assert spec.get("profiles") == profiles
+    assert spec["image"] == SERVICES["kafka"]["image"]
+    assert spec["entrypoint"] == SERVICES["kafka"]["entrypoint"]
+    assert spec["healthcheck"]["test"], service
+    assert f"--bootstrap-server {service}:9092" in spec["healthcheck"]["test"][-1]
+    assert any(str(v).endswith(":/var/lib/kafka/data") for v in spec["volumes"])
+
+
+def test_each_kafka_node_has_its_own_data_id_and_published_port() -> None:
+    volumes = {
+        name: next(v for v in SERVICES[name]["volumes"] if v.endswith(":/var/lib/kafka/data"))
+        for name in KAFKA_NODES
+    }
+    assert len(set(volumes.values())) == len(KAFKA_NODES)
+    assert all(v.split(":")[0] in COMPOSE["volumes"] for v in volumes.values())
+    ids = {name: env(name)["KAFKA_NODE_ID"] for name in KAFKA_NODES}
+    assert ids == {name: str(n) for name, n in KAFKA_NODES.items()}
+    published = [str(SERVICES[name]["ports"][0]).rsplit(":", 2)[-2] for name in KAFKA_NODES]
+    advertised = [env(name)["KAFKA_EXTERNAL_PORT"] for name in KAFKA_NODES]
+    assert published == advertised and len(set(published)) == len(KAFKA_NODES)
+
+
+@pytest.mark.parametrize("service", list(KAFKA_NODES))
+def test_in_the_cluster_every_node_knows_the_three_voters_and_replicates_3_2(
+    service: str,
+) -> None:
+    variables = env(service)
+    nodes = interpolate(variables["KAFKA_NODES"], cluster_env())
+    props = _kafka_properties(
+        KAFKA_NODES=nodes,
+        KAFKA_NODE_ID=variables["KAFKA_NODE_ID"],
+        KAFKA_EXTERNAL_PORT=variables["KAFKA_EXTERNAL_PORT"],
+    )
+    assert props["node.id"] == variables["KAFKA_NODE_ID"]
+    assert props["controller.quorum.voters"] == ",".join(
+        f"{n}@{name}:9093" for name, n in KAFKA_NODES.items()
+    )
+    assert props["advertised.listeners"].startswith(f"INTERNAL://{service}:9092,")
+    assert props["advertised.listeners"].endswith(f":{variables['KAFKA_EXTERNAL_PORT']}")
+    for key, value in {
+        "default.replication.factor": "3",
+        "min.insync.replicas": "2",
+        "offsets.topic.replication.factor": "3",
+        "transaction.state.log.replication.factor": "3",
+        "transaction.state.log.min.isr": "2",
+    }.items():
+        assert props[key] == value, key
+
+
+def test_one_node_alone_keeps_its_internal_topics_on_itself() -> None:
+    props = _kafka_properties()
+    assert props["controller.quorum.voters"] == "1@kafka:9093"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.min.isr"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("variables", "bootstrap", "replicas"),
+    [
+        pytest.param({}, ["kafka:9092"], ("1", "1"), id="default: one broker, topics 1 / 1"),
+        pytest.param(
+            "cluster",
+            ["kafka:9092", "kafka-2:9092", "kafka-3:9092"],
+            ("3", "2"),
+            id="cluster: every node listed, topics 3 / 2",
+        ),
+    ],
+)
+def test_services_follow_the_profile_in_bootstrap_and_replication(
+    variables: dict[str, str] | str, bootstrap: list[str], replicas: tuple[str, str]
+) -> None:
+    given = cluster_env() if variables == "cluster" else {}
+    for service in ("topics", "acl", *STAGES, "dispatch", "edge", "console"):
+        worker = {k: interpolate(v, given) for k, v in env(service).items()}
+        assert worker["FANGXIAN_KAFKA_BOOTSTRAP"].split(",") == bootstrap, service
+        assert all(host.split(":")[0] in SERVICES for host in bootstrap)
+        assert (
+            worker["FANGXIAN_REPLICATION_FACTOR"],
+            worker["FANGXIAN_MIN_INSYNC_REPLICAS"],
+        ) == replicas, service
+    assert given.get("COMPOSE_PROFILES", "cluster" if given else "") == ("cluster" if given else "")
+
+
+def test_the_cluster_env_file_holds_no_secret() -> None:
+    assert not [k for k in cluster_env() if SECRET_NAME.search(k)]
+    assert "--env-file compose-cluster.env" in DEPLOY_DOC
