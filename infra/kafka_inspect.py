@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kafka import KafkaProducer
@@ -77,6 +77,10 @@ class TopicState:
     partitions: int = 0
     config: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None  # e.g. TopicAuthorizationFailedError
+    replication_factor: int = 0  # the fewest replicas any partition has
+    # partitions whose in-sync replicas are fewer than their replicas (a broker away or behind)
+    under_replicated: int = 0
+    fewest_in_sync: int = 0  # the smallest ISR of any partition
 
     @property
     def authorized(self) -> bool:
@@ -84,9 +88,12 @@ class TopicState:
 
 
 def describe_topics(
-    admin: KafkaAdminClient, names: Sequence[str], config_keys: Sequence[str] = ("cleanup.policy",)
+    admin: KafkaAdminClient,
+    names: Sequence[str],
+    config_keys: Sequence[str] = ("cleanup.policy", "min.insync.replicas"),
 ) -> dict[str, TopicState]:
-    """What the cluster has for each of ``names``: partition count and ``config_keys``."""
+    """What the cluster has for each of ``names``: partition count, replicas and in-sync
+    replicas, and ``config_keys``."""
     states: dict[str, TopicState] = {}
     present: list[str] = []
     for topic in admin.describe_topics(list(names)):
@@ -94,7 +101,17 @@ def describe_topics(
         code = topic.get("error_code", 0)
         if code == 0:
             present.append(name)
-            states[name] = TopicState(name, True, len(topic.get("partitions") or []))
+            parts = topic.get("partitions") or []
+            replicas = [len(p.get("replica_nodes") or ()) for p in parts]
+            in_sync = [len(p.get("isr_nodes") or ()) for p in parts]
+            states[name] = TopicState(
+                name,
+                True,
+                len(parts),
+                replication_factor=min(replicas, default=0),
+                under_replicated=sum(1 for r, i in zip(replicas, in_sync, strict=True) if i < r),
+                fewest_in_sync=min(in_sync, default=0),
+            )
         else:
             error = for_code(code).__name__
             states[name] = TopicState(name, False, error=error)
@@ -105,7 +122,7 @@ def describe_topics(
         described = admin.describe_configs(resources, config_filter="all").get("topic", {})
         for name in present:
             values = {k: str(v.get("value")) for k, v in described.get(name, {}).items()}
-            states[name] = TopicState(name, True, states[name].partitions, values)
+            states[name] = replace(states[name], config=values)
     for name in names:
         states.setdefault(name, TopicState(name, False, error="not in metadata"))
     return states

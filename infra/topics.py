@@ -2,11 +2,18 @@
 
 Event and output topics delete old segments (raw events are personal data: they are kept no
 longer than needed to replay into ClickHouse); reference topics are compacted (the latest record
-per id is the state); dead letters are kept longer so someone can look at them."""
+per id is the state); dead letters are kept longer so someone can look at them.
+
+Every topic, the decide stage's internal ones included, gets ``Settings.replication_factor``
+replicas and ``min.insync.replicas = Settings.min_insync_replicas``: the producers write with
+acks=all, so a write is acknowledged once that many replicas have it and a cluster of three with
+2 in sync loses no acknowledged record when one broker dies (docs/deploy.md, "Kafka as a
+cluster")."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -14,7 +21,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from fangxian.core.settings import Settings, Topics
+from fangxian.core.settings import SettingError, Settings, Topics
 from schemas.topics import REFERENCE_TOPICS, ROSTER_TOPICS, ROUTE_OF
 
 log = logging.getLogger(__name__)
@@ -44,8 +51,27 @@ def _retention_ms(days: int, settings: Settings) -> str:
     return str(min(days, settings.retention_days) * DAY_MS)
 
 
+def replication(settings: Settings) -> tuple[int, dict[str, str]]:
+    """The replication factor and the ``min.insync.replicas`` config of every topic; a
+    ``min_insync_replicas`` above the replication factor (no write could ever succeed) or below
+    1 is refused here, before any topic exists."""
+    factor, in_sync = settings.replication_factor, settings.min_insync_replicas
+    if factor < 1:
+        raise SettingError(
+            "FANGXIAN_REPLICATION_FACTOR", f"must be >= 1, not {factor}", f"须 >= 1，而非 {factor}"
+        )
+    if not 1 <= in_sync <= factor:
+        raise SettingError(
+            "FANGXIAN_MIN_INSYNC_REPLICAS",
+            f"must be between 1 and the replication factor ({factor}), not {in_sync}",
+            f"须在 1 与副本数（{factor}）之间，而非 {in_sync}",
+        )
+    return factor, {"min.insync.replicas": str(in_sync)}
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic in ``settings.topics``, in declaration order, with partitions and config."""
+    factor, replicated = replication(settings)
     specs = []
     for f in fields(Topics):
         name: str = getattr(settings.topics, f.name)
@@ -64,38 +90,43 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "cleanup.policy": "delete",
                 "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
             }
-        specs.append(TopicSpec(name, partitions, settings.replication_factor, config))
+        specs.append(TopicSpec(name, partitions, factor, {**config, **replicated}))
     return specs + internal_topic_specs(settings)
 
 
 def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
     """The decide stage's own topics (docs/topology.md): the events repartitioned by community
     and the compacted changelog of the rule state. Both have the event topics' partition count:
-    task *p* reads partition *p* of every input and writes its changelog to partition *p*."""
+    task *p* reads partition *p* of every input and writes its changelog to partition *p*.
+    Replicated like the event topics: a changelog partition on one broker would stall its task
+    (no restore, no transaction) the moment that broker died."""
+    factor, replicated = replication(settings)
     return [
         TopicSpec(
             settings.decide_events_topic,
             settings.event_partitions,
-            settings.replication_factor,
+            factor,
             {
                 "cleanup.policy": "delete",
                 "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
+                **replicated,
             },
         ),
         TopicSpec(
             settings.decide_reroute_topic,
             settings.event_partitions,
-            settings.replication_factor,
+            factor,
             {
                 "cleanup.policy": "delete",
                 "retention.ms": _retention_ms(EVENT_RETENTION_DAYS, settings),
+                **replicated,
             },
         ),
         TopicSpec(
             settings.decide_changelog_topic,
             settings.event_partitions,
-            settings.replication_factor,
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            factor,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", **replicated},
         ),
     ]
 
@@ -115,6 +146,25 @@ def _request(specs: Sequence[TopicSpec], with_configs: bool) -> dict[str, dict[s
     }
 
 
+def cluster_brokers(admin: KafkaAdminClient) -> int:
+    """How many brokers the cluster's metadata lists (every broker that registered)."""
+    return len(admin.describe_cluster().get("brokers") or [])
+
+
+def _await_brokers(admin: KafkaAdminClient, needed: int, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while (live := cluster_brokers(admin)) < needed:
+        if time.monotonic() >= deadline:
+            raise SettingError(
+                "FANGXIAN_REPLICATION_FACTOR",
+                f"{needed} replicas need {needed} brokers, the cluster has {live} "
+                f"(set it and FANGXIAN_MIN_INSYNC_REPLICAS for this cluster)",
+                f"副本数 {needed} 需要 {needed} 个 broker，集群只有 {live} 个",
+            )
+        log.info("waiting for %d brokers (%d so far)", needed, live)
+        time.sleep(1.0)
+
+
 def create_topics(
     bootstrap: str,
     specs: Sequence[TopicSpec],
@@ -123,6 +173,7 @@ def create_topics(
     broker_supports_configs: bool = True,
     client: Mapping[str, Any] | None = None,
     connect_timeout_s: float | None = None,
+    wait_for_brokers_s: float = 0.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created by this call.
 
@@ -133,6 +184,9 @@ def create_topics(
     ``connect_timeout_s``: how long to wait for the first connection
     (``Settings.connect_timeout_s``; None: the client's 30 s default); an unreachable broker
     raises ``KafkaTimeoutError``.
+    ``wait_for_brokers_s``: how long to wait for as many live brokers as the largest replication
+    factor asks for (a cluster whose brokers are still starting, as compose starts them); with
+    fewer after that, a ``SettingError`` says how many there are.
     """
     if not specs:
         return []
@@ -144,6 +198,7 @@ def create_topics(
         **dict(client or {}),
     )
     try:
+        _await_brokers(admin, max(spec.replication_factor for spec in specs), wait_for_brokers_s)
         response = admin.create_topics(
             _request(specs, broker_supports_configs),
             timeout_ms=CREATE_TIMEOUT_MS,

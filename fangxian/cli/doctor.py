@@ -4,8 +4,10 @@ The checks run in this order, each a row of the table (✔ ok, ✗ missing or wr
 but not needed, – not checked because an earlier check failed):
 
 1. Kafka reachable, and its version (inferred from the broker's ApiVersions answer);
-2. every topic of ``infra.topics.topic_specs`` present with the expected partitions and
-   cleanup policy;
+2. every topic of ``infra.topics.topic_specs`` present with the expected partitions, cleanup
+   policy, replication factor and ``min.insync.replicas``; a partition with fewer in-sync
+   replicas than replicas (a broker away) is a "!", one below ``min.insync.replicas`` (writes
+   refused) a ✗;
 3. the consumer groups of docs/topology.md and their lag (a group that never ran is a "!");
 4. ClickHouse reachable, and its version;
 5. every migration of ``sinks/migrations`` applied;
@@ -61,6 +63,29 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 def _failed(name: str, err: BaseException, settings: Settings) -> Check:
     failure: CliError = classify(err, settings)
     return Check(name, FAIL, f"{failure.kind.zh} {failure.kind.en}", f"{failure.zh} / {failure.en}")
+
+
+def _replication_problems(spec: Any, state: Any) -> list[str]:
+    """What is wrong with a topic's replicas against its spec (``infra.topics``)."""
+    problems = []
+    if state.replication_factor and state.replication_factor != spec.replication_factor:
+        problems.append(
+            f"replication factor {state.replication_factor}, expected {spec.replication_factor} "
+            f"(FANGXIAN_REPLICATION_FACTOR; change it with kafka-reassign-partitions)"
+        )
+    wanted = spec.config.get("min.insync.replicas")
+    actual = state.config.get("min.insync.replicas")
+    if wanted is not None and actual is not None and actual != wanted:
+        problems.append(
+            f"min.insync.replicas={actual}, expected {wanted} (FANGXIAN_MIN_INSYNC_REPLICAS; "
+            f"kafka-configs --alter)"
+        )
+    if state.partitions and actual is not None and state.fewest_in_sync < int(actual):
+        problems.append(
+            f"a partition has {state.fewest_in_sync} in-sync replica(s), below "
+            f"min.insync.replicas={actual}: its writes are refused (写入被拒绝)"
+        )
+    return problems
 
 
 class Doctor:
@@ -165,6 +190,7 @@ class Doctor:
         actual_policy = state.config.get("cleanup.policy")
         if actual_policy is not None and actual_policy != policy:
             problems.append(f"cleanup.policy={actual_policy}, expected {policy}")
+        problems += _replication_problems(spec, state)
         if problems:
             self.add(
                 name,
@@ -175,7 +201,22 @@ class Doctor:
                 "the topic (or recreate it); set cleanup.policy with kafka-configs --alter",
             )
             return
-        self.add(name, OK, f"{state.partitions} partitions, cleanup.policy={actual_policy}")
+        replicas = (
+            f"{state.replication_factor} replicas, "
+            f"min.insync.replicas={state.config.get('min.insync.replicas')}"
+        )
+        done = f"{state.partitions} partitions, cleanup.policy={actual_policy}, {replicas}"
+        if state.under_replicated:
+            self.add(
+                name,
+                WARN,
+                f"{done}; {state.under_replicated} partition(s) under-replicated "
+                f"(副本未同步, fewest in sync {state.fewest_in_sync})",
+                "查看哪个 broker 不在线或落后 / a broker is down or behind: start it; it "
+                "catches up by itself",
+            )
+            return
+        self.add(name, OK, done)
 
     # -- 3. consumer groups --------------------------------------------------------------------
 

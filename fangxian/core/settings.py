@@ -88,7 +88,13 @@ class Settings:
     producer_idempotence: bool = True
     # worker web (health) and /metrics; the sink process serves /metrics on sink_metrics_port
     web_port: int = 6066
+    # replicas of every topic, the decide stage's internal ones included, and the
+    # min.insync.replicas each topic is created with: with acks=all a write needs that many
+    # replicas, so one broker of three may die without a write refused or a record lost.
+    # Defaults for one broker (the demo, `fangxian run`, single-broker tests); a production
+    # cluster of 3+ brokers sets 3 and 2 (docs/deploy.md; compose's `cluster` profile does).
     # where the worker's web and /metrics listen: loopback by default; 0.0.0.0 in a container
+    min_insync_replicas: int = 1
     # so Prometheus can scrape it (docker-compose.yml sets it)
     bind_host: str = "127.0.0.1"
     metrics_port: int = 9108

@@ -108,3 +108,49 @@ def test_retention_never_exceeds_the_data_retention_setting(field_name: str) -> 
 def test_replication_factor_comes_from_settings() -> None:
     specs = topic_specs(DEFAULTS.replace(replication_factor=3))
     assert {spec.replication_factor for spec in specs} == {3}
+
+
+@pytest.mark.parametrize(
+    ("replicas", "in_sync"),
+    [
+        pytest.param(1, 1, id="one broker: the demo, fangxian run, single-broker tests"),
+        pytest.param(3, 2, id="a production cluster of three: one broker may die"),
+    ],
+)
+def test_every_topic_internal_ones_included_is_replicated_as_the_settings_say(
+    replicas: int, in_sync: int
+) -> None:
+    settings = DEFAULTS.replace(replication_factor=replicas, min_insync_replicas=in_sync)
+    specs = topic_specs(settings)
+    internal = {
+        settings.decide_events_topic,
+        settings.decide_reroute_topic,
+        settings.decide_changelog_topic,
+    }
+    assert internal <= {spec.name for spec in specs}
+    assert {(s.replication_factor, s.config["min.insync.replicas"]) for s in specs} == {
+        (replicas, str(in_sync))
+    }
+
+
+def test_the_defaults_suit_one_broker() -> None:
+    assert (DEFAULTS.replication_factor, DEFAULTS.min_insync_replicas) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "in_sync", "setting"),
+    [
+        pytest.param(3, 4, "FANGXIAN_MIN_INSYNC_REPLICAS", id="more in sync than replicas"),
+        pytest.param(3, 0, "FANGXIAN_MIN_INSYNC_REPLICAS", id="no replica in sync"),
+        pytest.param(0, 1, "FANGXIAN_REPLICATION_FACTOR", id="no replica at all"),
+    ],
+)
+def test_a_replication_no_write_could_meet_is_refused_before_any_topic_exists(
+    replicas: int, in_sync: int, setting: str
+) -> None:
+    from fangxian.core.settings import SettingError
+
+    bad = DEFAULTS.replace(replication_factor=replicas, min_insync_replicas=in_sync)
+    with pytest.raises(SettingError) as refused:
+        topic_specs(bad)
+    assert refused.value.setting == setting
