@@ -9,13 +9,14 @@ table is the whole of each principal's rights:
 - **decide** reads the events, its internal topics and the reference topics, writes its
   internal topics and the outputs, in transactions whose ids start ``<app_id>-decide-``;
 - **sink** reads the event and output topics (``read_committed``), writes nothing to Kafka;
-- **dispatch** reads alerts, its reference topics and ``alert.actions``, writes
-  ``alert.actions``;
-- **loader** writes the reference topics; **reporter** (``fangxian report --publish``) writes
-  ``reports.daily``;
-- **console** (``fangxian console``) reads ``gate.decisions``, ``alerts``, ``alert.actions``
-  and ``reference.staff`` without a group (every instance sees everything), writes
-  ``alert.actions`` (its acknowledge / resolve requests);
+- **dispatch** reads alerts, its reference topics, ``alert.silences`` and ``alert.actions``,
+  writes ``alert.actions``;
+- **loader** (the operator's tools) writes the reference topics; for ``fangxian silence`` it
+  also reads ``reference.staff`` (who may silence) and reads and writes ``alert.silences``;
+  **reporter** (``fangxian report --publish``) writes ``reports.daily``;
+- **console** (``fangxian console``) reads ``gate.decisions``, ``alerts``, ``alert.actions``,
+  ``alert.silences`` and ``reference.staff`` without a group (every instance sees everything),
+  writes ``alert.actions`` (its acknowledge / resolve requests) and ``alert.silences``;
 - **edge** (``fangxian edge``, the gate devices' way in) writes the three event topics, and
   ``alerts`` and ``dead_letters`` for what only it can see (``EDGE_FALLBACK_DISAGREED``, a
   device payload it could not parse — redacted); reads ``gate.decisions`` (the answer a
@@ -69,6 +70,7 @@ DISPATCH_REFERENCE_TOPICS = {
     "escalation": "reference.escalation",
 }
 ALERT_ACTIONS = ("alert_actions", "alert.actions")
+SILENCES = ("silences", "alert.silences")
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
     decide_refs = [getattr(t, f) for f in DECIDE_REFERENCE_FIELDS]
     dispatch_refs = [_topic(settings, a, d) for a, d in DISPATCH_REFERENCE_TOPICS.items()]
     alert_actions = _topic(settings, *ALERT_ACTIONS)
+    silences = _topic(settings, *SILENCES)
     staff = _topic(settings, "staff", DISPATCH_REFERENCE_TOPICS["staff"])
     decide_events = _internal(settings, "decide_events_topic", "decide-events")
     decide_changelog = _internal(settings, "decide_changelog_topic", "decide-changelog")
@@ -204,17 +207,22 @@ def acl_table(settings: Settings, principals: Principals | None = None) -> AclTa
             group("sink-actions"),
         ),
         "dispatch": (
-            *topics([t.alerts, *dispatch_refs], R),
+            *topics([t.alerts, *dispatch_refs, silences], R),
             *topics([alert_actions], R, W),
             group("dispatch"),
             group("sink-actions"),
         ),
-        "loader": tuple(topics([*decide_refs, *dispatch_refs], W)),
+        # `fangxian load`; `fangxian silence` checks the staff member's role and writes
+        "loader": (
+            *topics([*decide_refs, *dispatch_refs], W),
+            *topics([staff], R),
+            *topics([silences], R, W),
+        ),
         "reporter": tuple(topics([t.reports_daily], W)),
         # the staff console: live feed and staff directory without a group, ack/resolve requests
         "console": (
-            *topics([t.gate_decisions, t.alerts, alert_actions, staff], R),
-            *topics([alert_actions], W),
+            *topics([t.gate_decisions, t.alerts, alert_actions, staff, silences], R),
+            *topics([alert_actions, silences], W),
         ),
         # the gate edge: devices' events in, their decisions back, the fallback's replica;
         # its own alert (EDGE_FALLBACK_DISAGREED) and redacted dead letters

@@ -22,7 +22,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from fangxian.core.settings import SettingError, Settings, Topics
-from schemas.topics import REFERENCE_TOPICS, ROSTER_TOPICS, ROUTE_OF
+from schemas.topics import CONTROL_TOPICS, REFERENCE_TOPICS, ROSTER_TOPICS, ROUTE_OF
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ EVENT_RETENTION_DAYS = 7
 DEAD_LETTER_RETENTION_DAYS = 30
 REFERENCE_FIELDS = frozenset((*REFERENCE_TOPICS, *ROSTER_TOPICS))
 DEAD_LETTER_FIELD = ROUTE_OF["DeadLetter"].topic
+# staff's silences (alert.silences): compacted (the latest record of a silence is the silence)
+# *and* deleted after the longest a silence lasts plus a day, so ended ones do not pile up
+CONTROL_FIELDS = frozenset(CONTROL_TOPICS)
+SILENCE_RETENTION_DAYS = 31  # streams.dispatch.silences.MAX_DURATION_S + 1 day
 CREATE_TIMEOUT_MS = 30_000
 
 
@@ -78,6 +82,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         if f.name in REFERENCE_FIELDS:
             partitions = settings.reference_partitions
             config = {"cleanup.policy": "compact"}
+        elif f.name in CONTROL_FIELDS:
+            partitions = settings.reference_partitions
+            config = {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": _retention_ms(SILENCE_RETENTION_DAYS, settings),
+            }
         elif f.name == DEAD_LETTER_FIELD:
             partitions = settings.event_partitions
             config = {

@@ -42,6 +42,7 @@ COMMANDS: tuple[str, ...] = (
     "forget",
     "load",
     "dispatch",
+    "silence",
     "bench",
     "doctor",
     "console",

@@ -10,6 +10,7 @@ from fangxian.core.settings import SettingError, Settings
 
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.channels.config import ChannelConfigError
+    from streams.dispatch.inhibition import InhibitConfigError
     from streams.dispatch.stage import serve
 
     try:
@@ -23,6 +24,10 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     except ChannelConfigError as err:  # a missing key is a SettingError: the CLI explains it
         raise SettingError(
             "FANGXIAN_DISPATCH_CHANNELS_FILE", str(err), f"渠道配置文件无效：{err}"
+        ) from err
+    except InhibitConfigError as err:
+        raise SettingError(
+            "FANGXIAN_DISPATCH_INHIBIT_FILE", str(err), f"抑制规则文件无效：{err}"
         ) from err
     return 0
 

@@ -177,6 +177,9 @@ def apply_action(view: AlertView, action: Mapping[str, Any]) -> bool:
         view.by = ",".join(action.get("staff_ids") or [])
         if detail.get("note"):
             view.note = detail["note"]
+        elif kind == "SILENCED" and detail.get("reason"):
+            # why it was not paged: a silence (its matchers and reason) or an inhibition
+            view.note = detail["reason"]
         return True
     if kind == "RESOLVE_REQUESTED" and detail.get("note") and not view.note:
         view.note = detail["note"]

@@ -40,6 +40,7 @@ class Topics:
     duty: str = "reference.duty"
     escalation: str = "reference.escalation"
     alert_actions: str = "alert.actions"
+    silences: str = "alert.silences"
 
     def with_prefix(self, prefix: str) -> Topics:
         """Every topic name with ``prefix`` in front (tests use one prefix per test)."""
@@ -199,6 +200,9 @@ class Settings:
     dispatch_channels_file: str = ""  # JSON of channel targets with their secrets
     dispatch_default_channels: str = ""  # comma-separated targets for steps that name none
     dispatch_tick_s: float = 0.2
+    # inhibition rules (TOML, docs/dispatch.md "Silences and inhibition"); "" = the built-in
+    # rules of streams/dispatch/inhibition.py, "none" = no inhibition at all
+    dispatch_inhibit_file: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

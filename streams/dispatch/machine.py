@@ -15,6 +15,13 @@ wait, at once for CRITICAL), then the last step's level again every ``repeat_int
 their end unless the severity bypasses them. Recipients are whoever is on duty at the alert's
 event time plus the item's offset (``Roster.recipients``: the next level up when a level has
 nobody). An acknowledgement or resolution of the leader closes the group.
+
+Silences (``silences.SilenceBook``, from ``alert.silences``) and inhibition
+(``inhibition.Inhibitor``, configured rules) mute an alert: when it is taken on, and again
+whenever something of an open leader may be due (``mute_due``), so a silence created later or a
+source that arrives within the group wait stops the messages still to go. A muted alert is
+closed with a SILENCED record saying why (``muted_by`` silence or inhibition); it is never
+paged and never dropped unseen.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from streams.dispatch.closed import ClosedAlerts
+from streams.dispatch.inhibition import Inhibitor
 from streams.dispatch.roster import STREET_OFFICE_TYPES, Policy, Roster, Staff, Step
+from streams.dispatch.silences import SilenceBook, mute_detail
 
 NAMESPACE: Final = uuid.UUID("6c0c3d52-8f8e-5c1e-9b1f-2d1f0e5a7a11")
 OPEN, ACKNOWLEDGED, RESOLVED, SILENCED = "OPEN", "ACKNOWLEDGED", "RESOLVED", "SILENCED"
@@ -67,6 +76,17 @@ class AlertState:
     wake_ms: int = 0  # nothing can be due before this (0: look at the next tick)
     level: int = 0
     created_at: int = 0  # the alert's own created_at (0: not recorded; use event_time)
+    device_id: str | None = None  # for silences by device (ROUTED detail ``device_id``)
+    subject_key: str = ""  # keyed digest of the subject, for inhibition by person
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The values inhibition rules compare (``inhibition.LABELS``)."""
+        return {
+            "gate_id": self.gate_id or "",
+            "device_id": self.device_id or "",
+            "subject_id": self.subject_key,
+        }
 
     @property
     def is_leader(self) -> bool:
@@ -110,9 +130,18 @@ def _item_due(policy: Policy, state: AlertState, item: str) -> tuple[int, Step, 
 class DispatchMachine:
     """State of the alerts of the assigned partitions; see the module docstring."""
 
-    def __init__(self, roster: Roster, default_channels: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        roster: Roster,
+        default_channels: Iterable[str] = (),
+        *,
+        silences: SilenceBook | None = None,
+        inhibitor: Inhibitor | None = None,
+    ) -> None:
         self.roster = roster
         self.default_channels = tuple(default_channels)
+        self.silence_book = silences if silences is not None else SilenceBook()
+        self.inhibitor = inhibitor if inhibitor is not None else Inhibitor(rules=())
         self.alerts: dict[str, AlertState] = {}
         self.silenced: set[str] = set()
         # closed alerts leave ``alerts`` (``prune``); their ids stay here for a while
@@ -181,20 +210,37 @@ class DispatchMachine:
             message_zh=alert.get("message_zh", ""),
             message_en=alert.get("message_en", ""),
             created_at=int(alert.get("created_at") or alert["event_time"]),
+            device_id=alert.get("device_id"),
+            subject_key=self.inhibitor.subject_key(alert.get("subject_id")),
         )
+        labels = _label_detail(state)
         silenced_by = ""
         if alert.get("details", {}).get("notify", "true") == "false":
             silenced_by = "record only (notify=false)"
         elif state.alert_type in policy.silenced_types:
             silenced_by = "policy silences this type"
         if silenced_by:
-            record = self._record(SILENCED, state, now_ms, detail={"reason": silenced_by})
+            record = self._record(
+                SILENCED,
+                state,
+                now_ms,
+                detail={"reason": silenced_by, "muted_by": "policy", **labels},
+            )
+            self.apply(record)
+            return [record]
+        muted = self._muting(state, now_ms)
+        if muted is not None:
+            why, staff = muted
+            record = self._record(
+                SILENCED, state, now_ms, staff_ids=staff, detail={**why, **labels}
+            )
             self.apply(record)
             return [record]
         detail = {
             "message_zh": state.message_zh,
             "message_en": state.message_en,
             "alert_created_at": str(state.created_at),
+            **labels,
         }
         if state.severity in policy.immediate_severities:
             detail["flush_at"] = str(now_ms)
@@ -219,6 +265,10 @@ class DispatchMachine:
         kind = record["action"]
         alert_id = record["alert_id"]
         detail = record.get("detail", {})
+        if kind in (RESOLVED, "RESOLVE_REQUESTED"):
+            # a resolved source holds nothing back any more (an acknowledged one is closed
+            # before a person resolves it: the request is what says so)
+            self.inhibitor.end(alert_id)
         if kind in REQUESTS:
             if not live:
                 self._requests.append(record)
@@ -227,7 +277,9 @@ class DispatchMachine:
             via = detail.get("via", "link")
             return self.close(REQUESTS[kind], alert_id, staff, int(record["created_at"]), via)
         if kind == SILENCED and alert_id not in self.alerts:
-            self.silenced.add(alert_id)
+            if alert_id not in self.silenced and alert_id not in self.closed:
+                self.silenced.add(alert_id)
+                self._observe(record)  # a muted alert still holds others back
             return []
         if kind == "ROUTED":
             self._apply_routed(record, detail)
@@ -291,8 +343,11 @@ class DispatchMachine:
             message_zh=detail.get("message_zh", ""),
             message_en=detail.get("message_en", ""),
             created_at=int(detail.get("alert_created_at") or record["alert_event_time"]),
+            device_id=detail.get("device_id") or None,
+            subject_key=detail.get("subject_key", ""),
         )
         self.alerts[alert_id] = state
+        self._observe(record)
         leader = self.alerts.get(leader_id)
         if leader_id != alert_id and leader is not None:
             leader.members.append(alert_id)
@@ -301,6 +356,70 @@ class DispatchMachine:
             and state.severity not in self.roster.policy(state.community_id).immediate_severities
         ):
             self._groups[(state.community_id, state.gate_id or "", state.alert_type)] = alert_id
+
+    def _observe(self, record: Mapping[str, Any]) -> None:
+        """An alert taken on (ROUTED or SILENCED): an inhibition source from its record's time."""
+        detail = record.get("detail") or {}
+        self.inhibitor.observe(
+            record["alert_id"],
+            record["community_id"],
+            record["alert_type"],
+            record["severity"],
+            {
+                "gate_id": record.get("gate_id") or "",
+                "device_id": detail.get("device_id", ""),
+                "subject_id": detail.get("subject_key", ""),
+            },
+            int(record["created_at"]),
+        )
+
+    # -- silences and inhibition ---------------------------------------------------------------
+    def _muting(self, state: AlertState, now_ms: int) -> tuple[dict[str, str], list[str]] | None:
+        """Why ``state`` is muted at ``now_ms`` (the SILENCED detail, and who: the silence's
+        author), or None: a silence first, then an inhibition."""
+        silence = self.silence_book.matching(
+            state.community_id, state.gate_id, state.device_id, state.alert_type, now_ms
+        )
+        if silence is not None:
+            return mute_detail(silence), [silence.created_by]
+        held = self.inhibitor.holding(
+            state.alert_id,
+            state.community_id,
+            state.alert_type,
+            state.severity,
+            state.labels,
+            now_ms,
+        )
+        if held is not None:
+            return held.detail(), []
+        return None
+
+    def mute_due(self, now_ms: int) -> list[dict[str, Any]]:
+        """Open group leaders a silence or an inhibition covers at ``now_ms``, closed SILENCED
+        (their open members with them), applied: checked whenever something of theirs may be
+        due, so a silence created after the alert, or a source that arrives within the group
+        wait, stops the messages still to go (the alert stays closed when the silence ends)."""
+        if not self.silence_book.silences and not len(self.inhibitor):
+            return []
+        out: list[dict[str, Any]] = []
+        for state in list(self.alerts.values()):
+            if state.status != OPEN or not state.is_leader or state.wake_ms > now_ms:
+                continue
+            muted = self._muting(state, now_ms)
+            if muted is None:
+                continue
+            why, staff = muted
+            record = self._record(
+                SILENCED, state, now_ms, staff_ids=staff, detail={**why, "while_open": "true"}
+            )
+            out.append(record)
+            out.extend(self.apply(record))
+        return out
+
+    def prune_muting(self, now_ms: int) -> None:
+        """Forget silences over for a day and inhibition sources whose time is over."""
+        self.silence_book.prune(now_ms)
+        self.inhibitor.prune(now_ms)
 
     def settle(self) -> list[dict[str, Any]]:
         """After a restore: requests not yet turned into ACKNOWLEDGED / RESOLVED, and members
@@ -568,6 +687,17 @@ class DispatchMachine:
             return []
         record = self._record(kind, state, now_ms, staff_ids=[staff_id], detail={"via": via})
         return [record, *self.apply(record)]
+
+
+def _label_detail(state: AlertState) -> dict[str, str]:
+    """What a take-on record keeps of the alert for silences and inhibition after a restart:
+    the device, and the keyed digest of the subject (never the subject itself)."""
+    out = {}
+    if state.device_id:
+        out["device_id"] = state.device_id
+    if state.subject_key:
+        out["subject_key"] = state.subject_key
+    return out
 
 
 def request_record(

@@ -679,3 +679,22 @@ def test_acl_apply_removes_stale_grants_of_its_principals_only(
     finally:
         admin.delete_acls([outsider, stale])
         admin.close()
+
+
+def test_silences_are_written_by_the_console_and_the_loader_and_only_read_by_the_dispatcher(
+    secure_kafka: KafkaBroker, secure_topics: Settings
+) -> None:
+    """``alert.silences`` (issue 22): the console and ``fangxian silence`` (principal loader)
+    write it, the dispatcher reads it and may not write it; a gate device sees nothing."""
+    topic = secure_topics.topics.silences
+    partitions = partitions_of(secure_topics, topic)
+    for role in ("console", "loader"):
+        assert produce(as_role(secure_kafka, secure_topics, role), topic, role.encode()).topic == (
+            topic
+        )
+    dispatch = as_role(secure_kafka, secure_topics, "dispatch")
+    assert sorted(read_all(dispatch, topic, partitions)) == [b"console", b"loader"]
+    with pytest.raises(TopicAuthorizationFailedError):
+        produce(dispatch, topic)
+    device = as_role(secure_kafka, secure_topics, "device")
+    assert topic not in visible_topics(device)

@@ -173,7 +173,28 @@ def _ops(role: str, name: str) -> set[ACLOperation]:
             {ACLOperation.READ, ACLOperation.WRITE},
             id="dispatch reads and writes alert.actions",
         ),
-        pytest.param("loader", "p.reference.staff", {ACLOperation.WRITE}, id="loader writes staff"),
+        pytest.param(
+            "loader",
+            "p.reference.staff",
+            {ACLOperation.READ, ACLOperation.WRITE},
+            id="loader writes staff and reads it (fangxian silence checks who may silence)",
+        ),
+        pytest.param(
+            "loader",
+            "p.alert.silences",
+            {ACLOperation.READ, ACLOperation.WRITE},
+            id="loader (fangxian silence) reads and writes silences",
+        ),
+        pytest.param(
+            "console",
+            "p.alert.silences",
+            {ACLOperation.READ, ACLOperation.WRITE},
+            id="console reads and writes silences",
+        ),
+        pytest.param(
+            "dispatch", "p.alert.silences", {ACLOperation.READ}, id="dispatch only reads silences"
+        ),
+        pytest.param("device", "p.alert.silences", set(), id="device: nothing on silences"),
         pytest.param("console", "p.alerts", {ACLOperation.READ}, id="console only reads alerts"),
         pytest.param(
             "console", "p.gate.decisions", {ACLOperation.READ}, id="console reads decisions"
@@ -215,6 +236,7 @@ def test_console_has_no_group_and_nothing_else() -> None:
         "p.alerts",
         "p.alert.actions",
         "p.reference.staff",
+        "p.alert.silences",
     }
 
 
