@@ -22,11 +22,10 @@ NOT_SIMULATED: tuple[str, ...] = (
     "OTHER",
     "DEVICE_CLOCK_SKEW",
     "EDGE_FALLBACK_DISAGREED",
-    # issue 20's early warnings: scripted in the next change
-    "CLUSTER_SUSPECTED",
-    "OCCUPANCY_OVER_CAPACITY",
-    "GATE_ANOMALY",
 )
+#: subject types that are persons: their passes alternate IN and OUT (a person is outside until
+#: their first pass), so IN − OUT is the persons inside (issue 20)
+PERSONS: frozenset[str] = frozenset({"RESIDENT", "VISITOR", "STAFF"})
 #: every alert type a scripted run causes: the contract's AlertType except NOT_SIMULATED
 ALERT_TYPES: tuple[str, ...] = tuple(t for t in contract.ALERT_TYPES if t not in NOT_SIMULATED)
 
@@ -107,6 +106,7 @@ class _Resident:
     health_code: str
     observation_start: int | None
     key_groups: list[str]
+    building_id: str | None = None  # 楼栋: the first part of the household number
 
 
 @dataclass

@@ -166,6 +166,7 @@ class _ScenarioPlanner:
         self._gate_refusals(slots)
         self._restrictions(curfew_at, next(slots))
         self._reports(deadline, next(slots))
+        self._early_warnings()
         self.scenarios.sort(key=lambda s: (s.at_ms, s.alert_type))
         return self.scenarios
 
@@ -317,6 +318,46 @@ class _ScenarioPlanner:
             ids,
             subject_id=follower.resident_id,
             note="second member of the household out 10 min after the first",
+        )
+
+    def _early_warnings(self) -> None:
+        """Issue 20: three residents of one building report symptoms within 10 minutes (a
+        suspected cluster); a gate refuses twelve unknown people within five minutes (a gate
+        anomaly). OCCUPANCY_OVER_CAPACITY needs the background's count: ``capacity.py``."""
+        c0, rng = self.c0, self.rng
+        buildings: dict[str, list[_Resident]] = {}
+        for r in c0.active:
+            buildings.setdefault(r.building_id or "", []).append(r)
+        neighbours = max(buildings.values(), key=len)[:3]
+        at = self.hi - 45 * 60_000
+        ids = [
+            self._report(c0, r, at + k * 300_000, 36.8, [rng.choice(["DRY_COUGH", "FATIGUE"])])
+            for k, r in enumerate(neighbours)
+        ]
+        self._add(
+            "CLUSTER_SUSPECTED",
+            c0,
+            at + 600_000,
+            ids,
+            note="three residents of one building report symptoms within 10 minutes",
+        )
+        c = self.sim.communities[-1]
+        gate = c.gates[-1]  # not the drifting device
+        at = self.lo + 20 * 60_000
+        ids = []
+        for k in range(12):
+            stranger = self.sim._pseudonymiser.token("outsider", f"crowd-{self.sim.seed}-{k}")
+            scan = self.sim._scan(
+                rng, c, gate, at + k * 25_000, direction="IN", subject_type="UNKNOWN",
+                subject_id=stranger, method="MANUAL", health_code="UNKNOWN",
+            )  # fmt: skip
+            ids.append(self._push("GateScan", scan))
+        self._add(
+            "GATE_ANOMALY",
+            c,
+            at + 11 * 25_000,
+            ids,
+            note="twelve unknown people refused at one gate within five minutes",
         )
 
     def _reports(self, deadline: int, slot: int) -> None:

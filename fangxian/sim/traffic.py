@@ -53,6 +53,7 @@ from fangxian.core.codes import (
     resident_id_check_char,
 )
 from fangxian.core.privacy import Pseudonymiser
+from fangxian.sim.capacity import script_capacity
 from fangxian.sim.model import (
     _DAY_MS,
     _HOUR_MS,
@@ -65,6 +66,7 @@ from fangxian.sim.model import (
     DEFAULT_START_MS,
     EVENTS_PER_SCAN,
     HOURLY_PROFILE,
+    PERSONS,
     SCRIPTED_DURATION_S,
     SCRIPTED_START,
     SYMPTOMS,
@@ -81,6 +83,16 @@ from fangxian.sim.model import (
 from fangxian.sim.scenario import _ScenarioPlanner
 
 log = logging.getLogger(__name__)
+
+
+def _passed(inside: set[str], scan: Event) -> None:
+    """A scripted pass moves its person in or out, so the background alternates after it."""
+    if scan["subject_type"] in PERSONS:
+        key = scan["community_id"] + "|" + scan["subject_id"]
+        if scan["direction"] == "IN":
+            inside.add(key)
+        else:
+            inside.discard(key)
 
 
 @dataclass(frozen=True)
@@ -218,6 +230,7 @@ class CommunitySimulator:
             seen.add(household_id)
             for _ in range(min(rng.randint(1, 5), size - len(residents))):
                 residents.append(self._build_resident(rng, county, household_id, start_day))
+                residents[-1].building_id = household_no.partition("-")[0]
         # every community has people to observe, isolate and finish observation today
         statuses = [r.status for r in residents]
         normal = [r for r in residents if r.status == "NORMAL"]
@@ -358,6 +371,7 @@ class CommunitySimulator:
                     "key_groups": list(r.key_groups),
                     "face_consent": r.face_consent,
                     "updated_at": updated_at,
+                    "building_id": r.building_id,
                 }
                 for r in c.residents
             ]
@@ -373,6 +387,7 @@ class CommunitySimulator:
                     "key_groups": ["STAFF"],
                     "face_consent": False,
                     "updated_at": updated_at,
+                    "building_id": None,
                 }
                 for staff_id in c.staff_ids
             ]
@@ -537,6 +552,8 @@ class CommunitySimulator:
         silent_from_ms = end_ms if silent_from is None else silent_from
         entries_left = {p.pass_id: p.max_entries for c in communities for p in c.passes}
         last_out: dict[str, int] = {}
+        # persons inside (community|subject): a person's passes alternate, the first one IN
+        inside: set[str] = set()
         seq = len(pending)
         t = float(self.start_ms)
         while True:
@@ -547,6 +564,8 @@ class CommunitySimulator:
             now = int(t)
             while pending and pending[0][0] <= now:
                 item = heappop(pending)
+                if item[2] == "GateScan":
+                    _passed(inside, item[3])
                 yield item[2], item[3]
             c = communities[int(random_() * n_communities)]
             gates = c.gates
@@ -556,6 +575,8 @@ class CommunitySimulator:
             local_hour = (now + offset) // _HOUR_MS % 24
             out_share = 0.65 if 5 <= local_hour < 11 else 0.35 if 16 <= local_hour < 22 else 0.5
             direction = "OUT" if random_() < out_share else "IN"
+            held = False  # a pass refused by the quota: the person stays inside
+            stuck = False  # a restricted compound's residents all inside: a staff pass instead
             household_id: str | None = None
             consent = False
             code = "GREEN"
@@ -567,11 +588,21 @@ class CommunitySimulator:
                     direction = "OUT"
                 else:
                     r = c.active[int(random_() * len(c.active))]
+                    direction = "OUT" if c.community_id + "|" + r.resident_id in inside else "IN"
                     if c.restricted and direction == "OUT":
                         previous = last_out.get(r.household_id)
                         if previous is not None and now - previous < 172_800_000:
                             if random_() < 0.97:  # the household has used its quota: stays in
-                                direction = "IN"
+                                # (and someone outside comes home instead; nobody: a staff pass)
+                                for _ in range(8):
+                                    r = c.active[int(random_() * len(c.active))]
+                                    if c.community_id + "|" + r.resident_id not in inside:
+                                        direction = "IN"
+                                        break
+                                else:
+                                    stuck = True
+                            else:
+                                held = True  # goes anyway: refused by the quota, still inside
                         else:
                             last_out[r.household_id] = now
                 subject_id = r.resident_id
@@ -596,11 +627,12 @@ class CommunitySimulator:
             elif kind < 0.88:
                 subject_type, method = "VISITOR", "QR"
                 p = c.passes[int(random_() * len(c.passes))]
-                if direction == "IN":
+                direction = "OUT" if c.community_id + "|" + p.pass_id in inside else "IN"
+                if direction == "IN":  # (a holder of a dead pass is refused: not inside)
                     if p.valid_at(now) and entries_left[p.pass_id] > 0:
                         entries_left[p.pass_id] -= 1
-                    elif random_() < 0.9:  # most holders of a dead pass are on their way out
-                        direction = "OUT"
+                    elif random_() < 0.9:  # most holders of a dead pass stay away
+                        continue
                 subject_id = p.pass_id
                 code_roll = random_()
                 code = "RED" if code_roll < 0.003 else "YELLOW" if code_roll < 0.02 else "GREEN"
@@ -613,12 +645,20 @@ class CommunitySimulator:
             elif kind < 0.99:
                 subject_type, method = "STAFF", "CARD"
                 subject_id = c.staff_ids[int(random_() * len(c.staff_ids))]
+                direction = "OUT" if c.community_id + "|" + subject_id in inside else "IN"
             else:
                 subject_type, method = (
                     ("RESIDENT", "QR") if random_() < 0.5 else ("UNKNOWN", "MANUAL")
                 )
                 subject_id = token("outsider", f"{random_():.12f}")
                 code = "UNKNOWN" if method == "MANUAL" else "GREEN"
+                direction = "IN"  # someone not registered arriving (never counted inside)
+            if stuck:
+                subject_type, method, code, consent, household_id = (
+                    "STAFF", "CARD", "GREEN", False, None,
+                )  # fmt: skip
+                subject_id = c.staff_ids[int(random_() * len(c.staff_ids))]
+                direction = "OUT" if c.community_id + "|" + subject_id in inside else "IN"
             temperature: float | None = None
             if direction == "IN" and subject_type != "VEHICLE":
                 roll = random_()
@@ -660,6 +700,12 @@ class CommunitySimulator:
                         "event_time": now,
                     },
                 )
+            if subject_type in PERSONS and not held:
+                key = c.community_id + "|" + subject_id
+                if direction == "IN":
+                    inside.add(key)
+                else:
+                    inside.discard(key)
             yield (
                 "GateScan",
                 {
@@ -780,4 +826,7 @@ def scripted_day(
         start_ms=int(start.timestamp() * 1000),
     )
     events = sim.events(SCRIPTED_DURATION_S, rate_per_s, ensure_every_alert_type=True)
-    return ScriptedRun(sim, list(sim.scenarios), events)
+    end_ms = sim.start_ms + SCRIPTED_DURATION_S * 1000
+    merged, crowd = script_capacity(sim, list(events), end_ms)
+    sim.scenarios = sorted([*sim.scenarios, crowd], key=lambda s: (s.at_ms, s.alert_type))
+    return ScriptedRun(sim, list(sim.scenarios), iter(merged))
