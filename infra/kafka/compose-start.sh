@@ -14,6 +14,12 @@
 # Environment: KAFKA_ADMIN_PASSWORD (or KAFKA_ADMIN_PASSWORD_FILE), KAFKA_EXTERNAL_HOST,
 # CLUSTER_ID, optional KAFKA_EXTERNAL_TLS_PEM. `--print-config` prints server.properties (the
 # admin password masked) and exits: tests/unit/test_compose.py checks it.
+#
+# A cluster (compose's `cluster` profile, docs/deploy.md): KAFKA_NODES=3 and KAFKA_NODE_ID 1, 2
+# or 3 on the services kafka, kafka-2, kafka-3 — three combined broker + controller nodes, the
+# three controllers the voter set, the internal topics (consumer offsets, transaction state log)
+# and the broker defaults replicated 3 with min.insync.replicas 2. KAFKA_EXTERNAL_PORT is the
+# node's published external port (each node advertises its own).
 set -euo pipefail
 
 KAFKA_HOME="${KAFKA_HOME:-/opt/kafka}"
@@ -22,6 +28,24 @@ DATA_DIR="${KAFKA_LOG_DIRS:-/var/lib/kafka/data}"
 ADMIN_USER="${KAFKA_ADMIN_USER:-admin}"
 EXTERNAL_HOST="${KAFKA_EXTERNAL_HOST:-127.0.0.1}"
 SCRAM=SCRAM-SHA-512
+NODE_ID="${KAFKA_NODE_ID:-1}"
+NODES="${KAFKA_NODES:-1}"
+EXTERNAL_PORT="${KAFKA_EXTERNAL_PORT:-9094}"
+
+# node 1 is the compose service `kafka`, node n > 1 the service `kafka-n`
+node_host() {
+  if [ "$1" = 1 ]; then echo kafka; else echo "kafka-$1"; fi
+}
+case "$NODES" in
+  1|3) ;;
+  *) echo "KAFKA_NODES: 1 or 3, not $NODES" >&2; exit 2 ;;
+esac
+SELF_HOST="$(node_host "$NODE_ID")"
+VOTERS=""
+for n in $(seq 1 "$NODES"); do
+  VOTERS="${VOTERS:+$VOTERS,}$n@$(node_host "$n"):9093"
+done
+if [ "$NODES" -ge 3 ]; then REPLICAS=3; IN_SYNC=2; else REPLICAS=1; IN_SYNC=1; fi
 
 if [ -n "${KAFKA_ADMIN_PASSWORD_FILE:-}" ]; then
   KAFKA_ADMIN_PASSWORD="$(cat "$KAFKA_ADMIN_PASSWORD_FILE")"
@@ -47,11 +71,11 @@ server_properties() {
   local password="$1"
   cat <<EOF
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@kafka:9093
+node.id=${NODE_ID}
+controller.quorum.voters=${VOTERS}
 controller.listener.names=CONTROLLER
 listeners=INTERNAL://:9092,CONTROLLER://:9093,EXTERNAL://:9094
-advertised.listeners=INTERNAL://kafka:9092,EXTERNAL://${EXTERNAL_HOST}:9094
+advertised.listeners=INTERNAL://${SELF_HOST}:9092,EXTERNAL://${EXTERNAL_HOST}:${EXTERNAL_PORT}
 listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,EXTERNAL:${external_protocol}
 inter.broker.listener.name=INTERNAL
 sasl.enabled.mechanisms=${SCRAM}
@@ -66,11 +90,13 @@ allow.everyone.if.no.acl.found=false
 super.users=User:${ADMIN_USER}
 log.dirs=${DATA_DIR}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=${REPLICAS}
+min.insync.replicas=${IN_SYNC}
+offsets.topic.replication.factor=${REPLICAS}
+transaction.state.log.replication.factor=${REPLICAS}
+transaction.state.log.min.isr=${IN_SYNC}
+share.coordinator.state.topic.replication.factor=${REPLICAS}
+share.coordinator.state.topic.min.isr=${IN_SYNC}
 EOF
   if [ "$external_protocol" = SASL_SSL ]; then
     echo "listener.name.external.ssl.keystore.type=PEM"
