@@ -930,11 +930,8 @@ class RuleEngine:
         )
         dropped += self.alerter.expire(horizons_suppress)
         dropped += self.replay.expire(horizons_replay)
-        sealed: dict[str, int] = {}
-        for cid in self.clock.communities():
-            t = self.clock.time(cid)
-            if t is not None:
-                sealed[cid] = t - lateness
+        # at the forgetting time: a silent community's windows go on the wall clock too
+        sealed = {cid: t - lateness for cid, t in times.items()}
         dropped += self.windows.expire(sealed, self.rules_for)
         dropped += self.clock.expire(self._device_forget_ms, times)
         dropped += self.observation.expire(now_ms, self.rules_for)

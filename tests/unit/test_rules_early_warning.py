@@ -583,3 +583,32 @@ def test_state_survives_a_restore_from_the_changelog() -> None:
         (a["alert_id"], a["details"]) for a in expected
     ]
     assert sorted(a["alert_type"] for a in got) == sorted(EW_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("margin_s", "left"),
+    [
+        pytest.param(6 * 3600, (0, 0), id="forgotten on the wall clock (silence margin 6 h)"),
+        # the tick closes a quiet community's gate minutes on the wall clock (and drops them
+        # once past window + baseline); its cases stay for the window of its event time
+        pytest.param(None, (1, 0), id="control: event time only keeps the cases"),
+    ],
+)
+def test_a_silent_community_forgets_its_windows_on_the_wall_clock(
+    margin_s: int | None, left: tuple[int, int]
+) -> None:
+    e = RuleEngine(allowed_lateness_s=LATENESS // S, silence_margin_s=margin_s)
+    for r in PEOPLE:
+        e.upsert_resident(r)
+    e.upsert_rules({"community_id": CID, "capacity_persons": 100})
+    items = [report(f"r{i}", i * MIN, f"res-{i:02d}") for i in range(3)]
+    items += [*refusals(12, 0, 20 * S), scan("in", MIN, "res-00")]
+    run(e, one_by_one([*items, scan("later", 10 * MIN, "res-01")]))
+    now = T0 + 20 * MIN
+    while now <= T0 + 8 * 24 * H:  # eight silent days, a tick every hour
+        e.tick(now)
+        now += H
+    sizes = e.state_sizes()
+    assert (sizes["cluster_keys"], sizes["gate_rate_keys"]) == left
+    assert sizes["occupancy_sites"] == 1  # the count is what must be carried (two inside)
+    assert e.windows.occupancy.inside(CID) == 2
