@@ -64,6 +64,7 @@ RESIDENT_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "phone": ("手机号", "手机号码", "联系电话", "phone"),
     "community_id": ("社区代码", "社区统一社会信用代码", "统一社会信用代码", "community_id"),
     "household_no": ("户号", "household_no"),
+    "building": ("楼栋", "楼号", "building"),  # optional: the scope of CLUSTER_SUSPECTED
     "status": ("状态", "人员状态", "status"),
     "observation_start": ("观察开始日期", "observation_start"),
     "key_groups": ("重点人群", "key_groups"),
@@ -516,6 +517,7 @@ def load_residents(
             "key_groups": _key_groups(row),
             "face_consent": _flag(row, "face_consent"),
             "updated_at": updated_at,
+            "building_id": row.get("building") or None,
         }
 
     return _load(source, RESIDENT_COLUMNS, "residents", parse, progress)

@@ -73,6 +73,7 @@ def test_residents_example_record_values() -> None:
         "key_groups": ["ELDERLY"],
         "face_consent": True,
         "updated_at": 0,
+        "building_id": None,  # the example has no 楼栋 column
     }
     assert observed["status"] == "HOME_OBSERVATION"
     assert observed["observation_start"] == 18295  # 2020-02-03
@@ -276,3 +277,18 @@ def test_vehicle_plates(plate: str, ok: bool) -> None:
     result = load_text("vehicles", f"plate,community_id\n{plate},{COMMUNITY}\n")
     assert len(result.records) == int(ok)
     assert plate not in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("building", "expected"),
+    [
+        pytest.param("12", "12", id="the building column is kept"),
+        pytest.param(" 3 ", "3", id="trimmed"),
+        pytest.param("", None, id="blank: unknown (the household stands in for clusters)"),
+    ],
+)
+def test_resident_building_column(building: str, expected: str | None) -> None:
+    header = "身份证号,社区代码,户号,楼栋,状态\n"
+    text = header + f"350102195803120120,{COMMUNITY},1-101,{building},正常\n"
+    (record,) = load_residents(io.StringIO(text), PSEUDONYMISER, updated_at_ms=0).records
+    assert record["building_id"] == expected
