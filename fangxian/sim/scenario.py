@@ -96,6 +96,7 @@ class _ScenarioPlanner:
         temp: float | None = None,
         code: str = "GREEN",
         method: str = "QR",
+        household_id: str | None = None,
     ) -> str:
         scan = self.sim._scan(
             self.rng,
@@ -105,7 +106,7 @@ class _ScenarioPlanner:
             direction=direction,
             subject_type="RESIDENT",
             subject_id=r.resident_id,
-            household_id=r.household_id,
+            household_id=household_id or r.household_id,
             method=method,
             health_code=code,
             face_consent=r.face_consent,
@@ -318,6 +319,19 @@ class _ScenarioPlanner:
             ids,
             subject_id=follower.resident_id,
             note="second member of the household out 10 min after the first",
+        )
+        # a code naming a household the register does not give the resident (a stale or
+        # forged code): coming in, so it counts toward no exit quota
+        forger = next(x for x in c.active if x.household_id != leaver.household_id)
+        forged = self.sim._pseudonymiser.token("household", c.community_id + "forged")
+        ids = [self._resident_scan(c, gate, at + 300_000, forger, "IN", household_id=forged)]
+        self._add(
+            "HOUSEHOLD_MISMATCH",
+            c,
+            at + 300_000,
+            ids,
+            subject_id=forger.resident_id,
+            note="the code's household is not the register's; the register's is counted",
         )
 
     def _early_warnings(self) -> None:
