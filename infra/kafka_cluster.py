@@ -144,7 +144,7 @@ class KafkaCluster(Service):
 
     # -- the whole cluster ---------------------------------------------------------------------
 
-    def start(self, node: int | None = None) -> KafkaCluster:  # type: ignore[override]
+    def start(self, node: int | None = None) -> KafkaCluster:
         """Start the cluster (``node`` None), or bring one killed node back on its data."""
         if node is not None:
             self._restart(node)
@@ -250,7 +250,7 @@ class KafkaCluster(Service):
         }
         return KafkaAdminClient(**options)
 
-    def _ask(self, question: Callable[[KafkaAdminClient], T], attempts: int = 20) -> T:
+    def ask(self, question: Callable[[KafkaAdminClient], T], attempts: int = 20) -> T:
         """``question`` on an admin client of the running nodes, asked again when it went to a
         node that is down (until the controller fences a killed node, the metadata still lists
         it and the client may pick it)."""
@@ -271,19 +271,18 @@ class KafkaCluster(Service):
     def registered_brokers(self) -> list[int]:
         """The broker ids DescribeCluster lists: every broker that registered, a killed one
         too (whether a node is serving shows in ``partitions``: leaders and ISRs)."""
-        return self._ask(
+        return self.ask(
             lambda admin: sorted(b["broker_id"] for b in admin.describe_cluster()["brokers"])
         )
 
     def _wait_for_brokers(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
+            last: Exception | None = None
             try:
                 live = self.registered_brokers()
             except Exception as err:  # a node still starting: ask again
                 live, last = [], err
-            else:
-                last = None
             if len(live) >= count:
                 return
             if time.monotonic() > deadline:
@@ -317,7 +316,7 @@ class KafkaCluster(Service):
 
     def partitions(self, topics: Sequence[str]) -> dict[tuple[str, int], dict[str, Any]]:
         """(topic, partition) -> leader, replicas, isr as the metadata has them now."""
-        found = self._ask(lambda admin: admin.describe_topics(list(topics)))
+        found = self.ask(lambda admin: admin.describe_topics(list(topics)))
         return {
             (t["name"], p["partition_index"]): {
                 "leader": p["leader_id"],
