@@ -23,40 +23,13 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
 
 def _audit_passwd(settings: Settings, staff_id: str) -> bool:
     """The audit row of a password set from the command line (who ran it, for whom, from
-    where; never the password), before it is set: into ClickHouse, else into the audit spool
-    the console replays (sinks/audit.py). False when neither takes it: nothing is changed."""
-    from fangxian.reporting.audit import staff_entry
-    from sinks import clickhouse_options, open_writer
-    from sinks.audit import PASSWORD_CHANGE, AuditTrail, AuditUnavailable
+    where; never the password), before it is set. False when it cannot be kept: nothing is
+    changed."""
+    from fangxian.reporting.audit import record_cli_action, staff_entry
+    from sinks.audit import PASSWORD_CHANGE
 
-    trail = AuditTrail(
-        lambda: open_writer(
-            settings.clickhouse_url,
-            connect_timeout_s=settings.connect_timeout_s,
-            **clickhouse_options(settings),
-        ),
-        settings.audit_spool_dir,
-        "cli",
-        retry_s=0.0,
-    )
     entry = staff_entry(settings, PASSWORD_CHANGE, details={"target": staff_id, "via": "cli"})
-    try:
-        trail.record(entry)
-    except AuditUnavailable as err:
-        print(
-            f"审计日志不可用，未修改密码 audit log unavailable, nothing changed: {err}",
-            file=sys.stderr,
-        )
-        return False
-    finally:
-        trail.close()
-    if trail.spooled:
-        print(
-            f"审计记录暂存于 audit row spooled in {settings.audit_spool_dir} (ClickHouse "
-            "unreachable); the console writes it to audit_log",
-            file=sys.stderr,
-        )
-    return True
+    return record_cli_action(settings, entry, nothing_done="未修改密码 nothing changed")
 
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:

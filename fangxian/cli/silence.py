@@ -97,6 +97,22 @@ def _refused(zh: str, en: str) -> int:
     return PROBLEMS_FOUND
 
 
+def _audit(
+    settings: Settings, staff_id: str, community: str, details: dict[str, str], *, denied: bool
+) -> bool:
+    """The audit row of a silence set, expired or refused from the command line, before
+    anything is written (as the console's): False when it cannot be kept — nothing is done."""
+    from dataclasses import replace
+
+    from fangxian.console.audit import community_scope
+    from fangxian.reporting.audit import record_cli_action, staff_entry
+    from sinks.audit import ALERT_SILENCE, DENIED, OK
+
+    entry = staff_entry(settings, ALERT_SILENCE, scope=community_scope(community), details=details)
+    entry = replace(entry, actor=staff_id, outcome=DENIED if denied else OK)
+    return record_cli_action(settings, entry, nothing_done="未执行 nothing done")
+
+
 def _check_staff(settings: Settings, staff_id: str, community: str | None) -> tuple[Any, str | int]:
     """(viewer, community) when ``staff_id`` may silence in ``community`` (their own when
     None), else (None, exit status)."""
@@ -110,6 +126,7 @@ def _check_staff(settings: Settings, staff_id: str, community: str | None) -> tu
         )
     target = community or viewer.staff.community_id
     if not may_silence(viewer, target):
+        _audit(settings, staff_id, target, {"reason": "role or scope", "via": "cli"}, denied=True)
         return None, _refused(
             f"{staff_id}（{viewer.staff.role}）不能在社区 {target} 设置静默：仅社区工作人员与"
             "街道人员可以，且限于其社区/区县",
@@ -185,6 +202,15 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         starts_at=starts_at,
         **asked,
     )
+    details = {
+        "what": "create",
+        "silence_id": silence.silence_id,
+        "matchers": silence.matchers()[:300],
+        "ends_at": str(silence.ends_at),
+        "via": "cli",
+    }
+    if not _audit(settings, args.staff_id, silence.community_id, details, denied=False):
+        return PROBLEMS_FOUND
     _write(settings, silence)
     print(f"静默已设置 silence created: {_show(silence, _now_ms(), settings.default_timezone)}")
     print(silence.silence_id)
@@ -228,6 +254,9 @@ def cmd_expire(args: argparse.Namespace, settings: Settings) -> int:
         ended = expire(current, args.staff_id, _now_ms())
     except SilenceInvalid as err:
         return _refused(err.message_zh, err.message_en)
+    details = {"what": "expire", "silence_id": ended.silence_id, "via": "cli"}
+    if not _audit(settings, args.staff_id, ended.community_id, details, denied=False):
+        return PROBLEMS_FOUND
     _write(settings, ended)
     print(f"静默已解除 silence expired: {_show(ended, _now_ms(), settings.default_timezone)}")
     return 0

@@ -6,10 +6,11 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 from collections.abc import Mapping
 
 from fangxian.core.settings import Settings
-from sinks.audit import AuditEntry
+from sinks.audit import AuditEntry, AuditTrail, AuditUnavailable
 
 
 def staff_entry(
@@ -44,3 +45,35 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container's random uid)
         return f"uid:{os.getuid()}"
+
+
+def record_cli_action(settings: Settings, entry: AuditEntry, *, nothing_done: str) -> bool:
+    """Write ``entry`` before a CLI action that changes something: into ClickHouse, else into
+    the audit spool the console replays (``FANGXIAN_AUDIT_SPOOL_DIR``). False (and the reason
+    on stderr, with ``nothing_done``) when neither takes it: the caller must not act."""
+    from sinks import clickhouse_options, open_writer
+
+    trail = AuditTrail(
+        lambda: open_writer(
+            settings.clickhouse_url,
+            connect_timeout_s=settings.connect_timeout_s,
+            **clickhouse_options(settings),
+        ),
+        settings.audit_spool_dir,
+        "cli",
+        retry_s=0.0,
+    )
+    try:
+        trail.record(entry)
+    except AuditUnavailable as err:
+        print(f"审计日志不可用 audit log unavailable, {nothing_done}: {err}", file=sys.stderr)
+        return False
+    finally:
+        trail.close()
+    if trail.spooled:
+        print(
+            f"审计记录暂存于 audit row spooled in {settings.audit_spool_dir} (ClickHouse "
+            "unreachable); the console writes it to audit_log",
+            file=sys.stderr,
+        )
+    return True

@@ -242,6 +242,10 @@ def test_the_console_on_a_phone_from_the_acknowledge_link(
             out["decision_rows"] = await page.locator("#decisions tbody tr").count()
             await page.screenshot(path=str(shots / "phone-decisions.png"))
 
+            await page.goto(f"{url}/silences")
+            await page.wait_for_selector("#silences")
+            await overflow("silences")
+
             # control: without the phone rules the alerts table does not fit the screen
             await page.goto(f"{url}/alerts")
             await page.wait_for_selector("#alerts tbody tr")
@@ -278,6 +282,7 @@ def test_the_console_on_a_phone_from_the_acknowledge_link(
         "alert's page",
         "live alerts",
         "gate decisions",
+        "silences",
     }
     for name, (scroll, client) in out["overflow"].items():
         assert client == PHONE["width"] and scroll <= client, (name, scroll, client)

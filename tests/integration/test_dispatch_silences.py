@@ -32,6 +32,7 @@ from fangxian.console.silences import SilenceFeed
 from fangxian.core.settings import Settings
 from infra.fake_bots import FakeBots
 from sinks import migrate, open_writer
+from sinks.readback import read_contract_rows
 from sinks.reports.on_duty import on_duty_figures
 from sinks.reports.sqltime import local_day_bounds
 from streams.dispatch.stage import DispatcherStage
@@ -71,11 +72,17 @@ async def until(predicate: Any, timeout_s: float, what: str) -> Any:
 
 
 def test_a_silence_from_the_cli_stops_the_page_until_it_ends(
-    topics: Settings, tmp_path: Path
+    topics: Settings, tmp_path: Path, clickhouse_url: str
 ) -> None:
+    writer = open_writer(clickhouse_url)  # where the CLI writes its audit rows
+    try:
+        migrate(writer, retention_days=10_000)
+    finally:
+        writer.close()
+
     async def main() -> dict[str, Any]:
         bots = await FakeBots().start()
-        settings = dispatch_settings(topics, tmp_path, bots)
+        settings = dispatch_settings(topics, tmp_path, bots, clickhouse_url=clickhouse_url)
         await asyncio.to_thread(load_example_roster, settings)
         stage = DispatcherStage(settings)
         await stage.start()
@@ -180,6 +187,25 @@ def test_a_silence_from_the_cli_stops_the_page_until_it_ends(
     assert listed[out["silence_id"]]["via"] == "cli"
     assert out["expired"].returncode == 0, out["expired"].stderr
     assert "silence expired" in out["expired"].stdout
+    # every CLI silence action is in the audit log before it is done, a refusal too
+    reader = open_writer(clickhouse_url)
+    try:
+        rows = read_contract_rows(reader, "audit_log", final=False)
+    finally:
+        reader.close()
+    audited = sorted(
+        (r["actor"], r["details"]["outcome"], r["details"].get("what", ""), r["action"])
+        for r in rows
+    )
+    assert audited == [
+        ("st-east-day", "denied", "", "alert_silence"),
+        ("st-office", "ok", "create", "alert_silence"),
+        ("st-office", "ok", "expire", "alert_silence"),
+        ("st-street", "ok", "create", "alert_silence"),
+    ]
+    assert all(r["origin"].startswith("cli@") for r in rows)
+    (created,) = [r for r in rows if r["details"].get("silence_id") == out["silence_id"]]
+    assert created["details"]["matchers"] == "device=gun-east-03 type=FEVER_CONFIRMED"
 
 
 # -- the console's endpoint --------------------------------------------------------------------
