@@ -471,6 +471,7 @@ class DecideStage:
         deadline = time.monotonic() + limit
         ends: dict[int, int] = {}
         todo = list(partitions)
+        self._refresh_changelog_metadata()
         while todo:
             for p in list(todo):
                 tp = CTP(self._changelog_topic, p)
@@ -492,10 +493,41 @@ class DecideStage:
         return ends
 
     def _stable_end(self, tp: Any) -> tuple[int, int]:
-        return self._restorer.get_watermark_offsets(tp, 10, False)
+        return self._watermark(self._restorer, tp)
 
     def _high_end(self, tp: Any) -> tuple[int, int]:
-        return self._watermarks.get_watermark_offsets(tp, 10, False)
+        return self._watermark(self._watermarks, tp)
+
+    def _refresh_changelog_metadata(self) -> None:
+        """Fresh metadata of the changelog for the two clients that only query it: a rewind
+        often follows a broker's death, and their cached leaders may be that broker (each
+        first query then waited its whole timeout)."""
+        from confluent_kafka import KafkaException
+
+        for client in (self._restorer, self._watermarks):
+            try:
+                client.list_topics(self._changelog_topic, timeout=5)
+            except KafkaException as err:
+                log.debug("metadata refresh for %s: %r", self._changelog_topic, err)
+
+    @staticmethod
+    def _watermark(client: Any, tp: Any) -> tuple[int, int]:
+        """``tp``'s watermarks from its leader. A client that only queries (no assignment) never
+        refreshes its metadata by itself: after the leader's broker died (kill -9 of one node of
+        a cluster) every query went to the dead broker and timed out until the stage gave up.
+        A failed query asks any live broker for the topic's metadata, so the next try goes to
+        the new leader."""
+        from confluent_kafka import KafkaException
+
+        try:
+            result: tuple[int, int] = client.get_watermark_offsets(tp, 10, False)
+            return result
+        except KafkaException:
+            try:
+                client.list_topics(tp.topic, timeout=5)
+            except KafkaException as err:
+                log.debug("metadata refresh for %s: %r", tp.topic, err)
+            raise
 
     def _restore(self, tasks: Sequence[DecideTask]) -> None:
         targets: dict[TP, tuple[int, int, Callable[[str, str, bytes | None], None]]] = {}
@@ -750,11 +782,7 @@ class DecideStage:
             offsets = {tp: o for b in work.values() for tp, o in b.offsets.items()}
             if self._eos:
                 if offsets:
-                    producer.send_offsets_to_transaction(  # 3
-                        self._offset_list(offsets),
-                        self._consumer.consumer_group_metadata(),
-                        self._s.transaction_timeout_s,
-                    )
+                    self._send_offsets(producer, offsets)  # 3
                 self._end_transaction(producer)  # 4
             elif offsets:
                 self._commit_offsets(offsets)
@@ -769,6 +797,42 @@ class DecideStage:
             task = self.tasks.get(p)
             if task is not None:
                 self._delivered(task, b)
+
+    def _send_offsets(self, producer: Any, offsets: Mapping[Any, int]) -> None:
+        """``send_offsets_to_transaction``, given up on after the broker's own transaction
+        timeout (the transaction is aborted by then anyway). librdkafka 2.16 ignores the call's
+        timeout while the group coordinator is away (librdkafka#5456) and, once a killed
+        broker has left the metadata, may never look for the new one (#5511): with one node of
+        a cluster ``kill -9``'d the stage stayed in this call for minutes and decided nothing.
+        The call runs in a thread of its own; when it does not return in time the transaction
+        fails (``timeout``) and the stage goes on as after any failed transaction — a new
+        producer fences the stuck one, the tasks rewind, the new producer finds the new
+        coordinator."""
+        args = (
+            self._offset_list(offsets),
+            self._consumer.consumer_group_metadata(),
+            self._s.transaction_timeout_s,
+        )
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(*args)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the stage's thread below
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, name="decide-send-offsets", daemon=True)
+        caller.start()
+        caller.join(self._s.decide_transaction_timeout_s)
+        if not outcome:
+            raise TransactionFailed(
+                "timeout",
+                f"send_offsets_to_transaction did not return in "
+                f"{self._s.decide_transaction_timeout_s:.0f}s (group coordinator away)",
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
 
     def _end_transaction(self, producer: Any) -> None:
         """``commit_transaction``, again while librdkafka says the error is retriable and the
