@@ -39,6 +39,7 @@ class Metrics(NamedTuple):
     dispatch_first_message_seconds: Histogram
     dispatch_escalations: Counter
     dispatch_acknowledgements: Counter
+    dispatch_muted: Counter
     dispatch_open_alerts: Gauge
     dispatch_oldest_open_seconds: Gauge
     dispatch_breaker_open: Gauge
@@ -164,6 +165,13 @@ class Metrics(NamedTuple):
                 "fangxian_dispatch_acknowledgements",
                 "Alerts acknowledged by staff, per way (link, console)",
                 ["via"],
+                registry=reg,
+            ),
+            dispatch_muted=Counter(
+                "fangxian_dispatch_muted",
+                "Alerts recorded SILENCED and paged to nobody, by what muted them (silence, "
+                "inhibition, policy)",
+                ["by"],
                 registry=reg,
             ),
             dispatch_open_alerts=Gauge(

@@ -9,7 +9,8 @@ What counts, per record the dispatcher writes (not per record replayed on a rest
   ``fangxian_dispatch_failures`` by target and reason (the ``FangxianDispatchFailing`` rule);
 - ESCALATED: one escalation, by the level escalated to;
 - ACKNOWLEDGED by a person (``via`` link or console): one acknowledgement — the members of a
-  group closed with their leader (``via_leader``) are not counted again.
+  group closed with their leader (``via_leader``) are not counted again;
+- SILENCED: one muted alert, by what muted it (``muted_by``: silence, inhibition, policy).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def record_counts(
         return [Count("dispatch_escalations", (("level", str(record.get("level", 0))),))]
     if action == "ACKNOWLEDGED" and "via" in detail:
         return [Count("dispatch_acknowledgements", (("via", detail["via"]),))]
+    if action == "SILENCED":
+        return [Count("dispatch_muted", (("by", detail.get("muted_by") or "silence"),))]
     return []
 
 

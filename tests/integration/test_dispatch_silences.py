@@ -154,6 +154,9 @@ def test_a_silence_from_the_cli_stops_the_page_until_it_ends(
                 "control": control,
                 "after": after,
                 "muted_pages": wecom_with("静默期间"),
+                "muted_metric": stage.registry.get_sample_value(
+                    "fangxian_dispatch_muted_total", {"by": "silence"}
+                ),
                 "refused": refused,
                 "listed": listed,
                 "expired": expired,
@@ -167,6 +170,7 @@ def test_a_silence_from_the_cli_stops_the_page_until_it_ends(
 
     out = asyncio.run(main())
     assert out["muted_pages"] == [], "no WeCom message for the silenced alert"
+    assert out["muted_metric"] == 1, "counted for Prometheus"
     actions = read_actions(out["settings"])
     kinds = {
         name: [a["action"] for a in actions if a["alert_id"] == out[name]["alert_id"]]

@@ -87,6 +87,16 @@ def action(kind: str, **fields: Any) -> dict[str, Any]:
             [],
             id="a group member closed with its leader is not a second acknowledgement",
         ),
+        pytest.param(
+            action("SILENCED", detail={"muted_by": "silence", "silence_id": "s1"}),
+            [Count("dispatch_muted", (("by", "silence"),))],
+            id="muted by a silence",
+        ),
+        pytest.param(
+            action("SILENCED", detail={"muted_by": "inhibition", "inhibited_by": "a1"}),
+            [Count("dispatch_muted", (("by", "inhibition"),))],
+            id="muted by inhibition",
+        ),
         pytest.param(action("SENDING", channel="wecom:east"), [], id="SENDING is no outcome"),
         pytest.param(action("ROUTED"), [], id="ROUTED counts nothing"),
         pytest.param(action("RESOLVED", detail={"via": "console"}), [], id="RESOLVED is no ack"),
