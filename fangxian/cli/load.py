@@ -100,7 +100,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             "rejected (--dry-run: nothing produced)"
         )
         return PROBLEMS_FOUND if result.errors else 0
-    producer = RecordProducer(settings, codec)
+    # acks=all: on a replicated cluster a register row is acknowledged once
+    # min.insync.replicas brokers have it, so the leader dying right after cannot lose it
+    producer = RecordProducer(
+        settings, codec, acks="all", enable_idempotence=settings.producer_idempotence
+    )
     try:
         with Progress(
             f"发送 produce {args.kind}",
