@@ -822,6 +822,8 @@ class DecideStage:
             except BaseException as exc:  # handed to the stage's thread below
                 outcome.append(exc)
 
+        # a daemon thread (not an executor's): one blocked in librdkafka must not hold up the
+        # process's exit; a thread start costs far less than the transaction around it
         caller = threading.Thread(target=call, name="decide-send-offsets", daemon=True)
         caller.start()
         caller.join(self._s.decide_transaction_timeout_s)
