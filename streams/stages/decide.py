@@ -506,7 +506,7 @@ class DecideStage:
 
         for client in (self._restorer, self._watermarks):
             try:
-                client.list_topics(self._changelog_topic, timeout=5)
+                client.list_topics(self._changelog_topic, timeout=2)
             except KafkaException as err:
                 log.debug("metadata refresh for %s: %r", self._changelog_topic, err)
 
@@ -524,7 +524,7 @@ class DecideStage:
             return result
         except KafkaException:
             try:
-                client.list_topics(tp.topic, timeout=5)
+                client.list_topics(tp.topic, timeout=2)
             except KafkaException as err:
                 log.debug("metadata refresh for %s: %r", tp.topic, err)
             raise
