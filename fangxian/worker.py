@@ -273,12 +273,12 @@ async def publish_reports_daily(settings: Settings, stop: asyncio.Event) -> None
 
 
 def _publish_yesterday(settings: Settings) -> None:
-    from sinks import open_writer
+    from sinks import clickhouse_options, open_writer
     from streams.daily_reports import kafka_producer, publish_day
 
     zone = ZoneInfo(settings.default_timezone)
     yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
-    writer = open_writer(settings.clickhouse_url)
+    writer = open_writer(settings.clickhouse_url, **clickhouse_options(settings))
     producer = kafka_producer(settings.kafka_bootstrap, **kafka_client_kwargs(settings))
     try:
         keys = publish_day(

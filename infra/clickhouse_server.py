@@ -8,7 +8,12 @@ as far as 18.16 can express them (it has no SQL access control: users.xml profil
   TRUNCATE, OPTIMIZE, and ``SET allow_ddl`` is refused too) and ``allow_databases`` = the app
   database only. 18.16 cannot separate INSERT from SELECT, so it can read back the app
   database; the production users.d file (ClickHouse 25.8) grants INSERT and SHOW COLUMNS only;
-- ``fangxian_migrate``: DDL, in the app database only.
+- ``fangxian_migrate``: DDL, in the app database only;
+- ``fangxian_staff`` (contacts, report, forget): ``allow_ddl=0`` and ``allow_databases`` = the
+  app database, like the sink. 18.16 counts ``ALTER … DELETE`` as DDL, so ``forget`` is refused
+  to it there, and it cannot tell the audit log from the event tables (the production users.d
+  file, ClickHouse 25.8, grants SELECT, INSERT into audit_log and the roll-ups, and ALTER
+  DELETE on the personal-data tables only).
 
 The two fangxian users have random passwords per server (``passwords``)."""
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 BI_READER = "bi_reader"
 SINK_USER = "fangxian_sink"
 MIGRATE_USER = "fangxian_migrate"
+STAFF_USER = "fangxian_staff"
 APP_DATABASE = "fangxian"
 # Debian keeps server binaries in /usr/sbin, which is not on a normal user's PATH
 _DEBIAN_SBIN = Path("/usr/sbin/clickhouse-server")
@@ -54,8 +60,11 @@ def find_clickhouse_server() -> list[str]:
     raise ServiceStartError(f"no clickhouse-server binary found; {INSTALL_HINT}")
 
 
-def config_xml(*, data_dir: Path, tcp_port: int, http_port: int, log_level: str) -> str:
-    """Server config for 18.16: loopback only, every path inside ``data_dir``, small caches."""
+def config_xml(
+    *, data_dir: Path, tcp_port: int, http_port: int, log_level: str, extra: str = ""
+) -> str:
+    """Server config for 18.16: loopback only, every path inside ``data_dir``, small caches.
+    ``extra``: more top-level elements (a cluster node's ZooKeeper, macros, remote_servers)."""
     root = escape(str(data_dir))
     return f"""<?xml version="1.0"?>
 <yandex>
@@ -74,7 +83,7 @@ def config_xml(*, data_dir: Path, tcp_port: int, http_port: int, log_level: str)
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>50</max_concurrent_queries>
   <mlock_executable>false</mlock_executable>
-</yandex>
+{extra}</yandex>
 """
 
 
@@ -101,12 +110,16 @@ def users_xml(passwords: dict[str, str] | None = None, app_database: str = APP_D
         users += user(SINK_USER, "sink", only_app)
     if MIGRATE_USER in passwords:
         users += user(MIGRATE_USER, "default", only_app)
+    if STAFF_USER in passwords:
+        users += user(STAFF_USER, "staff", only_app)
     return (
         '<?xml version="1.0"?>\n<yandex>\n'
         "  <profiles>\n"
         "    <default><max_memory_usage>2000000000</max_memory_usage></default>\n"
         "    <readonly><readonly>1</readonly></readonly>\n"
         "    <sink><max_memory_usage>2000000000</max_memory_usage><allow_ddl>0</allow_ddl></sink>\n"
+        "    <staff><max_memory_usage>2000000000</max_memory_usage><allow_ddl>0</allow_ddl>"
+        "<max_execution_time>300</max_execution_time></staff>\n"
         "  </profiles>\n"
         "  <users>\n" + users + "  </users>\n"
         "  <quotas><default><interval><duration>3600</duration><queries>0</queries>"
@@ -136,7 +149,11 @@ class ClickHouseServer(Service):
         self.version = ""
         self.start_seconds = 0.0
         self.app_database = APP_DATABASE
-        self.passwords = {SINK_USER: secrets.token_hex(16), MIGRATE_USER: secrets.token_hex(16)}
+        self.passwords = {
+            SINK_USER: secrets.token_hex(16),
+            MIGRATE_USER: secrets.token_hex(16),
+            STAFF_USER: secrets.token_hex(16),
+        }
 
     @property
     def url(self) -> str:
@@ -166,6 +183,11 @@ class ClickHouseServer(Service):
             database=database,
             connect_timeout=2,
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (its CPU time is in ``/proc/<pid>/stat``)."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def log_path(self) -> Path:

@@ -2,9 +2,9 @@
 # Installs what the integration tests run against, on a fresh Debian machine of the CI kind:
 # Debian's clickhouse-server (a real native-protocol server), kcat (a third-party Kafka
 # client), prometheus (with promtool: scrapes a worker, checks the alert rules), chromium and
-# fonts-noto-cjk (the console's browser test), and Apache Kafka's jars from Maven Central
-# (cached), and mosquitto (the MQTT broker of the edge's gateway tests). Superset's virtualenv
-# is `make bi-install`. Idempotent.
+# fonts-noto-cjk (the console's browser test), Apache Kafka's and Apache ZooKeeper's jars from
+# Maven Central (cached), and mosquitto (the MQTT broker of the edge's gateway tests).
+# Superset's virtualenv is `make bi-install`. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 need=()
@@ -25,4 +25,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka (install openjdk-17-jre-headless)" >&2; exit 1; }
 "$here/kafka/fetch.sh" >/dev/null
-echo "test dependencies ready: clickhouse-server, kcat, prometheus, chromium, fonts-noto-cjk, mosquitto, Kafka jars"
+# Apache ZooKeeper from Maven Central: the coordination service of the test ClickHouse cluster
+# (2 shards x 2 replicas of the 18.16 server, infra/clickhouse_cluster.py)
+"$here/zookeeper/fetch.sh" >/dev/null
+echo "test dependencies ready: clickhouse-server, kcat, prometheus, chromium, fonts-noto-cjk, mosquitto, Kafka jars, ZooKeeper jars"

@@ -2,7 +2,7 @@
 server or chdb; migrations; readback and the reports (``sinks/reports/``) on the read side."""
 
 from sinks.base import Connection, Reader, Writer
-from sinks.connect import open_reader, open_writer
+from sinks.connect import clickhouse_options, open_reader, open_writer
 from sinks.errors import SinkDataError, SinkError, SinkUnavailable
 from sinks.migrate import migrate
 
@@ -13,6 +13,7 @@ __all__ = [
     "SinkError",
     "SinkUnavailable",
     "Writer",
+    "clickhouse_options",
     "migrate",
     "open_reader",
     "open_writer",

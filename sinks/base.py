@@ -2,9 +2,10 @@
 (both) — and the URL that picks an implementation.
 
 ``clickhouse://user:password@host:port/database`` → ``ServerWriter`` (clickhouse-driver, native
-protocol); ``chdb:///abs/path`` or ``chdb://relative/path`` → ``ChdbWriter`` (ClickHouse
-in-process, data on disk at that path). The database defaults to ``fangxian``; for chdb it can be
-given as ``?database=name``.
+protocol); several servers, ``clickhouse://user:password@h1:9000,h2:9000/database``, are tried in
+order when one does not answer (the nodes of a cluster); ``chdb:///abs/path`` or
+``chdb://relative/path`` → ``ChdbWriter`` (ClickHouse in-process, data on disk at that path).
+The database defaults to ``fangxian``; for chdb it can be given as ``?database=name``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class ServerTarget:
     user: str
     password: str
     database: str
+    # further servers to fail over to, in order (a cluster's nodes): clickhouse-driver's alt_hosts
+    alt_hosts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        """Every server, the first one first."""
+        return ((self.host, self.port), *self.alt_hosts)
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,17 @@ def parse_url(url: str) -> ServerTarget | ChdbTarget:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     if parts.scheme == "clickhouse":
+        login, _, hosts = parts.netloc.rpartition("@")
+        user, _, password = login.partition(":")
+        addresses = [_host_port(h, url) for h in hosts.split(",")] if hosts else []
+        (host, port), *alt = addresses or [("127.0.0.1", DEFAULT_PORT)]
         return ServerTarget(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or DEFAULT_PORT,
-            user=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
+            host=host,
+            port=port,
+            user=unquote(user or "default"),
+            password=unquote(password),
             database=parts.path.strip("/") or DEFAULT_DATABASE,
+            alt_hosts=tuple(alt),
         )
     if parts.scheme == "chdb":
         # chdb:///abs → netloc "" + path "/abs"; chdb://rel/path → netloc "rel" + path "/path"
@@ -105,6 +118,22 @@ def parse_url(url: str) -> ServerTarget | ChdbTarget:
         "or chdb://path)",
         f"不支持的协议 {parts.scheme!r}（应为 clickhouse://用户:密码@主机:端口/库 或 chdb://目录）",
     )
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` of a ClickHouse URL's host list."""
+    checked = urlsplit(f"//{text}")
+    try:
+        port = checked.port
+    except ValueError:
+        port = -1
+    if not checked.hostname or port == -1:
+        raise SettingError(
+            "FANGXIAN_CLICKHOUSE_URL",
+            f"not a host[:port] in {url!r}: {text!r}",
+            f"地址中的主机名或端口无效：{text!r}",
+        )
+    return checked.hostname, port or DEFAULT_PORT
 
 
 def parse_version(text: str) -> tuple[int, ...]:

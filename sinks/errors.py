@@ -73,6 +73,18 @@ UNAVAILABLE_CODES: frozenset[int] = frozenset(
 
 _CODE_IN_MESSAGE = re.compile(r"Code:\s*(\d+)")
 
+# A server that lost its own connection to another server mid-query — a shard or replica of a
+# cluster, written through a Distributed table — says so with a code of its own (32
+# ATTEMPT_TO_READ_AFTER_EOF, 1000 POCO_EXCEPTION) and one of these in the message; the same
+# insert can succeed once that server answers again (sinks/cluster.py).
+REMOTE_CONNECTION_LOST = (
+    "while receiving packet from",
+    "while reading from socket",
+    "while writing to socket",
+    "Connection refused",
+    "Connection reset by peer",
+)
+
 
 class SinkError(Exception):
     """A write or query failed for a reason that is neither the data nor the connection."""
@@ -96,6 +108,8 @@ def from_code(code: int | None, message: str) -> SinkError:
     if code in DATA_ERROR_CODES:
         return SinkDataError(message, code=code)
     if code in UNAVAILABLE_CODES:
+        return SinkUnavailable(message, code=code)
+    if code in (32, 1000) and any(marker in message for marker in REMOTE_CONNECTION_LOST):
         return SinkUnavailable(message, code=code)
     return SinkError(message, code=code)
 

@@ -60,9 +60,21 @@ def strip_low_cardinality(sql: str) -> str:
     return _replace_wrapped(sql, "LowCardinality", lambda inner: strip_low_cardinality(inner))
 
 
+_NON_REPLICATED_WINDOW = re.compile(r"\s*\bnon_replicated_deduplication_window\s*=\s*\d+\s*,?")
+
+
 def drop_settings(sql: str) -> str:
-    """Remove the ``SETTINGS ...`` line (non_replicated_deduplication_window is 20.10+)."""
-    return "\n".join(line for line in sql.split("\n") if not line.lstrip().startswith("SETTINGS "))
+    """Remove ``non_replicated_deduplication_window`` (20.10+) from the ``SETTINGS ...`` line,
+    and the line when nothing else is left on it (a replicated table's
+    ``replicated_deduplication_window``, sinks/cluster.py, is as old as replication and stays)."""
+    lines = []
+    for line in sql.split("\n"):
+        if line.lstrip().startswith("SETTINGS "):
+            line = _NON_REPLICATED_WINDOW.sub("", line).rstrip().rstrip(",")
+            if line.strip() == "SETTINGS":
+                continue
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def drop_ttl(sql: str) -> str:

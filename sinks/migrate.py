@@ -2,7 +2,9 @@
 
 Applied versions are recorded in ``<database>.schema_migrations``; running ``migrate`` again
 applies nothing. Each statement is ``CREATE ... IF NOT EXISTS``, so a run interrupted halfway is
-simply re-run. On an old server each statement goes through ``adapt_for_legacy`` first.
+simply re-run. On a cluster (a writer opened with ``cluster=``) each statement becomes its
+replicated and ``Distributed`` forms ``ON CLUSTER`` first (``sinks/cluster.py``); on an old
+server each statement then goes through ``adapt_for_legacy``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from fangxian.core.progress import Progress
 from sinks.base import Connection
+from sinks.cluster import adapt_for_cluster, cluster_of, replicated_everywhere
 from sinks.errors import SinkUnavailable
 from sinks.legacy import adapt_for_legacy
 
@@ -102,6 +105,16 @@ def applied_versions(writer: Connection, database: str) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
+def _all_applied(writer: Connection, database: str, migrations: list[Migration]) -> bool:
+    tables = writer.query(
+        "SELECT name FROM system.tables WHERE database = %(db)s AND name = 'schema_migrations'",
+        {"db": database},
+    )
+    if not tables:
+        return False
+    return {m.version for m in migrations} <= applied_versions(writer, database)
+
+
 def migrate(
     writer: Connection,
     *,
@@ -115,13 +128,31 @@ def migrate(
     database = check_database_name(database or writer.database)
     version = writer.server_version()
     migrations = load_migrations() if migrations is None else migrations
+    cluster = cluster_of(writer)
+    if cluster and _all_applied(writer, database, migrations):
+        # nothing to do, so no ON CLUSTER statement either: each waits for every node, and a
+        # sink restarting while one replica is down must not wait for it
+        return []
 
-    def run(sql: str) -> None:
+    def run(sql: str, *, everywhere: bool = False) -> None:
         statement = render(sql, database=database, retention_days=retention_days)
-        writer.execute(adapt_for_legacy(statement, version))
+        if not cluster:
+            statements = [statement]
+        elif everywhere:
+            statements = [replicated_everywhere(statement, cluster=cluster, database=database)]
+        else:
+            statements = adapt_for_cluster(
+                statement,
+                cluster=cluster,
+                database=database,
+                shard_by=getattr(writer, "shard_by", "community"),
+            )
+        for each in statements:
+            writer.execute(adapt_for_legacy(each, version))
 
-    writer.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-    run(BOOKKEEPING_DDL)
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    writer.execute(f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}")
+    run(BOOKKEEPING_DDL, everywhere=True)
     done = applied_versions(writer, database)
     pending = [m for m in migrations if m.version not in done]
     if progress is not None:

@@ -32,10 +32,16 @@ def _select_expressions(column: Column, version: Sequence[int]) -> list[str]:
 
 
 def contract_select(
-    table: str, database: str, version: Sequence[int], *, where: str = "", final: bool = True
+    table: str,
+    database: str,
+    version: Sequence[int],
+    *,
+    where: str = "",
+    final: bool = True,
+    ordered: bool = True,
 ) -> str:
     """``SELECT`` of every contract column of ``table`` as contract values (maps as two
-    columns, keys and values), ordered by the table's id column."""
+    columns, keys and values), ordered by the table's id column unless ``ordered`` is off."""
     columns = columns_of(table)
     expressions = [e for c in columns for e in _select_expressions(c, version)]
     sql = f"SELECT {', '.join(expressions)} FROM {database}.{table}"
@@ -43,7 +49,7 @@ def contract_select(
         sql += " FINAL"
     if where:
         sql += f" WHERE {where}"
-    return sql + f" ORDER BY {columns[0].name}"
+    return sql + f" ORDER BY {columns[0].name}" if ordered else sql
 
 
 def _decode(values: list[Any], columns: tuple[Column, ...]) -> dict[str, Any]:
@@ -69,7 +75,17 @@ def _decode(values: list[Any], columns: tuple[Column, ...]) -> dict[str, Any]:
 def read_contract_rows(
     reader: Reader, table: str, *, where: str = "", final: bool = True
 ) -> list[dict[str, Any]]:
-    """Every row of ``table`` (optionally filtered by a SQL ``where``) as a contract dict."""
-    sql = contract_select(table, reader.database, reader.server_version(), where=where, final=final)
+    """Every row of ``table`` (optionally filtered by a SQL ``where``) as a contract dict,
+    ordered by the table's id column.
+
+    Ordered here, not by the server: 18.16 fails ``SELECT … FROM <Distributed> FINAL ORDER BY
+    …`` without a ``WHERE`` ("Cannot find column … in source stream"), which is what readback
+    of a whole table on a cluster asks (sinks/cluster.py). Strings compare the same way in both
+    (UTF-8 bytes and code points order alike)."""
+    sql = contract_select(
+        table, reader.database, reader.server_version(), where=where, final=final, ordered=False
+    )
     columns = columns_of(table)
-    return [_decode(list(values), columns) for values in reader.query(sql)]
+    rows = [_decode(list(values), columns) for values in reader.query(sql)]
+    rows.sort(key=lambda row: row[columns[0].name])
+    return rows

@@ -2,7 +2,10 @@
 
 Every contract field becomes a column of the same name, in contract order. ``ingested_at`` is
 the one extra column: the database fills it (``DEFAULT now64(3)``) so the writer never reads a
-clock. Values stay in the contract's own representation — epoch-ms ``int`` timestamps, ``int``
+clock — unless the rows carry it. The sink stage stamps one value on every row of a batch before
+its first insert, so an insert it retries is the very same block, which the server's insert
+deduplication can recognise and drop (a default filled at each attempt made every retry a new
+block). Values stay in the contract's own representation — epoch-ms ``int`` timestamps, ``int``
 days for dates, enum symbol strings, ``None`` for null, ``bytes`` for ``DeadLetter.original``
 (stored as raw bytes in a ``String`` column, not base64) — and each writer encodes them for its
 transport (Arrow for chdb, clickhouse-driver columns for the server).
@@ -172,8 +175,13 @@ def column_names(table: str) -> tuple[str, ...]:
 
 
 def to_columns(table: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """One list per contract column, in column order. Missing keys take the contract default."""
-    return {
+    """One list per contract column, in column order. Missing keys take the contract default.
+    Rows that carry ``ingested_at`` (epoch ms; the sink stamps each batch once, see
+    ``streams/stages/sink.py``) add that column; rows without it leave it to the database."""
+    columns = {
         column.name: [row.get(column.name, column.default) for row in rows]
         for column in columns_of(table)
     }
+    if rows and INGESTED_AT in rows[0]:
+        columns[INGESTED_AT] = [row.get(INGESTED_AT) for row in rows]
+    return columns

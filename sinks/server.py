@@ -32,8 +32,19 @@ class ServerWriter:
         *,
         settings: Mapping[str, Any] | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        cluster: str = "",
+        shard_by: str = "community",
+        table_suffix: str = "",
     ) -> None:
         self.database = target.database
+        # the ClickHouse cluster the tables live on ("" = one server): migrations run ON CLUSTER
+        # and ``forget`` mutates every shard (sinks/cluster.py); ``shard_by`` what keeps rows
+        # together on a shard (a community or its county, sinks.cluster.SHARD_BY)
+        self.cluster = cluster
+        self.shard_by = shard_by
+        # inserts go to ``<table><table_suffix>``: "_local" writes one shard's replicated table
+        # directly (sinks/cluster.py, per-shard inserts) instead of the Distributed table
+        self.table_suffix = table_suffix
         self._target = target
         self._settings = dict(settings or {})
         self._connect_timeout_s = connect_timeout_s
@@ -58,6 +69,8 @@ class ServerWriter:
             connect_timeout=self._connect_timeout_s,
             send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,
             settings=self._settings,
+            # the other servers of the URL, tried in turn when one does not answer
+            alt_hosts=",".join(f"{h}:{p}" for h, p in t.alt_hosts) or None,
         )
 
     def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
@@ -81,7 +94,29 @@ class ServerWriter:
 
     def __repr__(self) -> str:
         t = self._target
-        return f"ServerWriter({t.user}@{t.host}:{t.port}/{t.database})"
+        hosts = ",".join(f"{h}:{p}" for h, p in t.hosts)
+        return f"ServerWriter({t.user}@{hosts}/{t.database})"
+
+    @property
+    def target(self) -> ServerTarget:
+        return self._target
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The query settings every statement of this writer runs with."""
+        return dict(self._settings)
+
+    @property
+    def connect_timeout_s(self) -> float:
+        return self._connect_timeout_s
+
+    def current_host(self) -> tuple[str, int]:
+        """The server this writer talks to now: the one connected, else the next one tried."""
+        connection = self._client.connection
+        if connection.connected and connection.host:
+            return str(connection.host), int(connection.port)
+        host, port = connection.hosts[0]
+        return str(host), int(port)
 
     def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
@@ -90,15 +125,19 @@ class ServerWriter:
         with driver_errors_as_sink_errors():
             names, data = encode_for_server(contract_rows.to_columns(table, rows), described)
             column_list = ", ".join(f"`{name}`" for name in names)
-            sql = f"INSERT INTO {self.database}.{table} ({column_list}) VALUES"
+            sql = f"INSERT INTO {self.database}.{table}{self.table_suffix} ({column_list}) VALUES"
             with self._lock:
                 self._execute(sql, data, columnar=True, types_check=False)
         log.debug("wrote %d rows into %s.%s", len(rows), self.database, table)
         return len(rows)
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Run ``sql``; ``settings``: query settings for this statement only."""
         with driver_errors_as_sink_errors(), self._lock:
-            self._execute(sql)
+            if settings:
+                self._execute(sql, settings=dict(settings))
+            else:
+                self._execute(sql)
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with driver_errors_as_sink_errors(), self._lock:
@@ -122,6 +161,6 @@ class ServerWriter:
     def _describe(self, table: str) -> list[tuple[str, str]]:
         if table not in self._described:
             contract_rows.columns_of(table)  # an unknown table is a bug, not a server question
-            described = self.query(f"DESCRIBE TABLE {self.database}.{table}")
+            described = self.query(f"DESCRIBE TABLE {self.database}.{table}{self.table_suffix}")
             self._described[table] = [(str(row[0]), str(row[1])) for row in described]
         return self._described[table]

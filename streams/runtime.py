@@ -17,7 +17,7 @@ from typing import Any
 from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec
-from sinks import Connection, open_writer
+from sinks import Connection, clickhouse_options, open_writer
 from sinks.migrate import migrate_when_available
 from streams.engine import RuleEngine
 from streams.processor import BatchResult
@@ -129,7 +129,7 @@ class SinkRuntime:
         self.metrics = metrics or Metrics.create()
         self.codec = Codec()
         self._owns_writer = writer is None
-        self.writer = writer or open_writer(settings.clickhouse_url)
+        self.writer = writer or open_writer(settings.clickhouse_url, **clickhouse_options(settings))
         kwargs: dict[str, Any] = {}
         if consumer_factory is not None:
             kwargs["consumer_factory"] = consumer_factory

@@ -80,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.clickhouse_cluster:
+        return _clickhouse_cluster(args)
     from fangxian.bench.harness import run_bench, summary_table
 
     results, path = run_bench(config_from_args(args))
@@ -89,6 +91,19 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if results.get("profile"):
         print(f"profile 性能剖析: {results['profile']['text']}")
     return 1 if results.get("errors") else 0
+
+
+def _clickhouse_cluster(args: argparse.Namespace) -> int:
+    """The sink's inserts into one server and a 2×2 cluster (Distributed / per shard)."""
+    from fangxian.bench import clickhouse_cluster
+
+    events = args.events or (50_000 if args.quick else 200_000)
+    results, path = clickhouse_cluster.run(
+        events=events, rounds=1 if args.quick else 2, out_dir=Path(args.out_dir)
+    )
+    print(clickhouse_cluster.summary_table(results))
+    print(f"results 结果: {path}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,6 +141,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument(
         "--edge-loads", type=_loads, help="edge phase device requests/s (default 200,1000)"
+    )
+    bench.add_argument(
+        "--clickhouse-cluster",
+        action="store_true",
+        help="only the sink's inserts into one server and a 2 shards × 2 replicas cluster "
+        "(ZooKeeper), through Distributed tables and per shard (no Kafka; docs/scale.md)",
     )
     bench.add_argument(
         "--restore-keys",

@@ -11,7 +11,7 @@ from fangxian.core.settings import Settings
 def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.reporting.audit import staff_entry
     from fangxian.reporting.contacts import find_contacts, render_json, render_table
-    from sinks import open_writer
+    from sinks import clickhouse_options, open_writer
     from sinks.audit import CONTACTS_QUERY, write_audit
     from sinks.reports.sqltime import parse_duration_s, parse_local_time
 
@@ -19,7 +19,11 @@ def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
     start = parse_local_time(args.start, timezone)
     end = parse_local_time(args.end, timezone)
     window_ms = parse_duration_s(args.window) * 1000
-    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
+    writer = open_writer(
+        settings.clickhouse_url,
+        connect_timeout_s=settings.connect_timeout_s,
+        **clickhouse_options(settings),
+    )
     try:
         # audited before it runs: no audit row, no query (fail closed)
         write_audit(

@@ -9,9 +9,13 @@ from fangxian.core.settings import Settings
 
 
 def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks import migrate, open_writer
+    from sinks import clickhouse_options, migrate, open_writer
 
-    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
+    writer = open_writer(
+        settings.clickhouse_url,
+        connect_timeout_s=settings.connect_timeout_s,
+        **clickhouse_options(settings),
+    )
     try:
         with Progress(
             "迁移 db migrate", unit="migrations", interval_s=settings.progress_interval_s

@@ -257,7 +257,7 @@ class Doctor:
     # -- 4, 5. ClickHouse ----------------------------------------------------------------------
 
     def clickhouse(self) -> None:
-        from sinks import open_writer
+        from sinks import clickhouse_options, open_writer
         from sinks.errors import SinkError
         from sinks.migrate import pending_migrations
 
@@ -266,7 +266,9 @@ class Doctor:
         writer = None
         with self.guarded(name):
             writer = open_writer(
-                self.settings.clickhouse_url, connect_timeout_s=self.settings.connect_timeout_s
+                self.settings.clickhouse_url,
+                connect_timeout_s=self.settings.connect_timeout_s,
+                **clickhouse_options(self.settings),
             )
             version = ".".join(str(v) for v in writer.server_version())
             self.add(name, OK, f"{url}: ClickHouse {version}")

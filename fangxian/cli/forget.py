@@ -13,10 +13,14 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.core.privacy import mask_token
     from fangxian.reporting.audit import staff_entry
     from fangxian.reporting.forget import forget_subject
-    from sinks import open_writer
+    from sinks import clickhouse_options, open_writer
     from sinks.audit import FORGET, write_audit
 
-    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
+    writer = open_writer(
+        settings.clickhouse_url,
+        connect_timeout_s=settings.connect_timeout_s,
+        **clickhouse_options(settings),
+    )
     try:
         write_audit(  # before the deletion: no audit row, no deletion
             writer,

@@ -37,14 +37,18 @@ class _CountedQueries:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from fangxian.reporting.audit import staff_entry
-    from sinks import open_writer
+    from sinks import clickhouse_options, open_writer
     from sinks.audit import REPORT_EXPORT, write_audit
     from sinks.reports.daily import Scope, build_report
     from sinks.reports.render import RENDERERS
 
     scope = Scope("county", args.county) if args.county else Scope("community", args.community)
     timezone = args.timezone or settings.default_timezone
-    writer = open_writer(settings.clickhouse_url, connect_timeout_s=settings.connect_timeout_s)
+    writer = open_writer(
+        settings.clickhouse_url,
+        connect_timeout_s=settings.connect_timeout_s,
+        **clickhouse_options(settings),
+    )
     try:
         write_audit(
             writer,

@@ -76,11 +76,28 @@ class Settings:
     progress_interval_s: float = 5.0
     # ClickHouse target: clickhouse://user:password@host:port/database or chdb:///path/to/dir
     clickhouse_url: str = "chdb://var/chdb"
+    # ClickHouse as a cluster (sinks/cluster.py): the cluster's name in the servers'
+    # <remote_servers>, "" = one server. Migrations then create Replicated tables with
+    # Distributed tables over them ON CLUSTER; list several nodes in the URL for failover
+    # (clickhouse://user:pass@ch1:9000,ch2:9000/fangxian)
+    clickhouse_cluster: str = ""
+    # how the sink's rows reach a cluster: "distributed" (through the Distributed tables,
+    # insert_distributed_sync) or "shards" (straight to each shard's replicas by the same key)
+    clickhouse_insert: str = "distributed"
+    # what shares a shard, fixed by the first migration on a cluster: "community" (its rows,
+    # cityHash64(community_id)) or "county" (all of a county's communities on one shard)
+    clickhouse_shard_by: str = "community"
     app_id: str = "fangxian"
     topics: Topics = field(default_factory=Topics)
     event_partitions: int = 6
     reference_partitions: int = 6
+    # replicas of every topic, the decide stage's internal ones included, and the
+    # min.insync.replicas each topic is created with: with acks=all a write needs that many
+    # replicas, so one broker of three may die without a write refused or a record lost.
+    # Defaults for one broker (the demo, `fangxian run`, single-broker tests); a production
+    # cluster of 3+ brokers sets 3 and 2 (docs/deploy.md; compose's `cluster` profile does).
     replication_factor: int = 1
+    min_insync_replicas: int = 1
     # exactly_once: one Kafka transaction per task and batch (outputs, changelog deltas, input
     # offsets); at_least_once: produce -> flush -> commit (brokers without transactions: Tansu)
     processing_guarantee: str = "exactly_once"
@@ -89,13 +106,7 @@ class Settings:
     producer_idempotence: bool = True
     # worker web (health) and /metrics; the sink process serves /metrics on sink_metrics_port
     web_port: int = 6066
-    # replicas of every topic, the decide stage's internal ones included, and the
-    # min.insync.replicas each topic is created with: with acks=all a write needs that many
-    # replicas, so one broker of three may die without a write refused or a record lost.
-    # Defaults for one broker (the demo, `fangxian run`, single-broker tests); a production
-    # cluster of 3+ brokers sets 3 and 2 (docs/deploy.md; compose's `cluster` profile does).
     # where the worker's web and /metrics listen: loopback by default; 0.0.0.0 in a container
-    min_insync_replicas: int = 1
     # so Prometheus can scrape it (docker-compose.yml sets it)
     bind_host: str = "127.0.0.1"
     metrics_port: int = 9108
@@ -116,6 +127,9 @@ class Settings:
     retention_days: int = 90
     # who a staff tool (contacts, report, forget) records in the audit log; "" = the OS login
     staff_id: str = ""
+    # where the console and the acknowledge endpoint keep audit rows ClickHouse did not take
+    # (fsync'd JSON lines, replayed every few seconds; sinks/audit.py AuditTrail)
+    audit_spool_dir: str = "var/audit-spool"
     default_timezone: str = "Asia/Shanghai"
     # staff console (fangxian console): the cookie key is a secret, from the environment only
     console_port: int = 6080

@@ -6,6 +6,11 @@ server through ``mutations_sync = 2``; on 18.16, which lacks that setting, we wa
 strings as plain UTF-8). The roll-up tables hold sets of subject tokens, so every bucket the
 subject touched is deleted and rebuilt from what is left in the base tables, with the view's own
 ``SELECT`` (``sinks.reports.rollups``).
+
+On a cluster (``sinks/cluster.py``) each deletion is ``ALTER TABLE t_local … DELETE`` on one
+replica of every shard — through replication every replica — and waits until every node that
+answers has applied it; a node that is down applies it from ZooKeeper's log when it returns.
+Counts and rebuilds go through the ``Distributed`` tables.
 """
 
 from __future__ import annotations
@@ -17,6 +22,14 @@ from dataclasses import dataclass, field
 
 from fangxian.core.progress import Progress
 from sinks.base import Connection
+from sinks.cluster import (
+    cluster_of,
+    execute_with_settings,
+    local_name,
+    mutation_ids,
+    on_each_shard,
+    wait_for_cluster_mutation,
+)
 from sinks.errors import SinkError
 from sinks.reports.rollups import Rollup, rollups
 
@@ -51,6 +64,14 @@ def _literal(value: str) -> str:
 
 
 def _delete(writer: Connection, table: str, condition: str) -> None:
+    if cluster_of(writer):
+        # every shard's local table, on one replica each; replication carries the mutation to
+        # the others (sinks.cluster.on_each_shard says why not ON CLUSTER)
+        local = local_name(table)
+        before = mutation_ids(writer, local)
+        on_each_shard(writer, f"ALTER TABLE {writer.database}.{local} DELETE WHERE {condition}")
+        wait_for_cluster_mutation(writer, local, before, timeout_s=MUTATION_TIMEOUT_S)
+        return
     version = writer.server_version()
     sync = " SETTINGS mutations_sync = 2" if tuple(version[:2]) >= MUTATIONS_SYNC_SINCE else ""
     writer.execute(f"ALTER TABLE {writer.database}.{table} DELETE WHERE {condition}{sync}")
@@ -118,7 +139,12 @@ def forget_subject(
             continue
         _delete(writer, rollup.target, _in_buckets(rollup, buckets))
         rebuild = rollup.select_where(_in_buckets(rollup, buckets), db)
-        writer.execute(f"INSERT INTO {db}.{rollup.target} {rebuild}")
+        # insert_deduplicate off: on a replicated roll-up a rebuilt bucket can be the very
+        # block an earlier insert wrote (what is left after the subject is exactly one earlier
+        # batch), and a dropped "duplicate" would leave the bucket empty
+        execute_with_settings(
+            writer, f"INSERT INTO {db}.{rollup.target} {rebuild}", {"insert_deduplicate": 0}
+        )
     log.info(
         "forgot subject: %d rows removed, buckets rebuilt %s", result.total_removed, result.rebuilt
     )

@@ -12,8 +12,12 @@ The order of a checkpoint, written down once (quix-streams' ``checkpoint.py``):
      dead-letter rows;
   2. commit the consumer offsets covered by the rows of step 1.
 A crash before 2 redelivers the rows; event_id keys (ReplacingMergeTree, deterministic alert and
-dead-letter ids) make the redelivery harmless. While the buffer is over its bound the sink pauses
-its own consumption (backpressure); the decide stage does not know.
+dead-letter ids) make the redelivery harmless. The rows of a checkpoint carry one ``ingested_at``
+stamped before the first try, so a retried insert is the same block and the server's insert
+deduplication drops it if the first try had in fact landed (replicated tables on a cluster,
+``sinks/cluster.py``; ``non_replicated_deduplication_window`` on one current server). While the
+buffer is over its bound the sink pauses its own consumption (backpressure); the decide stage
+does not know.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from fangxian.core.metrics import Metrics
 from fangxian.core.settings import Settings
 from schemas import Codec, InvalidEvent
 from sinks import SinkDataError, SinkUnavailable, Writer
+from sinks.rows import INGESTED_AT
 from streams.processor import _redacted, rejected_row
 from streams.stages.route import REDACT, SRC
 
@@ -68,6 +73,15 @@ class _Checkpoint:
 
     def empty(self) -> bool:
         return not self.rows and not self.offsets
+
+    def stamp(self, ingested_at_ms: int) -> None:
+        """Give every row the same ``ingested_at``, once: the inserts of this checkpoint, and
+        every retry of them, then send identical blocks, and a retry of an insert that had in
+        fact landed is dropped by the server (insert deduplication: replicated tables,
+        ``non_replicated_deduplication_window``) instead of written twice."""
+        for table_rows in self.rows.values():
+            for row in table_rows:
+                row.setdefault(INGESTED_AT, ingested_at_ms)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -264,6 +278,7 @@ class SinkStage:
 
     async def _commit(self, snapshot: _Checkpoint) -> None:
         started = time.monotonic()
+        snapshot.stamp(self._clock_ms())
         await self._write_rows(snapshot.rows)
         await self._commit_offsets(snapshot.offsets)
         self.committed_rows += snapshot.row_count

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,10 @@ def test_each_stage_reaches_services_by_their_compose_names(stage: str) -> None:
     worker = env(stage)
     assert default_of(worker["FANGXIAN_KAFKA_BOOTSTRAP"]).split(":")[0] in SERVICES
     if "FANGXIAN_CLICKHOUSE_URL" in worker:
-        assert worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split(":")[0] in SERVICES
+        for given in ({}, cluster_env()):
+            hosts = interpolate(worker["FANGXIAN_CLICKHOUSE_URL"], given).split("@")[1]
+            for host in hosts.split("/")[0].split(","):
+                assert host.split(":")[0] in SERVICES, host
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -179,7 +183,9 @@ def test_prometheus_scrapes_every_stage_replica_on_its_metrics_port(stage: str) 
     ],
 )
 def test_mounted_config_files_exist(service: str, mount: str) -> None:
-    assert (ROOT / mount.split(":")[0]).exists(), f"{service} mounts a missing {mount}"
+    for given in ({}, cluster_env()):  # a path may name a file by a profile's variable
+        path = interpolate(mount, given).split(":")[0]
+        assert (ROOT / path).exists(), f"{service} mounts a missing {path}"
 
 
 @pytest.mark.parametrize(
@@ -473,3 +479,147 @@ def test_services_follow_the_profile_in_bootstrap_and_replication(
 def test_the_cluster_env_file_holds_no_secret() -> None:
     assert not [k for k in cluster_env() if SECRET_NAME.search(k)]
     assert "--env-file compose-cluster.env" in DEPLOY_DOC
+
+
+# ---- the `cluster` profile, ClickHouse part (issue 21): 2 shards × 2 replicas and a 3-node
+# ClickHouse Keeper; every node configured from infra/clickhouse/cluster/
+
+CLUSTER_XML = ET.parse(ROOT / "infra/clickhouse/cluster/cluster.xml").getroot()
+KEEPER_XML = ET.parse(ROOT / "infra/clickhouse/cluster/keeper.xml").getroot()
+CLICKHOUSE_NODES = ["clickhouse", "clickhouse-s1r2", "clickhouse-s2r1", "clickhouse-s2r2"]
+KEEPERS = ["clickhouse-keeper-1", "clickhouse-keeper-2", "clickhouse-keeper-3"]
+
+
+def remote_shards() -> list[list[str]]:
+    """cluster.xml's one cluster: the replicas' host names, shard by shard."""
+    (cluster,) = CLUSTER_XML.find("remote_servers") or []
+    return [
+        [r.findtext("host") or "" for r in shard.findall("replica")]
+        for shard in cluster.findall("shard")
+    ]
+
+
+def node_config(service: str, given: dict[str, str]) -> str:
+    """The file a ClickHouse node mounts as config.d/cluster.xml (with ``given`` variables)."""
+    (mount,) = [
+        interpolate(str(v), given)
+        for v in SERVICES[service]["volumes"]
+        if str(v).endswith(":/etc/clickhouse-server/config.d/cluster.xml:ro")
+    ]
+    return mount.split(":")[0]
+
+
+@pytest.mark.parametrize(
+    ("service", "profiles"),
+    [
+        pytest.param(
+            "clickhouse", None, id="clickhouse runs in every profile (shard 01 replica 1)"
+        ),
+        *[
+            pytest.param(s, ["cluster"], id=f"{s} only in the cluster profile")
+            for s in CLICKHOUSE_NODES[1:] + KEEPERS
+        ],
+    ],
+)
+def test_the_cluster_profile_adds_three_clickhouse_nodes_and_keeper(
+    service: str, profiles: list[str] | None
+) -> None:
+    spec = SERVICES[service]
+    assert spec.get("profiles") == profiles
+    assert spec["hostname"] == service
+    assert spec["healthcheck"]["test"]
+    server, keeper = SERVICES["clickhouse"]["image"], spec["image"]
+    if service in KEEPERS:  # ClickHouse Keeper of the server's release
+        assert keeper.split(":") == ["clickhouse/clickhouse-keeper", server.split(":")[1]]
+    else:
+        assert keeper == server
+
+
+def test_the_nodes_are_the_shards_and_replicas_of_cluster_xml() -> None:
+    shards = remote_shards()
+    assert shards == [CLICKHOUSE_NODES[:2], CLICKHOUSE_NODES[2:]]
+    for number, hosts in enumerate(shards, start=1):
+        for host in hosts:
+            variables = env(host)
+            assert variables["CLICKHOUSE_SHARD"] == f"{number:02d}", host
+            assert variables["CLICKHOUSE_REPLICA"] == host  # unique in the whole cluster
+            # the same users and grants on every node (a forwarded query runs as its sender)
+            assert variables["CLICKHOUSE_INTERSERVER_SECRET"].startswith(
+                "${CLICKHOUSE_INTERSERVER_SECRET:?"
+            )
+            assert node_config(host, cluster_env()) == "./infra/clickhouse/cluster/cluster.xml"
+    for cluster in CLUSTER_XML.find("remote_servers") or []:
+        assert cluster.find("secret").get("from_env") == "CLICKHOUSE_INTERSERVER_SECRET"  # type: ignore[union-attr]
+        assert {s.findtext("internal_replication") for s in cluster.findall("shard")} == {"true"}
+    macros = CLUSTER_XML.find("macros")
+    assert macros is not None
+    assert {m.tag: m.get("from_env") for m in macros} == {
+        "shard": "CLICKHOUSE_SHARD",
+        "replica": "CLICKHOUSE_REPLICA",
+    }
+    assert CLUSTER_XML.findtext("distributed_ddl/path")
+
+
+def test_one_clickhouse_alone_has_no_cluster_config() -> None:
+    assert node_config("clickhouse", {}) == "./infra/clickhouse/cluster/none.xml"
+    assert len(ET.parse(ROOT / "infra/clickhouse/cluster/none.xml").getroot()) == 0
+
+
+def test_every_node_has_its_own_data_volume_and_the_same_users() -> None:
+    def data(service: str, path: str) -> str:
+        (volume,) = [str(v) for v in SERVICES[service]["volumes"] if str(v).endswith(path)]
+        return volume.split(":")[0]
+
+    volumes = [data(s, ":/var/lib/clickhouse") for s in CLICKHOUSE_NODES]
+    volumes += [data(s, ":/var/lib/clickhouse-keeper") for s in KEEPERS]
+    assert len(set(volumes)) == len(volumes)
+    assert all(v in COMPOSE["volumes"] for v in volumes)
+
+    def users(service: str) -> set[str]:
+        return {str(v) for v in SERVICES[service]["volumes"] if "/users.d/" in str(v)}
+
+    assert users("clickhouse")
+    assert all(users(s) == users("clickhouse") for s in CLICKHOUSE_NODES)
+    for node in CLICKHOUSE_NODES[1:]:
+        assert set(SERVICES[node]["depends_on"]) == set(KEEPERS)
+        assert "ports" not in SERVICES[node]  # BI tools use `clickhouse`'s published ports
+
+
+def test_the_keeper_quorum_is_the_three_keeper_services() -> None:
+    raft = KEEPER_XML.find("keeper_server/raft_configuration")
+    assert raft is not None
+    servers = {s.findtext("hostname"): s.findtext("id") for s in raft.findall("server")}
+    assert servers == {k: env(k)["KEEPER_SERVER_ID"] for k in KEEPERS}
+    assert KEEPER_XML.find("keeper_server/server_id").get("from_env") == "KEEPER_SERVER_ID"  # type: ignore[union-attr]
+    port = KEEPER_XML.findtext("keeper_server/tcp_port")
+    zookeeper = [
+        (n.findtext("host"), n.findtext("port")) for n in CLUSTER_XML.findall("zookeeper/node")
+    ]
+    assert zookeeper == [(k, port) for k in KEEPERS]
+
+
+@pytest.mark.parametrize(
+    ("variables", "hosts", "cluster"),
+    [
+        pytest.param({}, ["clickhouse"], "", id="default: one server, no cluster"),
+        pytest.param("cluster", CLICKHOUSE_NODES, "fangxian", id="cluster: four nodes, ON CLUSTER"),
+    ],
+)
+def test_clickhouse_clients_follow_the_profile(
+    variables: dict[str, str] | str, hosts: list[str], cluster: str
+) -> None:
+    given = cluster_env() if variables == "cluster" else {}
+    if cluster:  # the cluster the servers define is the one the clients name
+        assert [c.tag for c in CLUSTER_XML.find("remote_servers") or []] == [cluster]
+    for service in ("migrate", "sink", "dispatch", "console"):
+        worker = {k: interpolate(v, given) for k, v in env(service).items()}
+        listed = worker["FANGXIAN_CLICKHOUSE_URL"].split("@")[1].split("/")[0].split(",")
+        assert [h.split(":")[0] for h in listed] == hosts, service
+        assert worker["FANGXIAN_CLICKHOUSE_CLUSTER"] == cluster, service
+        assert worker["FANGXIAN_CLICKHOUSE_INSERT"] in ("distributed", "shards")
+        assert worker["FANGXIAN_CLICKHOUSE_SHARD_BY"] in ("community", "county")
+    for node in CLICKHOUSE_NODES[1:]:  # migrate's ON CLUSTER waits for every node
+        assert SERVICES["migrate"]["depends_on"][node] == {
+            "condition": "service_healthy",
+            "required": False,
+        }

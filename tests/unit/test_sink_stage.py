@@ -186,3 +186,31 @@ def test_rows_follow_the_route_headers(redact: bool, subject_kept: bool) -> None
     (row,) = rows["gate_scans"]
     assert row["event_id"] == scan["event_id"]
     assert (row["subject_id"] == scan["subject_id"]) is subject_kept
+
+
+def test_every_retry_of_a_batch_sends_the_same_ingested_at() -> None:
+    """A retried insert must be the very same block, or the server's insert deduplication (a
+    cluster's replicated tables) cannot drop a retry whose first try had in fact landed: the
+    stage stamps the batch once, before its first try, with its own clock."""
+    log: list[Any] = []
+    record, _ = _scan_record(41)
+    tp = TopicPartition(SETTINGS.decide_events_topic, 0)
+    consumer = FakeConsumer([{tp: [record]}], log)
+    stamps: list[list[Any]] = []
+    clock = iter(range(1_700_000_000_000, 1_700_000_000_000 + 10_000, 1000))
+
+    class Stamps(FlakyWriter):
+        def write(self, table: str, rows: list[dict[str, Any]]) -> int:
+            stamps.append([r.get("ingested_at") for r in rows])
+            return super().write(table, rows)
+
+    stage = SinkStage(
+        SETTINGS,
+        Codec(),
+        Stamps(3, log),
+        Metrics.create(),
+        consumer_factory=lambda **_: consumer,
+        clock_ms=lambda: next(clock),
+    )
+    asyncio.run(_run(stage, lambda: any(e[0] == "commit" for e in log if isinstance(e, tuple))))
+    assert stamps == [[1_700_000_000_000]] * 4  # three failed tries and the one that landed

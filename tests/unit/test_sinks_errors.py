@@ -46,6 +46,25 @@ from sinks.errors import (
             id="type mismatch is data",
         ),
         pytest.param(
+            driver_errors.ServerException(
+                "Code: 32. Attempt to read after eof: while receiving packet from 10.0.0.7:9000:"
+                " Insertion status: Wrote 1 blocks and 69 rows on shard 0 replica 0",
+                code=32,
+            ),
+            SinkUnavailable,
+            id="a cluster node lost its connection to a shard mid-insert",
+        ),
+        pytest.param(
+            driver_errors.ServerException("Code: 32. Attempt to read after eof", code=32),
+            SinkError,
+            id="an end of data that names no connection is not an outage",
+        ),
+        pytest.param(
+            driver_errors.ServerException("Code: 279. All connection tries failed", code=279),
+            SinkUnavailable,
+            id="every replica of a shard down",
+        ),
+        pytest.param(
             driver_errors.ServerException("Code: 60. Table doesn't exist", code=60),
             SinkError,
             id="unknown table is neither (a missing migration)",

@@ -136,6 +136,13 @@ def test_to_columns(
     assert columns[column] == expected
 
 
+def test_rows_stamped_with_ingested_at_carry_it_as_a_column() -> None:
+    stamped = rows.to_columns("gate_scans", [{**SCAN, "ingested_at": 1_700_000_000_123}])
+    assert list(stamped) == list(rows.column_names("gate_scans"))
+    assert stamped["ingested_at"] == [1_700_000_000_123]
+    assert "ingested_at" not in rows.to_columns("gate_scans", [SCAN])  # left to the database
+
+
 def test_an_unknown_table_is_a_sink_error_not_a_data_error() -> None:
     with pytest.raises(SinkError, match="not a contract table") as caught:
         rows.to_columns("gate_scan", [SCAN])
