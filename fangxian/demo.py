@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from fangxian.core.settings import Settings
 from fangxian.ingest.produce import RecordProducer
 from fangxian.sim import CommunitySimulator, ScriptedRun, scripted_day
-from fangxian.sim.model import NOT_SIMULATED
+from fangxian.sim.model import NOT_SIMULATED, SCRIPTED_DURATION_S, SCRIPTED_START
 from schemas.contract import ALERT_TYPES, DECISIONS, SEVERITIES
 from schemas.labels import DECISION_ZH, SEVERITY_ZH
 from schemas.topics import RECORD_OF_KIND
@@ -193,6 +193,17 @@ def _feed(
 
 
 DEMO_PASSWORD_CHARS = 12
+
+
+def scripted_date(now: dt.datetime) -> dt.date:
+    """The day of the scripted morning (05:40–10:20 local): the latest one that is over by
+    ``now``. A morning still to come would be stamped ahead of the broker's clock, and the decide
+    stage clamps such times to it (DEVICE_CLOCK_SKEW): the run between midnight and 10:20 had
+    its whole day squeezed into the minutes it ran, and no over-capacity or missed recheck."""
+    end = (
+        dt.datetime.combine(dt.date.min, SCRIPTED_START) + dt.timedelta(seconds=SCRIPTED_DURATION_S)
+    ).time()
+    return now.date() if now.time() >= end else now.date() - dt.timedelta(days=1)
 
 
 def demo_officer(
@@ -386,12 +397,11 @@ def run_demo(
             console_credentials_file=str((data_dir / "console-credentials.json").resolve()),
         )
         create_topics(broker.bootstrap, topic_specs(settings), broker_supports_configs=False)
-        today = dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
         run = scripted_day(
             communities,
             residents,
             seed,
-            day=today,
+            day=scripted_date(dt.datetime.now(ZoneInfo(settings.default_timezone))),
             pseudonymiser_key=settings.pseudonym_key.encode(),
         )
         producer = RecordProducer(settings)

@@ -1,4 +1,4 @@
-"""The scripted day's OCCUPANCY_OVER_CAPACITY (issue 20): a crowd of residents comes in at the
+"""The scripted day's OCCUPANCY_OVER_CAPACITY (issue 20): a crowd of visitors comes in at the
 moment the background traffic has the most persons inside one community, and leaves twelve
 minutes later; that community's ``capacity_persons`` is set between the background's highest
 count and the crowd's peak, so the decide stage raises the alert when the crowd is in and clears
@@ -16,7 +16,7 @@ import heapq
 import random
 from typing import Any
 
-from fangxian.sim.model import PERSONS, Event, Scenario, _Community
+from fangxian.sim.model import PERSONS, Event, Scenario, _Community, _Pass
 
 CROWD = 60
 #: capacity above the background's highest count (the crowd's peak is CROWD above it)
@@ -84,15 +84,29 @@ def script_capacity(
     at = max(window)[1] if window else sim.start_ms + 2 * MINUTE_MS
     c.rules["capacity_persons"] = highest + MARGIN
     rng = random.Random(f"fangxian-simulator:{sim.seed}:crowd")
-    crowd = rng.sample([r for r in c.active if r.health_code == "GREEN"], CROWD)
+    # visitors with passes of their own (a meeting at the community hall): unlike residents,
+    # none of them has a pass of the background's that could cancel theirs (an OUT while the
+    # crowd is in) or merge with it (a re-scan is one pass), so the crowd adds exactly CROWD
+    hosts = [r for r in c.active if r.status in ("NORMAL", "RECOVERED")] or list(c.active)
+    crowd = [
+        _Pass(
+            pass_id=sim._pseudonymiser.token("pass", f"{c.community_id}C{i:05d}"),
+            host_resident_id=rng.choice(hosts).resident_id,
+            valid_from=sim.start_ms - 60 * MINUTE_MS,
+            valid_until=end_ms + 24 * 60 * MINUTE_MS,
+            max_entries=2,
+            revoked=False,
+        )
+        for i in range(CROWD)
+    ]
+    c.passes.extend(crowd)  # in the reference records the run loads
     gate = c.gates[1 % len(c.gates)]
     scans: list[tuple[str, Event]] = []
-    for i, r in enumerate(crowd):
+    for i, p in enumerate(crowd):
         for direction, t in (("IN", at + i * 3_000), ("OUT", at + STAY_MS + i * 3_000)):
             scan = sim._scan(
-                rng, c, gate, t, direction=direction, subject_type="RESIDENT",
-                subject_id=r.resident_id, household_id=r.household_id,
-                face_consent=r.face_consent,
+                rng, c, gate, t, direction=direction, subject_type="VISITOR",
+                subject_id=p.pass_id,
             )  # fmt: skip
             scans.append(("GateScan", scan))
     scans.sort(key=lambda s: s[1]["event_time"])
@@ -103,7 +117,7 @@ def script_capacity(
         at + (CROWD - 1) * 3_000,
         tuple(s[1]["event_id"] for s in scans if s[1]["direction"] == "IN"),
         note=(
-            f"{CROWD} residents come in when {highest} persons are inside (the day's most) and "
+            f"{CROWD} visitors come in when {highest} persons are inside (the day's most) and "
             f"leave {STAY_MS // MINUTE_MS} min later: capacity {highest + MARGIN}, cleared "
             "after they have gone"
         ),

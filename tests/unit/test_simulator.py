@@ -454,3 +454,24 @@ def test_scripted_day_raises_each_planned_alert_in_the_rule_engine() -> None:
         )
 
     assert [s.alert_type for s in run.scenarios if not raised(s)] == []
+
+
+@pytest.mark.parametrize(
+    ("local", "day"),
+    [
+        pytest.param("2026-12-08T00:30", "2026-12-07", id="after midnight: yesterday's morning"),
+        pytest.param("2026-12-08T10:19", "2026-12-07", id="a minute before the morning ends"),
+        pytest.param("2026-12-08T10:20", "2026-12-08", id="the morning just over: today"),
+        pytest.param("2026-12-08T23:00", "2026-12-08", id="evening: today"),
+    ],
+)
+def test_the_demo_scripts_a_morning_that_is_over(local: str, day: str) -> None:
+    """``make run`` stamps its scripted morning on a day already past: a morning still to come
+    is ahead of the broker's clock and gets clamped to it (the run squeezed into minutes)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from fangxian.demo import scripted_date
+
+    now = dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert scripted_date(now) == dt.date.fromisoformat(day)
