@@ -180,9 +180,16 @@ def test_worker_decides_while_clickhouse_is_down_and_writes_once_it_is_up(
             forwarder.start()  # ClickHouse is back
             client = clickhouse_server.client()
             try:
+                # each table is its own insert (no order between them): wait for both
                 rows = _wait(
                     "the sink writing once ClickHouse is up",
-                    lambda: _count(client, database, "gate_decisions") >= 2,
+                    lambda: (
+                        min(
+                            _count(client, database, "gate_decisions"),
+                            _count(client, database, "gate_scans"),
+                        )
+                        >= 2
+                    ),
                     timeout_s=40,
                 )
                 assert rows
